@@ -1,0 +1,121 @@
+#pragma once
+// The one configuration struct. Loaded in one place (load_config) from proxy.toml;
+// every field's default is the value written here, and proxy.toml documents each.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/error.hpp"
+
+namespace reprise {
+
+using Millis = std::chrono::milliseconds;
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  int threads = 0;                          // 0 = one per core
+  int max_connections = 4096;               // beyond this, new connections get a 503
+  uint64_t max_header_bytes = 16 * 1024;    // 431 beyond
+  uint64_t max_body_bytes = 8 * 1024 * 1024;  // 413 beyond
+  Millis header_timeout{10'000};            // first byte to end of headers
+  Millis body_gap_timeout{10'000};          // longest silence while a body arrives
+  Millis request_timeout{60'000};           // whole request read, headers and body
+  Millis idle_timeout{60'000};              // keep-alive wait for the next request
+  Millis write_timeout{30'000};             // each write to a client
+  Millis drain_timeout{10'000};             // SIGTERM: time left to in-flight requests
+};
+
+struct AdminConfig {
+  std::string listen = "127.0.0.1:9090";
+  std::string token;  // REPRISE_ADMIN_TOKEN overrides
+};
+
+struct CacheConfig {
+  std::string path = "data/cache";
+  bool greedy_reuse = true;
+  bool share_across_keys = false;
+};
+
+struct PipelineConfig {
+  int batch_window_ms = 2;
+  int batch_max = 256;
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::string base_url;
+  std::string api_key_env;                  // used when a client sends no Authorization
+  std::string ca_file;                      // extra trusted CA bundle (PEM); system store always
+  Millis connect_timeout{5'000};            // TCP connect and TLS handshake
+  Millis first_byte_timeout{120'000};       // request sent to response headers
+  Millis read_idle_timeout{60'000};         // longest silence inside a response body
+  Millis total_timeout{600'000};            // whole exchange, retries included
+  int max_retries = 2;                      // on connect errors, 429 and 5xx
+  Millis retry_backoff{250};                // first backoff; doubles, with jitter
+  Millis retry_backoff_max{8'000};
+  Millis max_retry_after{30'000};           // a longer Retry-After is relayed, not waited
+  int max_idle_connections = 32;            // kept-alive connections in the pool
+  uint64_t max_response_bytes = 64ull << 20;  // non-streamed responses above are a 502
+
+  // Derived from base_url by load_config.
+  bool tls = false;
+  std::string host;
+  uint16_t port = 0;
+  std::string base_path;  // e.g. "/v1"; no trailing slash
+  // Read from the environment at load time; never logged or printed.
+  std::string api_key;
+};
+
+struct ModelRoute {
+  std::string match;    // glob on the request's model: * ? [...]
+  std::string backend;  // an upstream name, or "engine"
+};
+
+struct EngineConfig {
+  std::string model;  // path to a GGUF file; empty = no engine
+  int threads = 0;
+  int kv_block_tokens = 16;
+  int early_exit_layer = 0;
+  int draft_tokens = 4;
+};
+
+struct EnergyConfig {
+  double grid_intensity_g_per_kwh = 475;
+  double pue = 1.2;
+};
+
+struct LogConfig {
+  std::string level = "info";
+  bool access_log = true;
+};
+
+struct Config {
+  ServerConfig server;
+  AdminConfig admin;
+  CacheConfig cache;
+  PipelineConfig pipeline;
+  std::vector<UpstreamConfig> upstreams;
+  std::vector<ModelRoute> models;
+  EngineConfig engine;
+  EnergyConfig energy;
+  LogConfig log;
+};
+
+// Parses and validates a TOML document. Every problem is reported, each naming the
+// key and its line: unknown keys, wrong types, out-of-range values, dangling routes.
+// `source_name` is used in messages. Environment lookups (API keys, the admin token
+// override) happen here too, so the rest of the program never reads getenv.
+Result<Config> parse_config(std::string_view toml_text, std::string_view source_name);
+Result<Config> load_config(const std::string& path);
+
+// "host:port" or "[v6]:port".
+std::optional<HostPort> parse_host_port(std::string_view text);
+
+}  // namespace reprise

@@ -1,0 +1,66 @@
+#pragma once
+// Errors on the data path. Nothing on the data path throws: functions return a
+// Result<T>, and exactly one place (to_http_status / to_openai_json below) turns an
+// Error into an HTTP status and the OpenAI error body
+//   {"error":{"message":...,"type":...,"param":...,"code":...}}.
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace reprise {
+
+enum class ErrorKind {
+  bad_request,           // 400: malformed HTTP framing, bad parameter
+  invalid_json,          // 400: body is not the JSON object the endpoint wants
+  unauthorized,          // 401: admin token missing or wrong
+  not_found,             // 404: unknown route, unknown model
+  method_not_allowed,    // 405
+  payload_too_large,     // 413: body over [server] max_body_bytes
+  header_too_large,      // 431: header over [server] max_header_bytes
+  backend_unavailable,   // 503: the model routes to a backend that is not loaded
+  overloaded,            // 503: connection cap reached, or draining
+  upstream_unreachable,  // 502: connect, TLS or transport failure
+  upstream_bad_response, // 502: upstream answered something that is not HTTP/OpenAI
+  upstream_timeout,      // 504: connect, first-byte, idle or total timeout
+  upstream_status,       // the upstream's own 4xx/5xx, whose body was not OpenAI-shaped
+  internal,              // 500: a bug; never expected
+};
+
+struct Error {
+  ErrorKind kind = ErrorKind::internal;
+  std::string message;
+  std::string param;  // the request field at fault, if any
+  unsigned upstream_status = 0;  // for ErrorKind::upstream_status
+};
+
+// The single mapping from an error to what the client sees.
+unsigned to_http_status(const Error& error);
+std::string_view openai_error_type(ErrorKind kind);
+std::string_view openai_error_code(ErrorKind kind);
+std::string to_openai_json(const Error& error);
+
+// A value or an Error. A small stand-in for C++23 std::expected.
+template <class T>
+class Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}      // NOLINT: implicit by design
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  T& value() { return std::get<0>(v_); }
+  const T& value() const { return std::get<0>(v_); }
+  T& operator*() { return value(); }
+  T* operator->() { return &value(); }
+  Error& error() { return std::get<1>(v_); }
+  const Error& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+// For operations that return nothing on success.
+struct Ok {};
+using Status = Result<Ok>;
+
+}  // namespace reprise

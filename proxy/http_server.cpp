@@ -1,0 +1,224 @@
+#include "proxy/http_server.hpp"
+
+#include "proxy/framing.hpp"
+#include "proxy/log.hpp"
+
+namespace reprise {
+
+struct HttpServer::Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool idle = false;  // waiting for the next request; touched only on the strand
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Logs an exception that escaped a coroutine: always a bug, never the data path.
+void log_escape(std::string_view where, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    log::error(std::string(where) + ": unexpected exception: " + x.what());
+  } catch (...) {
+    log::error(std::string(where) + ": unexpected exception");
+  }
+}
+
+// What reading one request produced.
+enum class ReadResult { request, closed, refused };
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context& ioc, std::string name, const ServerConfig& limits,
+                       bool access_log, Handler handler)
+    : ioc_(ioc),
+      name_(std::move(name)),
+      limits_(limits),
+      access_log_(access_log),
+      handler_(std::move(handler)),
+      acceptor_(asio::make_strand(ioc)) {}
+
+Result<tcp::endpoint> HttpServer::bind(const HostPort& where) {
+  beast::error_code ec;
+  tcp::resolver resolver(ioc_);
+  auto results = resolver.resolve(where.host, std::to_string(where.port),
+                                  tcp::resolver::numeric_service | tcp::resolver::passive, ec);
+  if (ec || results.empty())
+    return Error{ErrorKind::internal, name_ + ": cannot resolve listen address " + where.host + ": " + ec.message(), {}};
+  tcp::endpoint endpoint = results.begin()->endpoint();
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error{ErrorKind::internal,
+                 name_ + ": cannot listen on " + where.host + ":" + std::to_string(where.port) + ": " + ec.message(), {}};
+  }
+  return acceptor_.local_endpoint();
+}
+
+void HttpServer::start() {
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(),
+                 [name = name_](std::exception_ptr e) { log_escape(name + " accept loop", e); });
+}
+
+void HttpServer::drain() {
+  draining_ = true;
+  asio::post(acceptor_.get_executor(), [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+  });
+  std::lock_guard lock(live_mu_);
+  for (auto& [id, weak] : live_) {
+    if (auto conn = weak.lock()) {
+      asio::post(conn->stream.get_executor(), [weak = weak] {
+        if (auto c = weak.lock(); c && c->idle) c->stream.cancel();
+      });
+    }
+  }
+}
+
+awaitable<void> HttpServer::accept_loop() {
+  while (!draining_) {
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_), use_nothrow);
+    if (ec) {
+      if (!acceptor_.is_open() || ec == asio::error::operation_aborted) co_return;
+      // Out of file descriptors and the like: back off instead of spinning.
+      log::warn(name_ + ": accept failed: " + ec.message());
+      asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_nothrow);
+      continue;
+    }
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto executor = socket.get_executor();
+    if (active_.load() >= static_cast<size_t>(limits_.max_connections)) {
+      asio::co_spawn(executor, refuse_connection(std::move(socket)), [](std::exception_ptr) {});
+      continue;
+    }
+    ++active_;
+    asio::co_spawn(executor, session(std::move(socket)), [this](std::exception_ptr e) {
+      --active_;
+      log_escape(name_ + " session", e);
+    });
+  }
+}
+
+// Over the connection cap: a short 503 and close, rather than an unexplained reset.
+awaitable<void> HttpServer::refuse_connection(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  Error error{ErrorKind::overloaded, "too many connections; retry later", {}};
+  co_await refuse(stream, error);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+awaitable<void> HttpServer::refuse(beast::tcp_stream& stream, const Error& error) {
+  ResponseWriter writer(stream, limits_.write_timeout, 11, false);
+  co_await writer.send_error(error);
+  if (access_log_) log::info(name_ + " refused: " + error.message);
+}
+
+awaitable<void> HttpServer::session(tcp::socket socket) {
+  auto conn = std::make_shared<Connection>(std::move(socket));
+  uint64_t id;
+  {
+    std::lock_guard lock(live_mu_);
+    id = next_id_++;
+    live_.emplace(id, conn);
+  }
+  beast::tcp_stream& stream = conn->stream;
+  beast::flat_buffer buffer;
+
+  for (;;) {
+    // Wait for the first byte of the next request under the idle timeout; only
+    // then does the (shorter) header timeout start.
+    if (buffer.size() == 0) {
+      if (draining_) break;
+      conn->idle = true;
+      stream.expires_after(limits_.idle_timeout);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+      conn->idle = false;
+      if (ec) break;
+      buffer.commit(n);
+    }
+    auto start = Clock::now();
+    auto deadline = start + limits_.request_timeout;
+
+    // A fresh parser per request: limits and state never leak between requests.
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    parser.body_limit(limits_.max_body_bytes);
+
+    // Refusals before the handler: the request stream is in an unknown state, so
+    // the connection closes after the answer.
+    std::optional<Error> refusal;
+
+    stream.expires_after(std::min<Clock::duration>(limits_.header_timeout, limits_.request_timeout));
+    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
+    if (hec) {
+      if (hec == http::error::header_limit)
+        refusal = Error{ErrorKind::header_too_large, "request header exceeds " + std::to_string(limits_.max_header_bytes) + " bytes", {}};
+      else if (hec == http::error::body_limit)
+        refusal = Error{ErrorKind::payload_too_large, "request body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes", {}};
+      else if (hec.category() == http::make_error_code(http::error::bad_target).category() &&
+               hec != http::error::end_of_stream && hec != http::error::partial_message)
+        refusal = Error{ErrorKind::bad_request, "malformed HTTP request: " + hec.message(), {}};
+      // Timeouts, resets and EOF just close.
+    } else if (auto why = check_request_framing(parser.get().base())) {
+      refusal = Error{ErrorKind::bad_request, *why, {}};
+    }
+    if (hec || refusal) {
+      if (refusal) co_await refuse(stream, *refusal);
+      break;
+    }
+    // curl and others wait for "100 Continue" before sending a large body.
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, 11};
+      stream.expires_after(limits_.write_timeout);
+      auto [cec, cn] = co_await http::async_write(stream, cont, use_nothrow);
+      if (cec) break;
+    }
+    bool body_ok = true;
+    while (!parser.is_done()) {
+      auto left = deadline - Clock::now();
+      if (left <= Clock::duration::zero()) { body_ok = false; break; }
+      stream.expires_after(std::min<Clock::duration>(limits_.body_gap_timeout, left));
+      auto [bec, bn] = co_await http::async_read_some(stream, buffer, parser, use_nothrow);
+      if (bec == http::error::body_limit)
+        refusal = Error{ErrorKind::payload_too_large, "request body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes", {}};
+      if (bec) { body_ok = false; break; }
+    }
+    if (refusal) co_await refuse(stream, *refusal);
+    if (!body_ok) break;
+
+    Request req = parser.release();
+    ResponseWriter writer(stream, limits_.write_timeout, req.version(), req.keep_alive() && !draining_);
+    co_await handler_(req, writer);
+    if (!writer.started()) {
+      Error bug{ErrorKind::internal, "the handler produced no response", {}};
+      co_await writer.send_error(bug);
+    }
+    if (access_log_) log_access(req, writer, start);
+    if (!writer.keep_alive() || !writer.finished()) break;
+  }
+
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  std::lock_guard lock(live_mu_);
+  live_.erase(id);
+}
+
+void HttpServer::log_access(const Request& req, const ResponseWriter& writer, Clock::time_point start) const {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  std::string line = name_ + " " + std::string(req.method_string()) + " " + std::string(req.target()) + " " +
+                     std::to_string(writer.status()) + " " + std::to_string(writer.bytes_written()) + "B " +
+                     std::to_string(us / 1000) + "." + std::to_string(us % 1000 / 100) + "ms";
+  if (!writer.finished()) line += " (incomplete)";
+  log::info(line);
+}
+
+}  // namespace reprise

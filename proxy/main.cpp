@@ -1,0 +1,165 @@
+// reprise: a caching reverse proxy for OpenAI-compatible LLM APIs.
+// Wires config, upstream clients, the OpenAI handler and the listeners, once.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "proxy/admin_api.hpp"
+#include "proxy/config.hpp"
+#include "proxy/http_server.hpp"
+#include "proxy/log.hpp"
+#include "proxy/openai_api.hpp"
+#include "proxy/version.hpp"
+
+namespace {
+
+using namespace reprise;
+
+constexpr const char* kUsage = R"(usage: reprise [--config FILE]
+
+Runs the Reprise proxy: an OpenAI-compatible endpoint (point your client's base_url
+at http://HOST:PORT/v1) and an admin endpoint, as configured in FILE.
+
+options:
+  --config FILE   the TOML configuration (default: proxy.toml)
+  --check-config  validate the configuration and exit (0 when valid)
+  --help          this text
+  --version       the version
+
+The configuration reference is proxy.toml itself: every key, with its default.
+Environment: REPRISE_ADMIN_TOKEN overrides [admin] token; each [[upstreams]]
+api_key_env names the variable holding that upstream's API key.
+)";
+
+std::string to_string(const tcp::endpoint& endpoint) {
+  auto address = endpoint.address();
+  std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+struct Options {
+  std::string config_path = "proxy.toml";
+  bool check_only = false;
+};
+
+// Returns the exit code to leave with, or -1 to go on.
+int parse_args(int argc, char** argv, Options& options) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") { std::cout << kUsage; return 0; }
+    if (arg == "--version") { std::cout << "reprise " << kVersion << "\n"; return 0; }
+    if (arg == "--check-config") { options.check_only = true; continue; }
+    if (arg == "--config" && i + 1 < argc) { options.config_path = argv[++i]; continue; }
+    if (arg.starts_with("--config=")) { options.config_path = std::string(arg.substr(9)); continue; }
+    std::cerr << "reprise: unknown argument '" << arg << "'\n" << kUsage;
+    return 2;
+  }
+  return -1;
+}
+
+// On SIGINT/SIGTERM: stop accepting, let requests in flight finish for up to
+// drain_timeout, then stop the event loop. A second signal stops at once.
+awaitable<void> drain_on_signal(asio::io_context& ioc, std::vector<HttpServer*> servers, Millis drain_timeout) {
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  auto [ec, signo] = co_await signals.async_wait(use_nothrow);
+  if (ec) co_return;
+  log::info("signal " + std::to_string(signo) + ": draining (up to " + std::to_string(drain_timeout.count()) + " ms)");
+  for (auto* server : servers) server->drain();
+  signals.async_wait([&ioc](beast::error_code e, int) {
+    if (!e) { log::warn("second signal: stopping now"); ioc.stop(); }
+  });
+  auto deadline = std::chrono::steady_clock::now() + drain_timeout;
+  asio::steady_timer poll(ioc);
+  for (;;) {
+    size_t open = 0;
+    for (auto* server : servers) open += server->connections();
+    if (open == 0) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      log::warn("drain timeout: closing " + std::to_string(open) + " connections");
+      break;
+    }
+    poll.expires_after(std::chrono::milliseconds(20));
+    co_await poll.async_wait(use_nothrow);
+  }
+  ioc.stop();
+}
+
+int run(const Config& config) {
+  int threads = config.server.threads > 0 ? config.server.threads
+                                          : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context ioc(threads);
+
+  std::vector<std::unique_ptr<UpstreamClient>> clients;
+  for (auto& up : config.upstreams) {
+    auto client = UpstreamClient::create(ioc.get_executor(), up);
+    if (!client) { log::error(client.error().message); return 2; }
+    clients.push_back(std::move(client.value()));
+  }
+  OpenAiApi api(config, std::move(clients));
+  AdminApi admin(config.admin.token);
+
+  HttpServer proxy_server(ioc, "proxy", config.server, config.log.access_log,
+                          [&api](Request& req, ResponseWriter& w) { return api.handle(req, w); });
+  HttpServer admin_server(ioc, "admin", config.server, false,
+                          [&admin](Request& req, ResponseWriter& w) { return admin.handle(req, w); });
+
+  auto proxy_at = proxy_server.bind(*parse_host_port(config.server.listen));
+  if (!proxy_at) { log::error(proxy_at.error().message); return 1; }
+  auto admin_at = admin_server.bind(*parse_host_port(config.admin.listen));
+  if (!admin_at) { log::error(admin_at.error().message); return 1; }
+  if (!admin_at.value().address().is_loopback() && config.admin.token.empty()) {
+    log::error("refusing to serve the admin endpoint on non-loopback " + to_string(admin_at.value()) +
+               " without a token: set [admin] token or REPRISE_ADMIN_TOKEN");
+    return 2;
+  }
+
+  log::info(std::string("reprise ") + kVersion + " with " + std::to_string(threads) + " threads, " +
+            std::to_string(config.upstreams.size()) + " upstreams");
+  for (auto& up : config.upstreams)
+    log::info("upstream \"" + up.name + "\" at " + up.base_url +
+              (up.api_key.empty() ? " (no configured key: clients' Authorization is forwarded)" : " (configured key from $" + up.api_key_env + ")"));
+  log::info("proxy listening on " + to_string(proxy_at.value()));
+  log::info("admin listening on " + to_string(admin_at.value()));
+  proxy_server.start();
+  admin_server.start();
+
+  asio::co_spawn(ioc, drain_on_signal(ioc, {&proxy_server, &admin_server}, config.server.drain_timeout),
+                 asio::detached);
+
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (int code = parse_args(argc, argv, options); code >= 0) return code;
+
+  auto config = load_config(options.config_path);
+  if (!config) {
+    std::cerr << "reprise: invalid configuration:\n" << config.error().message << "\n";
+    return 2;
+  }
+  if (options.check_only) {
+    std::cout << "reprise: " << options.config_path << " is valid\n";
+    return 0;
+  }
+  log::Level level;
+  log::parse_level(config.value().log.level, level);
+  log::set_level(level);
+  std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the proxy
+  try {
+    return run(config.value());
+  } catch (const std::exception& e) {
+    // Start-up only: the data path reports errors as values.
+    log::error(std::string("fatal: ") + e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,93 @@
+#include "proxy/response_writer.hpp"
+
+namespace reprise {
+
+template <class Op>
+awaitable<bool> ResponseWriter::timed_write(Op op) {
+  if (failed_) co_return false;
+  stream_.expires_after(write_timeout_);
+  auto [ec, n] = co_await op();
+  if (ec) {
+    failed_ = true;
+    co_return false;
+  }
+  bytes_ += n;
+  co_return true;
+}
+
+awaitable<void> ResponseWriter::send(http::response<http::string_body> res) {
+  started_ = true;
+  status_ = res.result_int();
+  res.version(version_);
+  res.keep_alive(keep_alive_);
+  res.set(http::field::server, "reprise");
+  res.prepare_payload();
+  co_await timed_write([&] { return http::async_write(stream_, res, use_nothrow); });
+  finished_ = true;
+}
+
+awaitable<void> ResponseWriter::send_json(unsigned status, std::string body) {
+  static const http::fields none;
+  co_await send_json(status, std::move(body), none);
+}
+
+awaitable<void> ResponseWriter::send_json(unsigned status, std::string body, const http::fields& extra) {
+  http::response<http::string_body> res{static_cast<http::status>(status), version_};
+  for (auto& field : extra) res.set(field.name_string(), field.value());
+  res.set(http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  co_await send(std::move(res));
+}
+
+awaitable<void> ResponseWriter::send_error(const Error& error) {
+  static const http::fields none;
+  co_await send_error(error, none);
+}
+
+awaitable<void> ResponseWriter::send_error(const Error& error, const http::fields& extra) {
+  std::string body = to_openai_json(error);
+  co_await send_json(to_http_status(error), std::move(body), extra);
+}
+
+awaitable<bool> ResponseWriter::begin_stream(http::response_header<> head) {
+  started_ = true;
+  status_ = head.result_int();
+  http::response<http::empty_body> res{std::move(head)};
+  res.version(version_);
+  res.set(http::field::server, "reprise");
+  if (version_ >= 11) {
+    chunked_ = true;
+    res.keep_alive(keep_alive_);
+    res.chunked(true);
+  } else {
+    keep_alive_ = false;  // HTTP/1.0: the end of the body is the end of the connection
+    res.keep_alive(false);
+  }
+  http::response_serializer<http::empty_body> serializer{res};
+  co_return co_await timed_write([&] { return http::async_write_header(stream_, serializer, use_nothrow); });
+}
+
+awaitable<bool> ResponseWriter::write_chunk(std::string_view data) {
+  if (data.empty()) co_return !failed_;
+  if (chunked_)
+    co_return co_await timed_write([&] {
+      return asio::async_write(stream_, http::make_chunk(asio::buffer(data)), use_nothrow);
+    });
+  co_return co_await timed_write([&] { return asio::async_write(stream_, asio::buffer(data), use_nothrow); });
+}
+
+awaitable<bool> ResponseWriter::end_stream() {
+  bool ok = !chunked_ || co_await timed_write([&] {
+    return asio::async_write(stream_, http::make_chunk_last(), use_nothrow);
+  });
+  finished_ = ok;
+  co_return ok;
+}
+
+void ResponseWriter::abort() {
+  failed_ = true;
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace reprise

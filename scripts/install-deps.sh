@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Reprise needs to build and test, and only the ones
+# that are missing: quiet and fast (one dpkg query) when everything is there.
+# Idempotent; needs root (or sudo) only when something has to be installed.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config ca-certificates
+  libboost1.81-all-dev   # Asio (C++20 coroutines), Beast
+  librocksdb-dev         # the cache store
+  libssl-dev             # TLS to upstreams, HMAC/SHA-256
+  nlohmann-json3-dev     # JSON
+  libxxhash-dev          # XXH3 cache keys
+  doctest-dev            # unit and end-to-end tests
+  libtomlplusplus-dev    # proxy.toml
+  nodejs npm             # the official openai SDK test client
+)
+names=()
+for p in "${packages[@]}"; do names+=("${p%% *}"); done
+
+missing=()
+for p in "${names[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$p")
+done
+# node and npm may come from outside Debian (e.g. a NodeSource build): accept them.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  filtered=()
+  for p in "${missing[@]}"; do
+    case "$p" in nodejs|npm) ;; *) filtered+=("$p") ;; esac
+  done
+  missing=("${filtered[@]}")
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
