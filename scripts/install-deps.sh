@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config ca-certificates
+  openssl               # the CLI: tests make throwaway TLS certificates
   libboost1.81-all-dev   # Asio (C++20 coroutines), Beast
   librocksdb-dev         # the cache store
   libssl-dev             # TLS to upstreams, HMAC/SHA-256
@@ -15,11 +16,8 @@ packages=(
   libtomlplusplus-dev    # proxy.toml
   nodejs npm             # the official openai SDK test client
 )
-names=()
-for p in "${packages[@]}"; do names+=("${p%% *}"); done
-
 missing=()
-for p in "${names[@]}"; do
+for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [ "$status" = "installed" ] || missing+=("$p")
 done

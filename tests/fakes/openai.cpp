@@ -1,0 +1,427 @@
+#include "openai.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+
+namespace reprise::fake {
+
+namespace {
+
+// The vocabulary: one word is one token.
+constexpr std::array<std::string_view, 64> kWords = {
+    "the",   "a",     "of",    "to",    "and",   "in",    "is",    "it",    "that",  "for",
+    "on",    "with",  "as",    "was",   "at",    "by",    "we",    "you",   "they",  "this",
+    "from",  "or",    "one",   "all",   "can",   "but",   "not",   "what",  "there", "when",
+    "up",    "out",   "so",    "time",  "way",   "day",   "man",   "new",   "sun",   "sea",
+    "cat",   "dog",   "tree",  "road",  "blue",  "red",   "green", "light", "dark",  "cold",
+    "warm",  "fast",  "slow",  "small", "large", "river", "stone", "cloud", "rain",  "wind",
+    "fire",  "bird",  "song",  "home"};
+
+constexpr std::array<std::string_view, 3> kModels = {"gpt-4o-mini", "fake-chat",
+                                                     "text-embedding-3-small"};
+
+// SplitMix64: a tiny, fast generator for the per-choice and per-embedding streams.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+    return z ^ (z >> 31);
+  }
+};
+
+uint64_t fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325) {
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3;
+  return h;
+}
+
+int64_t count_words(std::string_view s) {
+  int64_t n = 0;
+  bool in_word = false;
+  for (char c : s) {
+    bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    if (!space && !in_word) ++n;
+    in_word = !space;
+  }
+  return n;
+}
+
+Reply invalid(std::string_view message, std::string_view param, std::string_view code = {}) {
+  return error_reply(400, "invalid_request_error", message, param, code);
+}
+
+// Reads an optional integer field into out; an error reply when it is there, not null,
+// and not an integer in [lo, hi].
+std::optional<Reply> opt_int(const json& req, const char* key, int64_t lo, int64_t hi,
+                             std::optional<int64_t>& out) {
+  auto it = req.find(key);
+  if (it == req.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(hi)) ||
+      it->get<int64_t>() < lo || it->get<int64_t>() > hi)
+    return invalid(std::string(key) + " must be an integer between " + std::to_string(lo) +
+                       " and " + std::to_string(hi),
+                   key, "invalid_value");
+  out = it->get<int64_t>();
+  return std::nullopt;
+}
+
+std::optional<Reply> require_model(const json& req, std::string& model) {
+  auto it = req.find("model");
+  if (it == req.end() || it->is_null()) return invalid("you must provide a model parameter", "model");
+  if (!it->is_string()) return invalid("model must be a string", "model", "invalid_type");
+  model = it->get<std::string>();
+  return std::nullopt;
+}
+
+// Prompts (completions) and inputs (embeddings): a string, an array of strings or of
+// token arrays, or one token array. Each item comes with its token count.
+struct Item {
+  const json* value;
+  int64_t tokens;
+};
+std::optional<std::vector<Item>> parse_items(const json& v) {
+  auto token_array = [](const json& a) {
+    return a.is_array() && std::all_of(a.begin(), a.end(), [](const json& t) { return t.is_number_integer(); });
+  };
+  if (v.is_string()) return std::vector<Item>{{&v, count_words(v.get_ref<const std::string&>())}};
+  if (!v.is_array() || v.empty()) return std::nullopt;
+  if (token_array(v)) return std::vector<Item>{{&v, int64_t(v.size())}};
+  std::vector<Item> items;
+  for (const json& e : v) {
+    if (e.is_string()) items.push_back({&e, count_words(e.get_ref<const std::string&>())});
+    else if (token_array(e) && !e.empty()) items.push_back({&e, int64_t(e.size())});
+    else return std::nullopt;
+  }
+  return items;
+}
+
+// The fields chat and completions share.
+struct GenRequest {
+  std::string model;
+  int64_t n = 1;
+  std::optional<int64_t> max_tokens;
+  bool stream = false;
+  bool include_usage = false;
+  std::optional<uint64_t> seed_hash;  // set when the request carries an integer seed
+};
+
+std::optional<Reply> parse_gen(const json& req, GenRequest& g) {
+  if (auto err = require_model(req, g.model)) return err;
+  std::optional<int64_t> n, max_tokens, max_completion_tokens;
+  if (auto err = opt_int(req, "n", 1, 128, n)) return err;
+  if (auto err = opt_int(req, "max_tokens", 1, INT32_MAX, max_tokens)) return err;
+  if (auto err = opt_int(req, "max_completion_tokens", 1, INT32_MAX, max_completion_tokens)) return err;
+  g.n = n.value_or(1);
+  if (max_tokens && max_completion_tokens) g.max_tokens = std::min(*max_tokens, *max_completion_tokens);
+  else g.max_tokens = max_tokens ? max_tokens : max_completion_tokens;
+
+  if (auto it = req.find("stream"); it != req.end() && !it->is_null()) {
+    if (!it->is_boolean()) return invalid("stream must be a boolean", "stream", "invalid_type");
+    g.stream = it->get<bool>();
+  }
+  if (auto it = req.find("stream_options"); it != req.end() && !it->is_null()) {
+    if (!it->is_object()) return invalid("stream_options must be an object", "stream_options");
+    if (auto u = it->find("include_usage"); u != it->end() && !u->is_null()) {
+      if (!u->is_boolean()) return invalid("include_usage must be a boolean", "stream_options.include_usage");
+      g.include_usage = u->get<bool>();
+    }
+  }
+  if (auto it = req.find("seed"); it != req.end() && !it->is_null()) {
+    if (!it->is_number_integer()) return invalid("seed must be an integer", "seed", "invalid_type");
+    // Seeded calls depend on the body alone, less what only shapes the delivery.
+    json canon = req;
+    canon.erase("stream");
+    canon.erase("stream_options");
+    canon.erase("n");
+    g.seed_hash = fnv1a(canon.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  return std::nullopt;
+}
+
+struct Choice {
+  std::vector<std::string_view> words;
+  bool truncated = false;  // cut by max_tokens
+  std::string text() const {
+    std::string s;
+    for (auto w : words) {
+      if (!s.empty()) s += ' ';
+      s += w;
+    }
+    return s;
+  }
+};
+
+// Samples choices [0, count): from the body hash when seeded, else from the global RNG.
+std::vector<Choice> sample(const GenRequest& g, size_t count, const CallContext& ctx) {
+  std::vector<Choice> choices(count);
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t seed = g.seed_hash ? SplitMix64{*g.seed_hash ^ (i * 0xff51afd7ed558ccd)}.next()
+                                : ctx.sampler.draw();
+    SplitMix64 rng{seed};
+    auto span = uint64_t(ctx.max_words - ctx.min_words + 1);
+    int64_t len = ctx.min_words + int64_t(rng.next() % span);
+    if (g.max_tokens && len > *g.max_tokens) {
+      len = *g.max_tokens;
+      choices[i].truncated = true;
+    }
+    choices[i].words.reserve(size_t(len));
+    for (int64_t w = 0; w < len; ++w) choices[i].words.push_back(kWords[rng.next() % kWords.size()]);
+  }
+  return choices;
+}
+
+enum class Kind { chat, text };
+
+// Builds the reply of chat or completions from sampled choices.
+Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choices,
+               int64_t prompt_tokens, const CallContext& ctx) {
+  const bool chat = kind == Kind::chat;
+  int64_t completion_tokens = 0;
+  for (const auto& c : choices) completion_tokens += int64_t(c.words.size());
+  ojson usage;
+  usage["prompt_tokens"] = prompt_tokens;
+  usage["completion_tokens"] = completion_tokens;
+  usage["total_tokens"] = prompt_tokens + completion_tokens;
+  auto finish = [](const Choice& c) { return c.truncated ? "length" : "stop"; };
+
+  Reply r;
+  r.samples = choices.size();
+  ojson head;  // the fields every body or chunk starts with
+  head["id"] = (chat ? "chatcmpl-fake-" : "cmpl-fake-") + std::to_string(ctx.id);
+  head["object"] = chat ? (g.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+  head["created"] = ctx.created;
+  head["model"] = g.model;
+  head["system_fingerprint"] = "fp_fake";
+
+  if (!g.stream) {
+    r.body = head;
+    ojson& out = r.body["choices"] = ojson::array();
+    for (size_t i = 0; i < choices.size(); ++i) {
+      ojson c;
+      if (chat) {
+        c["index"] = i;
+        c["message"] = {{"role", "assistant"}, {"content", choices[i].text()}, {"refusal", nullptr}};
+      } else {
+        c["text"] = choices[i].text();
+        c["index"] = i;
+      }
+      c["logprobs"] = nullptr;
+      c["finish_reason"] = finish(choices[i]);
+      out.push_back(std::move(c));
+    }
+    r.body["usage"] = std::move(usage);
+    return r;
+  }
+
+  // Streaming: one event per chunk, each chunk carrying one choice's piece.
+  r.stream = true;
+  auto emit = [&](ojson choices_field, ojson usage_field) {
+    ojson chunk = head;
+    chunk["choices"] = std::move(choices_field);
+    if (g.include_usage) chunk["usage"] = std::move(usage_field);
+    r.events.push_back("data: " + chunk.dump() + "\n\n");
+  };
+  auto piece = [&](size_t i, std::string text, ojson finish_reason) {
+    ojson c;
+    if (chat) {
+      c["index"] = i;
+      c["delta"] = ojson::object();
+      if (!text.empty()) c["delta"]["content"] = std::move(text);
+    } else {
+      c["text"] = std::move(text);
+      c["index"] = i;
+    }
+    c["logprobs"] = nullptr;
+    c["finish_reason"] = std::move(finish_reason);
+    emit(ojson::array({std::move(c)}), nullptr);
+  };
+
+  if (chat)  // the role first, as OpenAI does
+    for (size_t i = 0; i < choices.size(); ++i) {
+      ojson c;
+      c["index"] = i;
+      c["delta"] = {{"role", "assistant"}, {"content", ""}};
+      c["logprobs"] = nullptr;
+      c["finish_reason"] = nullptr;
+      emit(ojson::array({std::move(c)}), nullptr);
+    }
+  size_t longest = 0;
+  for (const auto& c : choices) longest = std::max(longest, c.words.size());
+  for (size_t w = 0; w < longest; ++w) {  // round-robin over the choices
+    for (size_t i = 0; i < choices.size(); ++i)
+      if (w < choices[i].words.size()) {
+        std::string text(w ? " " : "");
+        text += choices[i].words[w];
+        piece(i, std::move(text), nullptr);
+      }
+  }
+  for (size_t i = 0; i < choices.size(); ++i) piece(i, "", finish(choices[i]));
+  if (g.include_usage) emit(ojson::array(), std::move(usage));
+  r.events.push_back("data: [DONE]\n\n");
+  return r;
+}
+
+std::string base64(const std::string& bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = uint32_t(uint8_t(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) v |= uint32_t(uint8_t(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) v |= uint8_t(bytes[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[v & 63] : '=';
+  }
+  return out;
+}
+
+ojson model_object(std::string_view id) {
+  ojson m;
+  m["id"] = id;
+  m["object"] = "model";
+  m["created"] = 1700000000;
+  m["owned_by"] = "reprise-fake";
+  return m;
+}
+
+}  // namespace
+
+Reply error_reply(unsigned status, std::string_view type, std::string_view message,
+                  std::string_view param, std::string_view code) {
+  Reply r;
+  r.status = status;
+  ojson& e = r.body["error"];
+  e["message"] = message;
+  e["type"] = type;
+  e["param"] = param.empty() ? ojson(nullptr) : ojson(param);
+  e["code"] = code.empty() ? ojson(nullptr) : ojson(code);
+  return r;
+}
+
+Reply chat_completions(const json& req, const CallContext& ctx) {
+  GenRequest g;
+  if (auto err = parse_gen(req, g)) return std::move(*err);
+  auto messages = req.find("messages");
+  if (messages == req.end() || messages->is_null())
+    return invalid("Missing required parameter: 'messages'.", "messages");
+  if (!messages->is_array() || messages->empty())
+    return invalid("messages must be a non-empty array", "messages", "invalid_type");
+
+  int64_t prompt_tokens = 0;
+  for (const json& m : *messages) {
+    if (!m.is_object()) return invalid("each message must be an object", "messages", "invalid_type");
+    prompt_tokens += 3;
+    auto content = m.find("content");
+    if (content == m.end()) continue;
+    if (content->is_string()) prompt_tokens += count_words(content->get_ref<const std::string&>());
+    if (content->is_array())
+      for (const json& part : *content)
+        if (part.is_object() && part.value("type", json()) == "text" && part.contains("text") &&
+            part["text"].is_string())
+          prompt_tokens += count_words(part["text"].get_ref<const std::string&>());
+  }
+  return generate(Kind::chat, g, sample(g, size_t(g.n), ctx), prompt_tokens, ctx);
+}
+
+Reply completions(const json& req, const CallContext& ctx) {
+  GenRequest g;
+  if (auto err = parse_gen(req, g)) return std::move(*err);
+  auto prompt = req.find("prompt");
+  if (prompt == req.end() || prompt->is_null())
+    return invalid("Missing required parameter: 'prompt'.", "prompt");
+  auto prompts = parse_items(*prompt);
+  if (!prompts)
+    return invalid("prompt must be a string, an array of strings, or token arrays", "prompt", "invalid_type");
+  if (prompts->size() * size_t(g.n) > 4096)  // keeps a stream's events in bounds
+    return invalid("at most 4096 choices (prompts times n) per request", "prompt", "invalid_value");
+  int64_t prompt_tokens = 0;
+  for (const auto& p : *prompts) prompt_tokens += p.tokens;
+  // Choice index = prompt_index * n + j, so sampling all of them in order fits.
+  return generate(Kind::text, g, sample(g, prompts->size() * size_t(g.n), ctx), prompt_tokens, ctx);
+}
+
+Reply embeddings(const json& req) {
+  std::string model;
+  if (auto err = require_model(req, model)) return std::move(*err);
+  auto input = req.find("input");
+  if (input == req.end() || input->is_null())
+    return invalid("Missing required parameter: 'input'.", "input");
+  auto items = parse_items(*input);
+  if (!items)
+    return invalid("input must be a string, an array of strings, or token arrays", "input", "invalid_type");
+  std::optional<int64_t> dims;
+  if (auto err = opt_int(req, "dimensions", 1, 8192, dims)) return std::move(*err);
+  bool as_base64 = false;
+  if (auto it = req.find("encoding_format"); it != req.end() && !it->is_null()) {
+    if (*it != "float" && *it != "base64")
+      return invalid("encoding_format must be 'float' or 'base64'", "encoding_format", "invalid_value");
+    as_base64 = *it == "base64";
+  }
+
+  Reply r;
+  r.body["object"] = "list";
+  ojson& data = r.body["data"] = ojson::array();
+  int64_t tokens = 0;
+  std::vector<double> v(size_t(dims.value_or(64)));
+  for (size_t i = 0; i < items->size(); ++i) {
+    const Item& item = (*items)[i];
+    tokens += item.tokens;
+    // A unit vector that depends on (model, input) only.
+    SplitMix64 rng{fnv1a(item.value->dump(-1, ' ', false, json::error_handler_t::replace),
+                         fnv1a(model) ^ 0x5bd1e995)};
+    double norm = 0;
+    for (double& x : v) {
+      x = double(rng.next() >> 11) * 0x1p-52 - 1.0;  // uniform in [-1, 1)
+      norm += x * x;
+    }
+    norm = norm > 0 ? std::sqrt(norm) : 1;
+    ojson e;
+    e["object"] = "embedding";
+    e["index"] = i;
+    if (as_base64) {
+      std::string bytes;
+      bytes.reserve(v.size() * 4);
+      for (double x : v) {
+        auto u = std::bit_cast<uint32_t>(float(x / norm));
+        for (int b = 0; b < 4; ++b) bytes += char((u >> (8 * b)) & 0xff);  // little-endian
+      }
+      e["embedding"] = base64(bytes);
+    } else {
+      ojson& vec = e["embedding"] = ojson::array();
+      for (double x : v) vec.push_back(float(x / norm));
+    }
+    data.push_back(std::move(e));
+  }
+  r.body["model"] = model;
+  r.body["usage"] = {{"prompt_tokens", tokens}, {"total_tokens", tokens}};
+  return r;
+}
+
+Reply list_models() {
+  Reply r;
+  r.body["object"] = "list";
+  r.body["data"] = ojson::array();
+  for (auto id : kModels) r.body["data"].push_back(model_object(id));
+  return r;
+}
+
+Reply get_model(std::string_view id) {
+  if (std::find(kModels.begin(), kModels.end(), id) == kModels.end())
+    return error_reply(404, "invalid_request_error",
+                       "The model '" + std::string(id) + "' does not exist or you do not have access to it.",
+                       "model", "model_not_found");
+  Reply r;
+  r.body = model_object(id);
+  return r;
+}
+
+std::vector<std::string> malformed_events() {
+  return {"data: {\"id\": broken\n\n", "data: [DONE]\n\n"};
+}
+
+}  // namespace reprise::fake

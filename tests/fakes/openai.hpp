@@ -1,0 +1,63 @@
+#pragma once
+// The OpenAI side of the fake, with no I/O: request validation, text sampling, usage
+// accounting, and the JSON bodies and SSE events of each model endpoint.
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "state.hpp"
+
+namespace reprise::fake {
+
+// The process-global RNG: one draw seeds each sampled choice, so every call (and every
+// choice of a call) differs, yet a whole run is reproducible from --seed.
+class Sampler {
+ public:
+  explicit Sampler(uint64_t seed) : rng_(seed) {}
+  uint64_t draw() {
+    std::lock_guard lock(mu_);
+    return rng_();
+  }
+
+ private:
+  std::mutex mu_;
+  std::mt19937_64 rng_;
+};
+
+// What a model endpoint answers: a JSON body, or (stream) the SSE events to send,
+// each a complete "data: ...\n\n" text ending with "data: [DONE]\n\n".
+struct Reply {
+  unsigned status = 200;
+  ojson body;
+  bool stream = false;
+  std::vector<std::string> events;
+  uint64_t samples = 0;  // choices generated
+};
+
+// An OpenAI-shaped error reply; empty param or code become null.
+Reply error_reply(unsigned status, std::string_view type, std::string_view message,
+                  std::string_view param = {}, std::string_view code = {});
+
+// What one call needs besides its body.
+struct CallContext {
+  uint64_t id;       // the request counter: ids are chatcmpl-fake-<id>
+  int64_t created;   // unix time
+  int64_t min_words;
+  int64_t max_words;
+  Sampler& sampler;
+};
+
+Reply chat_completions(const json& req, const CallContext& ctx);
+Reply completions(const json& req, const CallContext& ctx);
+Reply embeddings(const json& req);
+Reply list_models();
+Reply get_model(std::string_view id);
+
+// The SSE events a stream sends under the "malformed" knob.
+std::vector<std::string> malformed_events();
+
+}  // namespace reprise::fake

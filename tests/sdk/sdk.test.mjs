@@ -1,0 +1,123 @@
+// The official OpenAI Node SDK pointed at the real reprise binary, which relays to
+// the fake upstream. Run by ctest (which sets REPRISE_BIN and FAKE_OPENAI_BIN).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+
+const REPRISE_BIN = process.env.REPRISE_BIN;
+const FAKE_BIN = process.env.FAKE_OPENAI_BIN;
+assert.ok(REPRISE_BIN && FAKE_BIN, 'REPRISE_BIN and FAKE_OPENAI_BIN must be set (ctest sets them)');
+
+const dir = mkdtempSync(join(tmpdir(), 'reprise-sdk-'));
+const children = [];
+let fakePort, proxyPort;
+
+// Starts a binary and resolves with the first match of `pattern` in its output.
+function start(bin, args, stream, pattern, env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${bin} did not start: ${seen}`)), 10000);
+    child[stream].on('data', (data) => {
+      seen += data;
+      const m = seen.match(pattern);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    child.on('exit', (code) => reject(new Error(`${bin} exited with ${code}: ${seen}`)));
+  });
+}
+
+async function fakeStats() {
+  return (await fetch(`http://127.0.0.1:${fakePort}/_fake/stats`)).json();
+}
+
+before(async () => {
+  fakePort = await start(FAKE_BIN, ['--listen', '127.0.0.1:0'], 'stdout', /listening 127\.0\.0\.1:(\d+)/);
+  const config = join(dir, 'proxy.toml');
+  writeFileSync(config, `
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[cache]
+path = "${join(dir, 'cache')}"
+[[upstreams]]
+name = "fake"
+base_url = "http://127.0.0.1:${fakePort}/v1"
+api_key_env = ""
+`);
+  proxyPort = await start(REPRISE_BIN, ['--config', config], 'stderr', /proxy listening on 127\.0\.0\.1:(\d+)/);
+});
+
+after(() => {
+  for (const child of children) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const client = () => new OpenAI({ apiKey: 'sk-sdk-test-key', baseURL: `http://127.0.0.1:${proxyPort}/v1`, maxRetries: 0 });
+
+test('chat completion', async () => {
+  const res = await client().chat.completions.create({
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'Say hello' }],
+    n: 2,
+  });
+  assert.equal(res.object, 'chat.completion');
+  assert.equal(res.choices.length, 2);
+  assert.ok(res.choices[0].message.content.length > 0);
+  assert.equal(res.usage.total_tokens, res.usage.prompt_tokens + res.usage.completion_tokens);
+  const stats = await fakeStats();
+  assert.equal(stats.last_request.headers.authorization, 'Bearer sk-sdk-test-key');
+  assert.ok(stats.last_request.headers['x-stainless-lang'], 'SDK headers pass through');
+});
+
+test('streamed chat completion with usage', async () => {
+  const stream = await client().chat.completions.create({
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'Stream to me' }],
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: 8,
+  });
+  let text = '';
+  let usage = null;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    chunks++;
+    if (chunk.choices.length) text += chunk.choices[0].delta.content ?? '';
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.ok(chunks > 3);
+  assert.ok(text.trim().split(/\s+/).length <= 8);
+  assert.ok(usage && usage.completion_tokens > 0);
+});
+
+test('embeddings (the SDK asks for base64 and decodes it)', async () => {
+  const res = await client().embeddings.create({ model: 'text-embedding-3-small', input: ['one', 'two'] });
+  assert.equal(res.data.length, 2);
+  assert.equal(res.data[0].embedding.length, 64);
+  assert.ok(res.data[0].embedding.every((x) => typeof x === 'number' && Number.isFinite(x)));
+});
+
+test('models list and the namespace URL form', async () => {
+  const models = await client().models.list();
+  assert.ok(models.data.some((m) => m.id === 'gpt-4o-mini'));
+  const ns = new OpenAI({ apiKey: 'sk-x', baseURL: `http://127.0.0.1:${proxyPort}/ns/sdk-run/v1`, maxRetries: 0 });
+  const { data, response } = await ns.chat.completions
+    .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+    .withResponse();
+  assert.equal(data.choices.length, 1);
+  assert.equal(response.headers.get('x-reprise-namespace'), 'sdk-run');
+});
+
+test('errors arrive as the SDK error classes', async () => {
+  await assert.rejects(
+    client().chat.completions.create({ model: 'gpt-4o-mini', messages: [], n: 0 }),
+    (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === 'n',
+  );
+});

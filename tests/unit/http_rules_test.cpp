@@ -1,0 +1,129 @@
+// The pure HTTP rules: framing, header filtering, Retry-After, the error mapping and
+// log redaction.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "proxy/error.hpp"
+#include "proxy/framing.hpp"
+#include "proxy/log.hpp"
+#include "proxy/openai_api.hpp"
+#include "proxy/upstream_client.hpp"
+
+using namespace reprise;
+
+namespace {
+http::request_header<> header_with(std::vector<std::pair<std::string, std::string>> fields) {
+  http::request_header<> h;
+  for (auto& [k, v] : fields) h.insert(k, v);
+  return h;
+}
+}  // namespace
+
+TEST_CASE("request framing: only unambiguous framing passes") {
+  CHECK_FALSE(check_request_framing(header_with({{"Content-Length", "5"}})));
+  CHECK_FALSE(check_request_framing(header_with({{"Transfer-Encoding", "chunked"}})));
+  CHECK_FALSE(check_request_framing(header_with({{"Transfer-Encoding", " Chunked "}})));
+  CHECK(check_request_framing(header_with({{"Transfer-Encoding", "gzip"}})));
+  CHECK(check_request_framing(header_with({{"Transfer-Encoding", "gzip, chunked"}})));
+  CHECK(check_request_framing(header_with({{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}})));
+  CHECK(check_request_framing(header_with({{"Transfer-Encoding", "chunked"}, {"Content-Length", "3"}})));
+  CHECK(check_request_framing(header_with({{"Content-Length", "3"}, {"Content-Length", "3"}})));
+}
+
+TEST_CASE("Retry-After: seconds, HTTP date, retry-after-ms") {
+  auto now = std::chrono::system_clock::from_time_t(1'700'000'000);
+  http::fields f;
+  CHECK_FALSE(parse_retry_after(f, now));
+  f.set(http::field::retry_after, "3");
+  CHECK(*parse_retry_after(f, now) == Millis(3000));
+  f.set("retry-after-ms", "250");
+  CHECK(*parse_retry_after(f, now) == Millis(250));  // the precise one wins
+  http::fields date;
+  date.set(http::field::retry_after, "Tue, 14 Nov 2023 22:13:25 GMT");  // now + 5 s
+  CHECK(*parse_retry_after(date, now) == Millis(5000));
+  http::fields junk;
+  junk.set(http::field::retry_after, "soon");
+  CHECK_FALSE(parse_retry_after(junk, now));
+}
+
+TEST_CASE("upstream request headers: hop-by-hop and ours dropped, key fallback") {
+  UpstreamConfig up;
+  up.api_key = "sk-configured";
+  http::fields client;
+  client.insert("Host", "proxy:8080");
+  client.insert("Connection", "keep-alive, X-Private");
+  client.insert("X-Private", "1");
+  client.insert("Keep-Alive", "timeout=5");
+  client.insert("Transfer-Encoding", "chunked");
+  client.insert("Content-Length", "10");
+  client.insert("Accept-Encoding", "gzip");
+  client.insert("X-Reprise-Namespace", "ns");
+  client.insert("X-Stainless-Lang", "js");
+  client.insert("OpenAI-Organization", "org");
+  auto out = upstream_headers(client, up);
+  CHECK(out.find("Host") == out.end());
+  CHECK(out.find("Connection") == out.end());
+  CHECK(out.find("X-Private") == out.end());
+  CHECK(out.find("Keep-Alive") == out.end());
+  CHECK(out.find("Transfer-Encoding") == out.end());
+  CHECK(out.find("Content-Length") == out.end());
+  CHECK(out.find("X-Reprise-Namespace") == out.end());
+  CHECK(out["Accept-Encoding"] == "identity");
+  CHECK(out["X-Stainless-Lang"] == "js");
+  CHECK(out["OpenAI-Organization"] == "org");
+  CHECK(out["Authorization"] == "Bearer sk-configured");
+
+  client.insert("Authorization", "Bearer sk-client");
+  CHECK(upstream_headers(client, up)["Authorization"] == "Bearer sk-client");
+  UpstreamConfig keyless;
+  http::fields bare;
+  auto without_key = upstream_headers(bare, keyless);
+  CHECK(without_key.find("Authorization") == without_key.end());
+}
+
+TEST_CASE("relayed response headers drop framing and hop-by-hop fields") {
+  http::fields up;
+  up.insert("Content-Type", "application/json");
+  up.insert("Content-Length", "9");
+  up.insert("Transfer-Encoding", "chunked");
+  up.insert("Connection", "close");
+  up.insert("x-request-id", "req_1");
+  up.insert("Server", "cloudflare");
+  auto out = relay_headers(up);
+  CHECK(out["Content-Type"] == "application/json");
+  CHECK(out["x-request-id"] == "req_1");
+  CHECK(out.find("Content-Length") == out.end());
+  CHECK(out.find("Transfer-Encoding") == out.end());
+  CHECK(out.find("Connection") == out.end());
+  CHECK(out.find("Server") == out.end());
+}
+
+TEST_CASE("one mapping from errors to status and OpenAI JSON") {
+  CHECK(to_http_status({ErrorKind::invalid_json, "", {}}) == 400);
+  CHECK(to_http_status({ErrorKind::not_found, "", {}}) == 404);
+  CHECK(to_http_status({ErrorKind::method_not_allowed, "", {}}) == 405);
+  CHECK(to_http_status({ErrorKind::payload_too_large, "", {}}) == 413);
+  CHECK(to_http_status({ErrorKind::header_too_large, "", {}}) == 431);
+  CHECK(to_http_status({ErrorKind::upstream_unreachable, "", {}}) == 502);
+  CHECK(to_http_status({ErrorKind::upstream_bad_response, "", {}}) == 502);
+  CHECK(to_http_status({ErrorKind::upstream_timeout, "", {}}) == 504);
+  CHECK(to_http_status({ErrorKind::backend_unavailable, "", {}}) == 503);
+  CHECK(to_http_status({ErrorKind::upstream_status, "", {}, 429}) == 429);
+  CHECK(to_http_status({ErrorKind::upstream_status, "", {}, 200}) == 502);
+  auto j = nlohmann::json::parse(to_openai_json({ErrorKind::bad_request, "bad \xff byte", "model"}));
+  CHECK(j["error"]["message"].get<std::string>().starts_with("bad "));
+  CHECK(j["error"]["type"] == "invalid_request_error");
+  CHECK(j["error"]["param"] == "model");
+  CHECK(j["error"]["code"] == "bad_request");
+  auto k = nlohmann::json::parse(to_openai_json({ErrorKind::upstream_timeout, "slow", {}}));
+  CHECK(k["error"]["param"].is_null());
+}
+
+TEST_CASE("log lines never carry credentials") {
+  CHECK(log::redact_secrets("Authorization: Bearer sk-abc123_-XYZ rest") == "Authorization: Bearer [redacted] rest");
+  CHECK(log::redact_secrets("key sk-proj-ABCdef0123456789 used") == "key [redacted] used");
+  CHECK(log::redact_secrets("bearer opaque.token+/= end") == "bearer [redacted] end");
+  CHECK(log::redact_secrets("task-sk-1 is fine") == "task-sk-1 is fine");
+  CHECK(log::redact_secrets("nothing here") == "nothing here");
+}

@@ -1,0 +1,72 @@
+#include <doctest/doctest.h>
+
+#include "proxy/routes.hpp"
+
+using namespace reprise;
+
+TEST_CASE("OpenAI routes, with and without a namespace prefix") {
+  auto r = parse_route("/v1/chat/completions");
+  REQUIRE(r.ok());
+  CHECK(r->endpoint == Endpoint::chat_completions);
+  CHECK(r->ns == "default");
+  CHECK_FALSE(r->ns_from_path);
+  CHECK(r->upstream_target == "/chat/completions");
+
+  r = parse_route("/ns/exp-1.a_b:c/v1/completions?x=1");
+  REQUIRE(r.ok());
+  CHECK(r->endpoint == Endpoint::completions);
+  CHECK(r->ns == "exp-1.a_b:c");
+  CHECK(r->ns_from_path);
+  CHECK(r->upstream_target == "/completions?x=1");
+
+  CHECK(parse_route("/v1/embeddings")->endpoint == Endpoint::embeddings);
+  CHECK(parse_route("/v1/models")->endpoint == Endpoint::models_list);
+  r = parse_route("/ns/a/v1/models/ft%3Agpt-4o%3Aacme");
+  CHECK(r->endpoint == Endpoint::model_get);
+  CHECK(r->model_id == "ft:gpt-4o:acme");
+  CHECK(parse_route("/v1/files/abc")->endpoint == Endpoint::passthrough);
+  CHECK(parse_route("/v1/files/abc")->upstream_target == "/files/abc");
+  CHECK(parse_route("/v1")->endpoint == Endpoint::passthrough);
+}
+
+TEST_CASE("paths outside /v1 are not found; bad namespaces are refused") {
+  CHECK(parse_route("/")->endpoint == Endpoint::not_found);
+  CHECK(parse_route("/v10/chat/completions")->endpoint == Endpoint::not_found);
+  CHECK(parse_route("/ns/a/v2/x")->endpoint == Endpoint::not_found);
+  CHECK(parse_route("/ns/a")->endpoint == Endpoint::not_found);
+  CHECK_FALSE(parse_route("/ns//v1/models").ok());
+  CHECK_FALSE(parse_route("/ns/a%2Fb/v1/models").ok());
+  CHECK_FALSE(parse_route("/ns/a b/v1/models").ok());
+  CHECK(parse_route("/ns/a%2Fb/v1/models").error().kind == ErrorKind::bad_request);
+  CHECK_FALSE(parse_route("/ns/" + std::string(129, 'a') + "/v1/models").ok());
+  CHECK(parse_route("/ns/" + std::string(128, 'a') + "/v1/models").ok());
+  CHECK_FALSE(parse_route("/v1/models/%zz").ok());
+}
+
+TEST_CASE("glob matching") {
+  CHECK(glob_match("*", ""));
+  CHECK(glob_match("*", "gpt-4o"));
+  CHECK(glob_match("gpt-*", "gpt-4o-mini"));
+  CHECK_FALSE(glob_match("gpt-*", "o1-mini"));
+  CHECK(glob_match("*-mini", "gpt-4o-mini"));
+  CHECK(glob_match("gpt-?o", "gpt-4o"));
+  CHECK_FALSE(glob_match("gpt-?o", "gpt-44o"));
+  CHECK(glob_match("llama-[0-9]*", "llama-3.1-8b"));
+  CHECK_FALSE(glob_match("llama-[!0-9]*", "llama-3.1-8b"));
+  CHECK(glob_match("a*b*c", "axxbyyc"));
+  CHECK_FALSE(glob_match("a*b*c", "axxbyy"));
+  CHECK(glob_match("exact", "exact"));
+  CHECK_FALSE(glob_match("exact", "exactly"));
+  CHECK(glob_match("[ab", "[ab"));  // an unterminated set is literal
+  // Pathological patterns stay linear-ish, not exponential.
+  CHECK_FALSE(glob_match("*a*a*a*a*a*a*a*a*b", std::string(2000, 'a')));
+}
+
+TEST_CASE("the first matching [[models]] route wins") {
+  std::vector<ModelRoute> routes = {{"gpt-*", "openai"}, {"llama*", "engine"}, {"*", "other"}};
+  CHECK(route_model(routes, "gpt-4o")->backend == "openai");
+  CHECK(route_model(routes, "llama-3")->backend == "engine");
+  CHECK(route_model(routes, "claude")->backend == "other");
+  std::vector<ModelRoute> narrow = {{"gpt-*", "openai"}};
+  CHECK(route_model(narrow, "claude") == nullptr);
+}
