@@ -179,6 +179,8 @@ void log_exception(std::exception_ptr e) {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
     std::cerr << "fake_openai: " << x.what() << '\n';
+  } catch (...) {
+    std::cerr << "fake_openai: unknown exception\n";
   }
 }
 
