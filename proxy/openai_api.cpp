@@ -10,34 +10,21 @@ namespace {
 
 using nlohmann::json;
 
-// RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
-bool is_hop_by_hop(std::string_view name) {
-  static const std::set<std::string, std::less<>> hop = {
-      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-      "te",         "trailer",    "transfer-encoding", "upgrade"};
-  std::string lower(name);
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return hop.count(lower) > 0;
-}
-
-// Fields the Connection header names are hop-by-hop too.
-std::set<std::string> connection_listed(const http::fields& fields) {
-  std::set<std::string> out;
-  for (auto& field : fields) {
-    if (field.name() != http::field::connection) continue;
-    for (auto token : http::token_list(field.value())) {
-      std::string lower(token);
-      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      out.insert(lower);
-    }
-  }
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
-bool is_listed(const std::set<std::string>& listed, std::string_view name) {
-  std::string lower(name);
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return listed.count(lower) > 0;
+// Hop-by-hop fields are meaningful for one connection only and never forwarded
+// (RFC 9110 section 7.6.1): the fixed list, plus whatever the Connection header names.
+std::set<std::string> hop_by_hop_fields(const http::fields& fields) {
+  std::set<std::string> out = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                               "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"};
+  for (auto& field : fields)
+    if (field.name() == http::field::connection)
+      for (auto token : http::token_list(field.value())) out.insert(lowercase(token));
+  return out;
 }
 
 // A non-2xx upstream body is relayed as is when it already has OpenAI's error shape;
@@ -57,11 +44,11 @@ std::string openai_shaped_error(unsigned status, const std::string& body, const 
 
 http::fields upstream_headers(const http::fields& client, const UpstreamConfig& upstream) {
   http::fields out;
-  auto listed = connection_listed(client);
+  auto hop_by_hop = hop_by_hop_fields(client);
   bool has_auth = false;
   for (auto& field : client) {
     auto name = field.name_string();
-    if (is_hop_by_hop(name) || is_listed(listed, name)) continue;
+    if (hop_by_hop.count(lowercase(name))) continue;
     switch (field.name()) {
       case http::field::host:
       case http::field::content_length:
@@ -81,10 +68,10 @@ http::fields upstream_headers(const http::fields& client, const UpstreamConfig& 
 
 http::fields relay_headers(const http::fields& upstream) {
   http::fields out;
-  auto listed = connection_listed(upstream);
+  auto hop_by_hop = hop_by_hop_fields(upstream);
   for (auto& field : upstream) {
     auto name = field.name_string();
-    if (is_hop_by_hop(name) || is_listed(listed, name)) continue;
+    if (hop_by_hop.count(lowercase(name))) continue;
     switch (field.name()) {
       case http::field::content_length:
       case http::field::server:
