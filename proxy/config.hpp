@@ -61,7 +61,7 @@ struct UpstreamConfig {
   Millis retry_backoff{250};                // first backoff; doubles, with jitter
   Millis retry_backoff_max{8'000};
   Millis max_retry_after{30'000};           // a longer Retry-After is relayed, not waited
-  int max_idle_connections = 32;            // kept-alive connections in the pool
+  int max_idle_connections = 256;           // kept-alive connections in the pool
   uint64_t max_response_bytes = 64ull << 20;  // non-streamed responses above are a 502
 
   // Derived from base_url by load_config.
