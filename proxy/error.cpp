@@ -18,6 +18,7 @@ unsigned to_http_status(const Error& error) {
     case ErrorKind::upstream_unreachable: return 502;
     case ErrorKind::upstream_bad_response: return 502;
     case ErrorKind::upstream_timeout: return 504;
+    case ErrorKind::not_cached: return 504;
     case ErrorKind::upstream_status: return error.upstream_status >= 400 && error.upstream_status < 600 ? error.upstream_status : 502;
     case ErrorKind::internal: return 500;
   }
@@ -32,7 +33,8 @@ std::string_view openai_error_type(ErrorKind kind) {
     case ErrorKind::not_found:
     case ErrorKind::method_not_allowed:
     case ErrorKind::payload_too_large:
-    case ErrorKind::header_too_large: return "invalid_request_error";
+    case ErrorKind::header_too_large:
+    case ErrorKind::not_cached: return "invalid_request_error";
     case ErrorKind::unauthorized: return "authentication_error";
     case ErrorKind::backend_unavailable:
     case ErrorKind::overloaded: return "service_unavailable";
@@ -60,6 +62,7 @@ std::string_view openai_error_code(ErrorKind kind) {
     case ErrorKind::upstream_bad_response: return "upstream_bad_response";
     case ErrorKind::upstream_timeout: return "upstream_timeout";
     case ErrorKind::upstream_status: return "upstream_error";
+    case ErrorKind::not_cached: return "not_cached";
     case ErrorKind::internal: return "internal_error";
   }
   return "internal_error";

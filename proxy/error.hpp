@@ -23,6 +23,7 @@ enum class ErrorKind {
   upstream_unreachable,  // 502: connect, TLS or transport failure
   upstream_bad_response, // 502: upstream answered something that is not HTTP/OpenAI
   upstream_timeout,      // 504: connect, first-byte, idle or total timeout
+  not_cached,            // 504: X-Reprise-Cache: only-cached, and the answer is not cached
   upstream_status,       // the upstream's own 4xx/5xx, whose body was not OpenAI-shaped
   internal,              // 500: a bug; never expected
 };

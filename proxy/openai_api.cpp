@@ -128,7 +128,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
 
   // Until the cache lands (issue 3) nothing is ever cached, so only-cached always misses.
   if (cache_mode == "only-cached")
-    return Error{ErrorKind::upstream_timeout, "X-Reprise-Cache: only-cached and the answer is not in the cache", {}};
+    return Error{ErrorKind::not_cached, "X-Reprise-Cache: only-cached and the answer is not in the cache", {}};
   ours.set("X-Reprise-Cache", "bypass");
 
   Plan plan;

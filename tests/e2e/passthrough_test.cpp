@@ -143,6 +143,24 @@ TEST_CASE("streams are relayed as they arrive, not buffered") {
   CHECK(s.fake.stats()["completed_streams"] == 1);
 }
 
+TEST_CASE("a client that hangs up mid-stream releases the upstream stream") {
+  Stack s;
+  s.fake.control({{"chunk_delay_ms", 50}, {"min_words", 200}, {"max_words", 200}});
+  {
+    Conn conn(s.proxy.port());
+    conn.send(build_request("POST", "/v1/chat/completions", chat_body("x", 1, true).dump()));
+    auto first = conn.recv_some(std::chrono::seconds(5));
+    REQUIRE(first);
+    REQUIRE(first->find("data: ") != std::string::npos);
+    CHECK(s.fake.stats()["active_streams"] == 1);
+  }  // the client closes here, ~10 s before the stream would end
+  auto deadline = Clock::now() + std::chrono::seconds(3);
+  while (s.fake.stats()["active_streams"] != 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(s.fake.stats()["active_streams"] == 0);
+  CHECK(s.fake.stats()["completed_streams"] == 0);
+}
+
 TEST_CASE("streams with n > 1 carry every choice") {
   Stack s;
   auto r = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x", 3, true));
@@ -309,6 +327,7 @@ TEST_CASE("only-cached answers 504 while nothing is cached") {
   Stack s;
   auto r = post_json(s.proxy.port(), "/v1/chat/completions", chat_body(), {{"X-Reprise-Cache", "only-cached"}});
   CHECK(r.status == 504);
+  CHECK(r.json()["error"]["code"] == "not_cached");
   CHECK(s.fake.stats()["calls"] == 0);
 }
 

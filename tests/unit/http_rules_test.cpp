@@ -109,6 +109,7 @@ TEST_CASE("one mapping from errors to status and OpenAI JSON") {
   CHECK(to_http_status({ErrorKind::upstream_bad_response, "", {}}) == 502);
   CHECK(to_http_status({ErrorKind::upstream_timeout, "", {}}) == 504);
   CHECK(to_http_status({ErrorKind::backend_unavailable, "", {}}) == 503);
+  CHECK(to_http_status({ErrorKind::not_cached, "", {}}) == 504);
   CHECK(to_http_status({ErrorKind::upstream_status, "", {}, 429}) == 429);
   CHECK(to_http_status({ErrorKind::upstream_status, "", {}, 200}) == 502);
   auto j = nlohmann::json::parse(to_openai_json({ErrorKind::bad_request, "bad \xff byte", "model"}));
