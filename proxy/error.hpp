@@ -8,6 +8,8 @@
 #include <utility>
 #include <variant>
 
+#include "cache/expected.hpp"
+
 namespace reprise {
 
 enum class ErrorKind {
@@ -41,24 +43,9 @@ std::string_view openai_error_type(ErrorKind kind);
 std::string_view openai_error_code(ErrorKind kind);
 std::string to_openai_json(const Error& error);
 
-// A value or an Error. A small stand-in for C++23 std::expected.
+// A value or an Error.
 template <class T>
-class Result {
- public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT: implicit by design
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() { return std::get<0>(v_); }
-  const T& value() const { return std::get<0>(v_); }
-  T& operator*() { return value(); }
-  T* operator->() { return &value(); }
-  Error& error() { return std::get<1>(v_); }
-  const Error& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, Error> v_;
-};
+using Result = Expected<T, Error>;
 
 // For operations that return nothing on success.
 struct Ok {};

@@ -1,0 +1,1 @@
+// canonical.cpp: being written (issue 3).

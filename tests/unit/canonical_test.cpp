@@ -1,0 +1,1 @@
+// canonical_test.cpp: being written (issue 3).

@@ -1,0 +1,1 @@
+// store_test.cpp: being written (issue 3).
