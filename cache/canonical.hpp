@@ -1,0 +1,72 @@
+#pragma once
+// The canonical form of a request and the identities derived from it (DESIGN.md
+// section 1, "Key" and "Tenant"):
+//   canonical = parsed body, keys sorted, numbers normalised, API defaults made
+//               explicit, minus the fields that do not shape a sample
+//   tenant    = HMAC-SHA256(server secret, API key)
+//   key       = XXH3-128(tenant, endpoint, canonical text)
+// Two requests that the API would answer from the same distribution get the same
+// canonical text; anything that may change the output stays in it.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cache/expected.hpp"
+#include "cache/keys.hpp"
+
+namespace reprise::cache {
+
+enum class Endpoint { chat_completions, completions, embeddings };
+
+// "chat.completions", "completions", "embeddings": part of the key, so never change them.
+std::string_view endpoint_name(Endpoint endpoint);
+
+struct CanonicalRequest {
+  // The canonical body: what is hashed, and (see upstream_body) what is forwarded.
+  nlohmann::json body;
+  std::string text;    // body serialised canonically: the exact bytes hashed
+  Sha256 sha256{};     // SHA-256 of `text` (no tenant, no secret): checked on every
+                       // hit, and the engine's seed basis
+  // Fields taken out of the key, read from the request for the proxy's use.
+  int n = 1;                           // "n", 1..128
+  bool stream = false;                 // "stream"
+  bool include_usage = false;          // "stream_options.include_usage"
+  std::optional<double> temperature;   // as given, before defaults (greedy rule)
+  std::string model;                   // "model", non-empty
+  std::string encoding_format;         // embeddings only: "float" or "base64"
+  // Top-level fields that the client left out (or sent as null) and that `body`
+  // holds with the API's default. They are in the key, but upstream_body leaves
+  // them out again: some models refuse a parameter even at its default value.
+  std::vector<std::string> defaulted;
+};
+
+// A request that cannot be canonicalised: the proxy answers 400 with it.
+struct CanonicalError {
+  std::string message;
+  std::string param;   // the offending request parameter, or empty
+};
+
+// Parses the raw request body and builds its canonical form. Never throws.
+Expected<CanonicalRequest, CanonicalError> canonicalize(Endpoint endpoint,
+                                                        std::string_view raw_body);
+
+// The body forwarded upstream for a generation of `n` samples: `body` without the
+// defaulted fields, plus "n" when n > 1, plus "stream": true and
+// "stream_options": {"include_usage": true} when streaming upstream (usage is
+// always asked for: every stored sample keeps its usage, whatever the client wanted).
+nlohmann::json upstream_body(const CanonicalRequest& request, int n, bool stream);
+
+// HMAC-SHA256(server_secret, api_key).
+TenantId tenant_of(std::string_view server_secret, std::string_view api_key);
+
+// XXH3-128 over the tenant's 32 bytes, the length-prefixed endpoint name and the
+// canonical text. Persisted in the store: changing the framing orphans every entry.
+CacheKey cache_key(const TenantId& tenant, Endpoint endpoint, const CanonicalRequest& request);
+
+// SHA-256 of arbitrary bytes (what CanonicalRequest::sha256 holds for its text).
+Sha256 sha256_of(std::string_view data);
+
+}  // namespace reprise::cache

@@ -1,0 +1,131 @@
+#pragma once
+// The persistent cache (DESIGN.md section 1): per (tenant, key) an append-only list of
+// samples, and per (namespace, tenant, key) a cursor into that list. One RocksDB
+// directory, three column families:
+//
+//   samples   tenant(32) | key(16) | index(u64 big-endian)  ->  xxh3(payload)(u64 BE) | CBOR(Sample)
+//   cursors   namespace | '\0' | tenant(32) | key(16)       ->  next index (u64 BE)
+//   meta      "schema"                                      ->  "1"
+//
+// Big-endian indices make a prefix scan return a list in index order; the namespace
+// first in a cursor key makes "reset a namespace" one range delete. Every record carries
+// its own checksum (on top of RocksDB's block checksums) so a damaged record is reported
+// by index instead of being served.
+//
+// Thread safety: every method may be called from any number of threads at once. Appends
+// to the same (tenant, key) are serialised inside (check-then-write); the caller still
+// decides which indices an append fills (the Cacher serialises generation per key).
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cache/keys.hpp"
+#include "cache/sample.hpp"
+#include "cache/status.hpp"
+
+namespace reprise::cache {
+
+namespace detail {
+struct StoreHandles;  // the open DB and its column families (store.cpp)
+}  // namespace detail
+
+struct StoreOptions {
+  // Default false: WriteOptions.sync off. The WAL is always on, so a process crash
+  // (kill -9) loses nothing that Append/SetCursors acknowledged; an OS crash or power
+  // loss may lose the last writes the OS had not flushed yet, but never corrupts the
+  // store and never splits an atomic batch (samples with their cursor moves). A cache
+  // can regenerate what it lost, so the default buys write throughput. True fsyncs
+  // the WAL on every write (milliseconds each on most disks).
+  bool sync_writes = false;
+  // Default 64 MiB: the LRU block cache shared by all column families (0 = RocksDB's
+  // own small default). Hits read from here instead of the disk.
+  size_t block_cache_bytes = 64u << 20;
+};
+
+// What Open did besides opening: set when a damaged store was moved aside.
+struct OpenReport {
+  bool moved_aside = false;
+  std::string moved_to;  // "<path>.corrupt-<unix time>[-n]"
+  std::string reason;    // RocksDB's (or our) description of the damage
+};
+
+// A cursor position to persist: namespace ns now starts at `next` for (tenant, key).
+struct CursorMove {
+  std::string ns;
+  TenantId tenant;
+  CacheKey key;
+  uint64_t next = 0;
+};
+
+class Store {
+ public:
+  static constexpr uint32_t kSchemaVersion = 1;
+  static constexpr size_t kMaxNamespaceLength = 128;
+
+  // Opens (creating the directory and its parents if missing) the store at `path`.
+  // A damaged store (RocksDB reports corruption or a missing file, the schema record is
+  // unreadable, or the directory holds foreign files and no RocksDB) is renamed to
+  // "<path>.corrupt-<unix time>" and an empty store is started in its place, so the
+  // proxy keeps serving; `report` says so. A store written with another schema version
+  // is refused (Corruption, nothing moved): it is valid data for another build. Other
+  // failures (permissions, a lock held by another process) are returned as they are.
+  static StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
+                                               OpenReport* report = nullptr);
+  static StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
+                                               const StoreOptions& options,
+                                               OpenReport* report = nullptr);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Appends samples at first_index, first_index+1, ... of (tenant, key), and applies
+  // `moves`, in one atomic write. Refused with InvalidArgument, writing nothing, when
+  // first_index is not the current length (an overwrite or a gap), when a move names an
+  // invalid namespace, or when a move would leave a cursor past the end of its list
+  // (counting this append). An empty `samples` with moves is a checked SetCursors.
+  Status Append(const TenantId& tenant, const CacheKey& key, uint64_t first_index,
+                const std::vector<Sample>& samples, const std::vector<CursorMove>& moves);
+
+  // The samples with indices in [from, from + count), in order; fewer (or none) when the
+  // list is shorter. Each record's checksum and encoding is verified: a damaged record,
+  // or one missing inside the list, is Corruption naming its index.
+  StatusOr<std::vector<Sample>> Read(const TenantId& tenant, const CacheKey& key,
+                                     uint64_t from, uint64_t count);
+
+  // The length of the list (0 when the key has none). One seek, no scan.
+  StatusOr<uint64_t> Count(const TenantId& tenant, const CacheKey& key);
+
+  // The next index namespace ns serves for (tenant, key); 0 when never moved or reset.
+  StatusOr<uint64_t> Cursor(std::string_view ns, const TenantId& tenant, const CacheKey& key);
+
+  // Persists the moves in one atomic write. Cursors may move back (a per-key replay)
+  // but never past the end of their list: such a batch is refused whole.
+  Status SetCursors(const std::vector<CursorMove>& moves);
+
+  // Sets every cursor of namespace ns (all tenants, all keys) back to 0: one range
+  // delete. The samples stay: a reset namespace replays the same samples.
+  Status ResetNamespace(std::string_view ns);
+
+  // The namespaces that have at least one cursor, sorted.
+  StatusOr<std::vector<std::string>> Namespaces();
+
+  // 1..128 characters of [A-Za-z0-9._:-].
+  static bool ValidNamespace(std::string_view ns);
+
+ private:
+  static constexpr size_t kStripes = 64;  // append locks, striped by (tenant, key)
+
+  explicit Store(std::unique_ptr<detail::StoreHandles> handles);
+  Status CheckMoves(const std::vector<CursorMove>& moves, const TenantId* appended_tenant,
+                    const CacheKey* appended_key, uint64_t appended_count);
+  std::mutex& StripeFor(const TenantId& tenant, const CacheKey& key);
+
+  std::unique_ptr<detail::StoreHandles> h_;
+  std::array<std::mutex, kStripes> stripes_;
+};
+
+}  // namespace reprise::cache
