@@ -149,9 +149,14 @@ TEST_CASE("a client that hangs up mid-stream releases the upstream stream") {
   {
     Conn conn(s.proxy.port());
     conn.send(build_request("POST", "/v1/chat/completions", chat_body("x", 1, true).dump()));
-    auto first = conn.recv_some(std::chrono::seconds(5));
-    REQUIRE(first);
-    REQUIRE(first->find("data: ") != std::string::npos);
+    // The head and the first event may arrive in separate reads.
+    std::string received;
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (received.find("data: ") == std::string::npos && Clock::now() < deadline) {
+      auto piece = conn.recv_some(std::chrono::milliseconds(200));
+      if (piece) received += *piece;
+    }
+    REQUIRE(received.find("data: ") != std::string::npos);
     CHECK(s.fake.stats()["active_streams"] == 1);
   }  // the client closes here, ~10 s before the stream would end
   auto deadline = Clock::now() + std::chrono::seconds(3);
@@ -202,11 +207,16 @@ TEST_CASE("upstream errors in OpenAI's shape are relayed with their status") {
 
 TEST_CASE("unreachable upstream: 502, after the configured retries") {
   TempDir dir;
-  uint16_t closed_port;
-  {
-    FakeUpstream probe(dir, {}, "probe");  // take a port, then free it
-    closed_port = probe.port();
-  }
+  // A port bound but never listening: connections to it are refused, and no other
+  // process can take it while the test holds it (a freed port could be reused).
+  int holder = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len);
+  uint16_t closed_port = ntohs(addr.sin_port);
   ProxyConfig config;
   config.base_url = "http://127.0.0.1:" + std::to_string(closed_port) + "/v1";
   ProxyUnderTest proxy(dir, config.render(dir, ""));
@@ -214,6 +224,7 @@ TEST_CASE("unreachable upstream: 502, after the configured retries") {
   CHECK(r.status == 502);
   CHECK(r.json()["error"]["code"] == "upstream_unreachable");
   CHECK(proxy.log().find("retry 2 of 2") != std::string::npos);
+  ::close(holder);
 }
 
 TEST_CASE("a stalled upstream: 504 at the first-byte timeout, and no retry") {
