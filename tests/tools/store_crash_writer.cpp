@@ -2,7 +2,7 @@
 // test in tests/unit/store_test.cpp ("Store: kill -9 under write load"). Every record's
 // content is a pure function of (key number, index), so after a SIGKILL a reader can
 // check each surviving record, the absence of gaps, and that no cursor points past the
-// end of its list. The functions below must stay identical to their copies in the test.
+// end of its list. That content comes from crash_content.hpp, which the test shares.
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cache/store.hpp"
+#include "crash_content.hpp"
 
 namespace {
 
@@ -19,42 +20,7 @@ using reprise::cache::CursorMove;
 using reprise::cache::Sample;
 using reprise::cache::Store;
 using reprise::cache::TenantId;
-
-constexpr int kCrashKeys = 8;
-const char* const kCrashNamespaces[] = {"crash-a", "crash-b"};
-
-TenantId CrashTenant(int key_no) {
-  TenantId t;
-  t.bytes.fill(0xA5);
-  t.bytes[31] = static_cast<uint8_t>(key_no % 2);
-  return t;
-}
-
-CacheKey CrashKey(int key_no) {
-  CacheKey k;
-  k.bytes[15] = static_cast<uint8_t>(key_no);
-  return k;
-}
-
-Sample CrashSample(int key_no, uint64_t index) {
-  Sample s;
-  // Appended piecewise: GCC 12 at -O3 warns (-Wrestrict, falsely) on "k" + to_string().
-  std::string tag = "k";
-  tag += std::to_string(key_no);
-  tag += "-i";
-  tag += std::to_string(index);
-  s.choice = {{"message", {{"role", "assistant"}, {"content", tag + std::string(40, 'x')}}},
-              {"logprobs", nullptr}};
-  s.finish_reason = index % 3 == 0 ? "length" : "stop";
-  s.completion_tokens = static_cast<uint32_t>(index * 7 % 1000);
-  s.prompt_tokens = static_cast<uint32_t>(key_no + 1);
-  s.system_fingerprint = "fp_" + std::to_string(key_no);
-  s.created = 1700000000 + static_cast<int64_t>(index);
-  s.backend = "crash";
-  for (size_t i = 0; i < s.request_sha256.size(); ++i)
-    s.request_sha256[i] = static_cast<uint8_t>(key_no * 31 + i);
-  return s;
-}
+using namespace reprise::cache::crash;
 
 int Fail(const char* what, const reprise::cache::Status& st) {
   std::fprintf(stderr, "store_crash_writer: %s: %s\n", what, st.message().c_str());

@@ -2,6 +2,7 @@
 // directory: layout and round trips, the append rules, cursors and namespaces, a
 // model-based random test with reopens, damage handling, and kill -9 under load.
 #include "cache/store.hpp"
+#include "../tools/crash_content.hpp"
 
 #include <doctest/doctest.h>
 #include <rocksdb/db.h>
@@ -654,47 +655,8 @@ TEST_CASE("Store: creates missing parent directories, honours StoreOptions") {
 }
 
 // ---- kill -9 under write load ----------------------------------------------------------
-// The content the crash writer (tests/tools/store_crash_writer.cpp) derives from (key
-// number, index). Must stay identical to the writer's copy.
-namespace {
-
-constexpr int kCrashKeys = 8;
-const char* const kCrashNamespaces[] = {"crash-a", "crash-b"};
-
-TenantId CrashTenant(int key_no) {
-  TenantId t;
-  t.bytes.fill(0xA5);
-  t.bytes[31] = static_cast<uint8_t>(key_no % 2);
-  return t;
-}
-
-CacheKey CrashKey(int key_no) {
-  CacheKey k;
-  k.bytes[15] = static_cast<uint8_t>(key_no);
-  return k;
-}
-
-[[maybe_unused]] Sample CrashSample(int key_no, uint64_t index) {
-  Sample s;
-  // Appended piecewise: GCC 12 at -O3 warns (-Wrestrict, falsely) on "k" + to_string().
-  std::string tag = "k";
-  tag += std::to_string(key_no);
-  tag += "-i";
-  tag += std::to_string(index);
-  s.choice = {{"message", {{"role", "assistant"}, {"content", tag + std::string(40, 'x')}}},
-              {"logprobs", nullptr}};
-  s.finish_reason = index % 3 == 0 ? "length" : "stop";
-  s.completion_tokens = static_cast<uint32_t>(index * 7 % 1000);
-  s.prompt_tokens = static_cast<uint32_t>(key_no + 1);
-  s.system_fingerprint = "fp_" + std::to_string(key_no);
-  s.created = 1700000000 + static_cast<int64_t>(index);
-  s.backend = "crash";
-  for (size_t i = 0; i < s.request_sha256.size(); ++i)
-    s.request_sha256[i] = static_cast<uint8_t>(key_no * 31 + i);
-  return s;
-}
-
-}  // namespace
+// The writer's content comes from tests/tools/crash_content.hpp, shared with it.
+using namespace reprise::cache::crash;
 
 #ifdef STORE_CRASH_WRITER_BIN
 TEST_CASE("Store: kill -9 under write load loses no acknowledged structure") {
