@@ -47,8 +47,4 @@ std::string to_openai_json(const Error& error);
 template <class T>
 using Result = Expected<T, Error>;
 
-// For operations that return nothing on success.
-struct Ok {};
-using Status = Result<Ok>;
-
 }  // namespace reprise

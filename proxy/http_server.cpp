@@ -27,9 +27,6 @@ void log_escape(std::string_view where, std::exception_ptr e) {
   }
 }
 
-// What reading one request produced.
-enum class ReadResult { request, closed, refused };
-
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& ioc, std::string name, const ServerConfig& limits,

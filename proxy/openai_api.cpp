@@ -17,15 +17,25 @@ std::string lowercase(std::string_view s) {
 }
 
 // Hop-by-hop fields are meaningful for one connection only and never forwarded
-// (RFC 9110 section 7.6.1): the fixed list, plus whatever the Connection header names.
-std::set<std::string> hop_by_hop_fields(const http::fields& fields) {
-  std::set<std::string> out = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                               "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"};
-  for (auto& field : fields)
-    if (field.name() == http::field::connection)
-      for (auto token : http::token_list(field.value())) out.insert(lowercase(token));
-  return out;
-}
+// (RFC 9110 section 7.6.1): a fixed list, plus whatever the Connection header names.
+class HopByHop {
+ public:
+  explicit HopByHop(const http::fields& fields) {
+    for (auto& field : fields)
+      if (field.name() == http::field::connection)
+        for (auto token : http::token_list(field.value())) listed_.insert(lowercase(token));
+  }
+  bool contains(std::string_view name) const {
+    static const std::set<std::string, std::less<>> fixed = {
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+        "te", "trailer", "transfer-encoding", "upgrade"};
+    std::string lower = lowercase(name);
+    return fixed.count(lower) > 0 || listed_.count(lower) > 0;
+  }
+
+ private:
+  std::set<std::string> listed_;  // usually empty: no allocation per request
+};
 
 // A non-2xx upstream body is relayed as is when it already has OpenAI's error shape;
 // anything else (an HTML page from a load balancer, say) is wrapped into it.
@@ -44,11 +54,11 @@ std::string openai_shaped_error(unsigned status, const std::string& body, const 
 
 http::fields upstream_headers(const http::fields& client, const UpstreamConfig& upstream) {
   http::fields out;
-  auto hop_by_hop = hop_by_hop_fields(client);
+  HopByHop hop_by_hop(client);
   bool has_auth = false;
   for (auto& field : client) {
     auto name = field.name_string();
-    if (hop_by_hop.count(lowercase(name))) continue;
+    if (hop_by_hop.contains(name)) continue;
     switch (field.name()) {
       case http::field::host:
       case http::field::content_length:
@@ -68,10 +78,10 @@ http::fields upstream_headers(const http::fields& client, const UpstreamConfig& 
 
 http::fields relay_headers(const http::fields& upstream) {
   http::fields out;
-  auto hop_by_hop = hop_by_hop_fields(upstream);
+  HopByHop hop_by_hop(upstream);
   for (auto& field : upstream) {
     auto name = field.name_string();
-    if (hop_by_hop.count(lowercase(name))) continue;
+    if (hop_by_hop.contains(name)) continue;
     switch (field.name()) {
       case http::field::content_length:
       case http::field::server:
