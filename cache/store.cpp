@@ -1,6 +1,8 @@
 // store.cpp: the RocksDB-backed list store (layout and guarantees in store.hpp).
 #include "cache/store.hpp"
 
+#include <openssl/rand.h>
+
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
@@ -35,6 +37,7 @@ constexpr char kSamplesCf[] = "samples";
 constexpr char kCursorsCf[] = "cursors";
 constexpr char kMetaCf[] = "meta";
 constexpr char kSchemaKey[] = "schema";
+constexpr char kSecretKey[] = "server_secret";
 
 void AppendBE64(std::string& out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>(v >> shift));
@@ -101,6 +104,7 @@ StatusOr<std::string> EncodeSample(const Sample& s) {
         {"system_fingerprint", s.system_fingerprint},
         {"created", s.created},
         {"backend", s.backend},
+        {"model", s.model},
         {"request_sha256",
          nlohmann::json::binary(std::vector<uint8_t>(s.request_sha256.begin(), s.request_sha256.end()))},
     };
@@ -126,6 +130,7 @@ Status DecodeFields(nlohmann::json& j, Sample& s) {
   s.system_fingerprint = j.at("system_fingerprint").get<std::string>();
   s.created = j.at("created").get<int64_t>();
   s.backend = j.at("backend").get<std::string>();
+  if (auto it = j.find("model"); it != j.end()) s.model = it->get<std::string>();
   return Status::OK();
 }
 
@@ -452,6 +457,26 @@ StatusOr<std::vector<std::string>> Store::Namespaces() {
 }
 
 // ---- Writes ---------------------------------------------------------------------------
+
+StatusOr<std::string> Store::ServerSecret() {
+  static std::mutex make_once;  // two first callers must not make two secrets
+  std::lock_guard lock(make_once);
+  std::string value;
+  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->meta, kSecretKey, &value);
+  if (s.ok()) {
+    if (value.size() != 32) return Status::Corruption("server secret has wrong size");
+    return value;
+  }
+  if (!s.IsNotFound()) return FromRocks(s, "server secret");
+  value.resize(32);
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(value.data()), 32) != 1)
+    return Status::IOError("no randomness for the server secret");
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  s = h_->db->Put(sync, h_->meta, kSecretKey, value);
+  if (!s.ok()) return FromRocks(s, "server secret");
+  return value;
+}
 
 bool Store::ValidNamespace(std::string_view ns) {
   if (ns.empty() || ns.size() > kMaxNamespaceLength) return false;

@@ -116,6 +116,11 @@ class Store {
   // 1..128 characters of [A-Za-z0-9._:-].
   static bool ValidNamespace(std::string_view ns);
 
+  // The server secret that tenants are derived from (HMAC-SHA256(secret, API key)):
+  // 32 random bytes made on first use and kept in the meta family, so that tenants
+  // stay the same across restarts and die with the cache they protect. Synced write.
+  StatusOr<std::string> ServerSecret();
+
  private:
   static constexpr size_t kStripes = 64;  // append locks, striped by (tenant, key)
 

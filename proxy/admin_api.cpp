@@ -1,6 +1,10 @@
 #include "proxy/admin_api.hpp"
 
+#include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
+
+#include "proxy/log.hpp"
+#include "proxy/routes.hpp"
 
 namespace reprise {
 
@@ -31,6 +35,23 @@ awaitable<void> AdminApi::handle(Request& req, ResponseWriter& writer) {
   } else if (!authorized(req)) {
     extra.set(http::field::www_authenticate, "Bearer");
     error = {ErrorKind::unauthorized, "missing or wrong admin token", {}};
+  } else if (path.starts_with("/admin/namespaces/") && path.ends_with("/reset")) {
+    std::string ns(path.substr(18, path.size() - 18 - 6));
+    if (req.method() != http::verb::post) {
+      error = {ErrorKind::method_not_allowed, "use POST to reset a namespace", {}};
+    } else if (!valid_namespace(ns)) {
+      error = {ErrorKind::bad_request, "invalid namespace: use 1-128 characters of [A-Za-z0-9._:-]", {}};
+    } else if (!cacher_) {
+      error = {ErrorKind::backend_unavailable, "no cache is open", {}};
+    } else if (auto st = cacher_->reset_namespace(ns); !st.ok()) {
+      error = {ErrorKind::internal, "reset of namespace " + ns + " failed: " + st.message(), {}};
+      log::error(error.message);
+    } else {
+      log::info("namespace " + ns + " reset: its cursors start again at 0");
+      std::string body = nlohmann::json({{"namespace", ns}, {"reset", true}}).dump();
+      co_await writer.send_json(200, std::move(body));
+      co_return;
+    }
   } else {
     error = {ErrorKind::not_found, "unknown admin route " + std::string(path), {}};
   }

@@ -181,6 +181,7 @@ void read_upstream(const toml::table& t, const std::string& path, std::string_vi
   r.read("max_retry_after_ms", up.max_retry_after);
   r.read("max_idle_connections", up.max_idle_connections, 0, 100000);
   r.read("max_response_bytes", up.max_response_bytes, 1024, int64_t{1} << 40);
+  r.read("max_n", up.max_n, 1, 100000);
   r.finish();
   if (up.name.empty()) r.error_at("name", "is required");
   else if (up.name == "engine") r.error_at("name", "\"engine\" is reserved for the in-process engine");

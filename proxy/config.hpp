@@ -63,6 +63,7 @@ struct UpstreamConfig {
   Millis max_retry_after{30'000};           // a longer Retry-After is relayed, not waited
   int max_idle_connections = 256;           // kept-alive connections in the pool
   uint64_t max_response_bytes = 64ull << 20;  // non-streamed responses above are a 502
+  int max_n = 128;                          // largest n per call; 1 for APIs without n
 
   // Derived from base_url by load_config.
   bool tls = false;

@@ -79,4 +79,15 @@ std::string to_openai_json(const Error& error) {
   return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
+std::string upstream_error_body(unsigned status, const std::string& body, const std::string& upstream) {
+  auto parsed = nlohmann::json::parse(body, nullptr, false);
+  if (parsed.is_object() && parsed.contains("error") && parsed["error"].is_object()) return body;
+  std::string snippet = body.substr(0, 200);
+  Error error{ErrorKind::upstream_status,
+              "upstream \"" + upstream + "\" answered HTTP " + std::to_string(status) +
+                  (snippet.empty() ? std::string() : ": " + snippet),
+              {}, status};
+  return to_openai_json(error);
+}
+
 }  // namespace reprise

@@ -43,6 +43,11 @@ std::string_view openai_error_type(ErrorKind kind);
 std::string_view openai_error_code(ErrorKind kind);
 std::string to_openai_json(const Error& error);
 
+// An upstream's non-2xx body for the client: relayed as is when it already has
+// OpenAI's error shape; anything else (an HTML page from a load balancer, say) is
+// wrapped into it, quoting its first 200 bytes.
+std::string upstream_error_body(unsigned status, const std::string& body, const std::string& upstream);
+
 // A value or an Error.
 template <class T>
 using Result = Expected<T, Error>;

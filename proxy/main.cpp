@@ -97,8 +97,34 @@ int run(const Config& config) {
     if (!client) { log::error(client.error().message); return 2; }
     clients.push_back(std::move(client.value()));
   }
-  OpenAiApi api(config, std::move(clients));
-  AdminApi admin(config.admin.token);
+  // The cache: opened before anything listens. A damaged store is moved aside and an
+  // empty one started, so the proxy keeps serving (Store::Open); other failures (a
+  // lock held by another proxy, permissions) stop the start.
+  cache::OpenReport report;
+  auto store = cache::Store::Open(config.cache.path, &report);
+  if (!store) {
+    log::error("cannot open the cache at " + config.cache.path + ": " + store.error().message());
+    return 1;
+  }
+  if (report.moved_aside)
+    log::error("the cache at " + config.cache.path + " was damaged (" + report.reason + "); moved to " +
+               report.moved_to + ", starting empty");
+  auto secret = store.value()->ServerSecret();
+  if (!secret) {
+    log::error("cannot read the server secret: " + secret.error().message());
+    return 1;
+  }
+  cache::BatcherOptions batching{Millis(config.pipeline.batch_window_ms), size_t(config.pipeline.batch_max)};
+  auto schedule = [&ioc](Millis delay, std::function<void()> task) {
+    auto timer = std::make_shared<asio::steady_timer>(ioc, delay);
+    timer->async_wait([timer, task = std::move(task)](beast::error_code) { task(); });
+  };
+  cache::CacherOptions caching;
+  caching.on_store_error = [](const cache::Status& st) { log::error("cache write failed: " + st.message()); };
+  cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
+
+  OpenAiApi api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()));
+  AdminApi admin(config.admin.token, &pipeline.cacher());
 
   HttpServer proxy_server(ioc, "proxy", config.server, config.log.access_log,
                           [&api](Request& req, ResponseWriter& w) { return api.handle(req, w); });
@@ -120,6 +146,7 @@ int run(const Config& config) {
   for (auto& up : config.upstreams)
     log::info("upstream \"" + up.name + "\" at " + up.base_url +
               (up.api_key.empty() ? " (no configured key: clients' Authorization is forwarded)" : " (configured key from $" + up.api_key_env + ")"));
+  log::info("cache at " + config.cache.path);
   log::info("proxy listening on " + to_string(proxy_at.value()));
   log::info("admin listening on " + to_string(admin_at.value()));
   proxy_server.start();

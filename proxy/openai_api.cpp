@@ -1,9 +1,13 @@
 #include "proxy/openai_api.hpp"
 
 #include <nlohmann/json.hpp>
+#include <mutex>
+#include <optional>
 #include <set>
 
+#include "proxy/async_event.hpp"
 #include "proxy/log.hpp"
+#include "proxy/upstream_backend.hpp"
 
 namespace reprise {
 namespace {
@@ -36,19 +40,6 @@ class HopByHop {
  private:
   std::set<std::string> listed_;  // usually empty: no allocation per request
 };
-
-// A non-2xx upstream body is relayed as is when it already has OpenAI's error shape;
-// anything else (an HTML page from a load balancer, say) is wrapped into it.
-std::string openai_shaped_error(unsigned status, const std::string& body, const std::string& upstream) {
-  json parsed = json::parse(body, nullptr, false);
-  if (parsed.is_object() && parsed.contains("error") && parsed["error"].is_object()) return body;
-  std::string snippet = body.substr(0, 200);
-  Error error{ErrorKind::upstream_status,
-              "upstream \"" + upstream + "\" answered HTTP " + std::to_string(status) +
-                  (snippet.empty() ? std::string() : ": " + snippet),
-              {}, status};
-  return to_openai_json(error);
-}
 
 }  // namespace
 
@@ -93,13 +84,133 @@ http::fields relay_headers(const http::fields& upstream) {
   return out;
 }
 
-OpenAiApi::OpenAiApi(const Config& config, std::vector<std::unique_ptr<UpstreamClient>> upstreams)
-    : config_(config), upstreams_(std::move(upstreams)) {}
+OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
+                     std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
+                     std::string server_secret)
+    : config_(config), upstreams_(std::move(upstreams)), pipeline_(pipeline),
+      server_secret_(std::move(server_secret)) {
+  for (auto& up : upstreams_) backends_.push_back(std::make_unique<UpstreamBackend>(executor, *up));
+}
 
 UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
   for (auto& up : upstreams_)
     if (up->config().name == name) return up.get();
   return nullptr;
+}
+
+cache::Backend* OpenAiApi::backend_named(std::string_view name) const {
+  for (size_t i = 0; i < upstreams_.size(); ++i)
+    if (upstreams_[i]->config().name == name) return backends_[i].get();
+  return nullptr;
+}
+
+std::optional<std::pair<uint64_t, uint32_t>> parse_sample_header(std::string_view value) {
+  auto number = [](std::string_view digits, uint64_t& out) {
+    if (digits.empty() || digits.size() > 15) return false;
+    out = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      out = out * 10 + uint64_t(c - '0');
+    }
+    return true;
+  };
+  uint64_t first = 0, last = 0;
+  size_t dash = value.find('-');
+  if (!number(value.substr(0, dash), first)) return std::nullopt;
+  last = first;
+  if (dash != std::string_view::npos && !number(value.substr(dash + 1), last)) return std::nullopt;
+  if (last < first || last - first >= 128) return std::nullopt;
+  return std::make_pair(first, static_cast<uint32_t>(last - first + 1));
+}
+
+namespace {
+
+// The API key that names the tenant: the bearer token (or the whole Authorization
+// value for other schemes); empty when the client sent none and the configured key
+// is used. Only its HMAC is kept, never the key.
+std::string_view api_key_of(const Request& req) {
+  std::string_view auth = req[http::field::authorization];
+  if (auth.size() >= 7 && beast::iequals(auth.substr(0, 7), "bearer ")) auth.remove_prefix(7);
+  return auth;
+}
+
+cache::Endpoint cache_endpoint(Endpoint endpoint) {
+  switch (endpoint) {
+    case Endpoint::completions: return cache::Endpoint::completions;
+    case Endpoint::embeddings: return cache::Endpoint::embeddings;
+    default: return cache::Endpoint::chat_completions;
+  }
+}
+
+// Legacy completions with several prompts answer choices of different prompts in one
+// list: not one key's samples. They are relayed uncached.
+bool several_prompts(const cache::CanonicalRequest& canonical) {
+  auto prompt = canonical.body.find("prompt");
+  if (prompt == canonical.body.end() || !prompt->is_array() || prompt->empty()) return false;
+  if (prompt->size() > 1) return (*prompt)[0].is_string() || (*prompt)[0].is_array();
+  return false;
+}
+
+}  // namespace
+
+Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const std::string& ns,
+                                    bool only_cached, Plan& plan) const {
+  const cache::Endpoint kind = cache_endpoint(endpoint);
+  auto canonical = cache::canonicalize(kind, req.body());
+  if (!canonical) {
+    auto& e = canonical.error();
+    return Error{e.message.find("JSON") != std::string::npos ? ErrorKind::invalid_json : ErrorKind::bad_request,
+                 e.message, e.param};
+  }
+  auto request = std::make_shared<const cache::CanonicalRequest>(std::move(canonical.value()));
+  if (endpoint == Endpoint::completions && several_prompts(*request)) return false;
+
+  const ModelRoute* backend = route_model(config_.models, request->model);
+  if (!backend) return Error{ErrorKind::not_found, "no [[models]] route matches model \"" + request->model + "\"", "model"};
+  if (backend->backend == "engine")
+    return Error{ErrorKind::backend_unavailable,
+                 "model \"" + request->model + "\" routes to the in-process engine, which has no model loaded", "model"};
+  plan.upstream = upstream_named(backend->backend);
+  if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
+
+  cache::CacheRequest& c = plan.cache_request;
+  c.tenant = cache::tenant_of(server_secret_, config_.cache.share_across_keys ? std::string_view() : api_key_of(req));
+  c.key = cache::cache_key(c.tenant, kind, *request);
+  c.endpoint = kind;
+  c.ns = ns;
+  c.request_id = std::string(req["X-Reprise-Request-Id"]);
+  if (c.request_id.size() > 256)
+    return Error{ErrorKind::bad_request, "X-Reprise-Request-Id is longer than 256 characters", "X-Reprise-Request-Id"};
+  c.n = static_cast<uint32_t>(request->n);
+  c.pick = cache::Pick::cursor;
+  if (auto sample = req["X-Reprise-Sample"]; !sample.empty()) {
+    auto range = parse_sample_header(sample);
+    if (!range)
+      return Error{ErrorKind::bad_request, "X-Reprise-Sample must be k or k-m (k <= m, at most 128 indices)", "X-Reprise-Sample"};
+    c.pick = cache::Pick::explicit_range;
+    c.first = range->first;
+    c.n = range->second;
+  } else if (kind == cache::Endpoint::embeddings) {
+    c.pick = cache::Pick::greedy;  // deterministic: one sample, index 0, for everyone
+    c.n = 1;
+  } else if (config_.cache.greedy_reuse && request->temperature && *request->temperature == 0) {
+    c.pick = cache::Pick::greedy;
+  }
+  c.only_cached = only_cached;
+  c.stream = request->stream;
+  c.backend = backend_named(backend->backend);
+  auto context = std::make_shared<UpstreamCallContext>();
+  context->headers = upstream_headers(req.base(), plan.upstream->config());
+  c.context = std::move(context);
+
+  plan.serve.endpoint = kind;
+  plan.serve.stream = request->stream;
+  plan.serve.include_usage = request->include_usage;
+  plan.serve.encoding_format = request->encoding_format;
+  plan.serve.fallback_model = request->model;
+  c.canonical = std::move(request);
+  plan.cached = true;
+  return true;
 }
 
 Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) const {
@@ -121,6 +232,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     return Error{ErrorKind::bad_request, "X-Reprise-Cache must be use, bypass or only-cached", "X-Reprise-Cache"};
 
   const std::string what = std::string(req.method_string()) + " " + std::string(req.target());
+  bool cacheable = false;
   switch (route.endpoint) {
     case Endpoint::not_found:
       return Error{ErrorKind::not_found, "unknown route " + what, {}};
@@ -128,6 +240,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     case Endpoint::completions:
     case Endpoint::embeddings:
       if (req.method() != http::verb::post) return Error{ErrorKind::method_not_allowed, "use POST, not " + what, {}};
+      cacheable = true;
       break;
     case Endpoint::models_list:
     case Endpoint::model_get:
@@ -136,14 +249,18 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     case Endpoint::passthrough: break;
   }
 
-  // Until the cache lands (issue 3) nothing is ever cached, so only-cached always misses.
-  if (cache_mode == "only-cached")
-    return Error{ErrorKind::not_cached, "X-Reprise-Cache: only-cached and the answer is not in the cache", {}};
-  ours.set("X-Reprise-Cache", "bypass");
-
   Plan plan;
   plan.request.method = req.method();
   plan.request.target = route.upstream_target;
+  if (cacheable && cache_mode != "bypass" && pipeline_) {
+    auto cached = plan_cached(req, route.endpoint, route.ns, cache_mode == "only-cached", plan);
+    if (!cached) return cached.error();
+    if (cached.value()) return plan;
+  }
+  // From here on the request is relayed, never cached.
+  if (cache_mode == "only-cached")
+    return Error{ErrorKind::not_cached, "X-Reprise-Cache: only-cached, and " + what + " is never cached", {}};
+  ours.set("X-Reprise-Cache", "bypass");
 
   if (route.endpoint == Endpoint::models_list || route.endpoint == Endpoint::passthrough) {
     // Not about one model: the first [[upstreams]] entry answers.
@@ -191,7 +308,51 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
     co_await writer.send_error(planned.error(), ours);
     co_return;
   }
+  if (planned.value().cached) {
+    co_await serve_cached(planned.value(), ours, writer);
+    co_return;
+  }
   co_await forward(planned.value(), ours, writer);
+}
+
+namespace {
+
+// Where the pipeline's answer lands: set from whichever thread closes the batch.
+struct AssignmentWaiter {
+  explicit AssignmentWaiter(asio::any_io_executor executor) : ready(executor) {}
+  std::mutex mu;
+  std::optional<cache::Assignment> assignment;
+  AsyncEvent ready;
+};
+
+}  // namespace
+
+awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+  auto executor = co_await asio::this_coro::executor;
+  auto waiter = std::make_shared<AssignmentWaiter>(executor);
+  pipeline_->submit(std::move(plan.cache_request), [waiter](cache::Assignment assignment) {
+    {
+      std::lock_guard lock(waiter->mu);
+      waiter->assignment = std::move(assignment);
+    }
+    waiter->ready.notify();
+  });
+  for (;;) {
+    {
+      std::lock_guard lock(waiter->mu);
+      if (waiter->assignment) break;
+    }
+    co_await waiter->ready.wait();
+  }
+  const cache::Assignment& assignment = *waiter->assignment;
+  if (assignment.error != cache::AssignError::none) {
+    Error error{assignment.error == cache::AssignError::not_cached ? ErrorKind::not_cached : ErrorKind::internal,
+                assignment.message, {}};
+    if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
+    co_await writer.send_error(error, ours);
+    co_return;
+  }
+  co_await serve_assignment(assignment, plan.serve, ours, writer);
 }
 
 awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
@@ -247,7 +408,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
       co_return;
     }
   } else if (identity && status >= 400) {
-    body.value() = openai_shaped_error(status, body.value(), upstream.config().name);
+    body.value() = upstream_error_body(status, body.value(), upstream.config().name);
     headers.set(http::field::content_type, "application/json");
   }
   http::response<http::string_body> res{static_cast<http::status>(status), 11};

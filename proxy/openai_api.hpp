@@ -1,10 +1,14 @@
 #pragma once
-// The OpenAI-compatible listener's request handler: routes, validates and forwards
-// to the backend that [[models]] picks. (The cache pipeline slots in here with
-// issue 3; until then every request is relayed and answered "X-Reprise-Cache: bypass".)
+// The OpenAI-compatible listener's request handler: routes and validates each request,
+// then either runs it through the cache pipeline (chat, completions and embeddings)
+// and serves the samples assigned to it, or relays it to the upstream that [[models]]
+// picks (X-Reprise-Cache: bypass, and everything else under /v1).
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "cache/pipeline.hpp"
+#include "proxy/cached_response.hpp"
 #include "proxy/config.hpp"
 #include "proxy/net.hpp"
 #include "proxy/response_writer.hpp"
@@ -15,7 +19,11 @@ namespace reprise {
 
 class OpenAiApi {
  public:
-  OpenAiApi(const Config& config, std::vector<std::unique_ptr<UpstreamClient>> upstreams);
+  // `pipeline` may be null: then nothing is cached (every request is relayed).
+  // `server_secret` keys the tenant HMAC.
+  OpenAiApi(const Config& config, asio::any_io_executor executor,
+            std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
+            std::string server_secret);
 
   awaitable<void> handle(Request& req, ResponseWriter& writer);
 
@@ -27,6 +35,11 @@ class OpenAiApi {
     UpstreamClient* upstream = nullptr;
     UpstreamRequest request;
     bool json_endpoint = false;  // a 2xx answer must be JSON
+    // Set when the cache answers instead: the request for the pipeline, and how to
+    // serve what it assigns.
+    bool cached = false;
+    cache::CacheRequest cache_request;
+    ServeOptions serve;
   };
   // `ours` receives the X-Reprise-* response headers, also for refusals.
   Result<Plan> plan(const Request& req, http::fields& ours) const;
@@ -35,10 +48,19 @@ class OpenAiApi {
   // Relays one request to an upstream and its answer to the client: SSE streams
   // piece by piece as they arrive, everything else whole (and checked).
   awaitable<void> forward(Plan& plan, const http::fields& ours, ResponseWriter& writer);
+  // Runs the request through the pipeline and serves its assignment.
+  awaitable<void> serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer);
+  // The cache's half of plan(): canonical form, tenant, key and how to pick indices.
+  Result<bool> plan_cached(const Request& req, Endpoint endpoint, const std::string& ns, bool only_cached,
+                           Plan& plan) const;
   UpstreamClient* upstream_named(std::string_view name) const;
+  cache::Backend* backend_named(std::string_view name) const;
 
   const Config& config_;
   std::vector<std::unique_ptr<UpstreamClient>> upstreams_;
+  std::vector<std::unique_ptr<cache::Backend>> backends_;  // one per upstream, same order
+  cache::Pipeline* pipeline_;
+  std::string server_secret_;
 };
 
 // The headers to send upstream: the client's end-to-end headers minus hop-by-hop
@@ -48,5 +70,8 @@ http::fields upstream_headers(const http::fields& client, const UpstreamConfig& 
 
 // The upstream's response headers worth relaying (hop-by-hop and framing dropped).
 http::fields relay_headers(const http::fields& upstream);
+
+// X-Reprise-Sample: "k" or "k-m" (k <= m, at most 128 indices) as (first, count).
+std::optional<std::pair<uint64_t, uint32_t>> parse_sample_header(std::string_view value);
 
 }  // namespace reprise

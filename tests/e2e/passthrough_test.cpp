@@ -8,13 +8,13 @@
 using namespace reprise::test;
 using nlohmann::json;
 
-TEST_CASE("chat completions are relayed, with the configured key and the re-serialised body") {
+TEST_CASE("bypass: chat completions are relayed, with the configured key and the re-serialised body") {
   Stack s;
   // Deliberately unsorted keys and an integer-valued float: the upstream must get
   // the body as the proxy parsed and re-serialised it.
   std::string raw = R"({"temperature":1.0,"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi there"}]})";
   auto r = request(s.proxy.port(), "POST", "/v1/chat/completions", raw,
-                   {{"X-Stainless-Lang", "js"}, {"Keep-Alive", "timeout=5"}});
+                   {{"X-Stainless-Lang", "js"}, {"Keep-Alive", "timeout=5"}, {"X-Reprise-Cache", "bypass"}});
   REQUIRE(r.status == 200);
   CHECK(r.header("X-Reprise-Namespace") == "default");
   CHECK(r.header("X-Reprise-Cache") == "bypass");
@@ -143,12 +143,13 @@ TEST_CASE("streams are relayed as they arrive, not buffered") {
   CHECK(s.fake.stats()["completed_streams"] == 1);
 }
 
-TEST_CASE("a client that hangs up mid-stream releases the upstream stream") {
+// (Bypass only: a cached generation runs to its end for the cache, see cache_test.)
+TEST_CASE("bypass: a client that hangs up mid-stream releases the upstream stream") {
   Stack s;
   s.fake.control({{"chunk_delay_ms", 50}, {"min_words", 200}, {"max_words", 200}});
   {
     Conn conn(s.proxy.port());
-    conn.send(build_request("POST", "/v1/chat/completions", chat_body("x", 1, true).dump()));
+    conn.send(build_request("POST", "/v1/chat/completions", chat_body("x", 1, true).dump(), {{"X-Reprise-Cache", "bypass"}}));
     // The head and the first event may arrive in separate reads.
     std::string received;
     auto deadline = Clock::now() + std::chrono::seconds(5);
@@ -199,10 +200,21 @@ TEST_CASE("client errors: bad JSON, no model, unknown route, wrong method") {
 
 TEST_CASE("upstream errors in OpenAI's shape are relayed with their status") {
   Stack s;
-  auto r = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x", 0));  // n = 0: the fake refuses
+  // Bypass: the proxy would refuse n = 0 itself before the cache.
+  auto r = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x", 0), {{"X-Reprise-Cache", "bypass"}});
   CHECK(r.status == 400);
   CHECK(r.json()["error"]["param"] == "n");
   CHECK(s.fake.stats()["calls"] == 1);  // a 4xx is not retried
+  auto own = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x", 0));
+  CHECK(own.status == 400);
+  CHECK(own.json()["error"]["param"] == "n");
+  CHECK(s.fake.stats()["calls"] == 1);
+  // Through the cache: the upstream's own 4xx, with its body.
+  s.fake.control({{"fail_next", 1}, {"fail_status", 400}});
+  auto relayed = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("y"));
+  CHECK(relayed.status == 400);
+  CHECK(relayed.json()["error"].is_object());
+  CHECK(s.fake.stats()["calls"] == 2);
 }
 
 TEST_CASE("unreachable upstream: 502, after the configured retries") {

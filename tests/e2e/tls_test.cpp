@@ -17,8 +17,10 @@ void make_certificate(const TempDir& dir, const std::string& stem, const std::st
   REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
-std::string https_config(const TempDir& dir, const std::string& base_url, const std::string& ca_file) {
+std::string https_config(const TempDir& dir, const std::string& base_url, const std::string& ca_file,
+                         const std::string& cache = "cache") {
   ProxyConfig config;
+  config.cache = cache;
   config.base_url = base_url;
   if (!ca_file.empty()) config.upstream = "ca_file = \"" + ca_file + "\"\nmax_retries = 0\n";
   else config.upstream = "max_retries = 0\n";
@@ -45,7 +47,7 @@ TEST_CASE("HTTPS upstream: verified against ca_file, by IP and by host name (SNI
   sse_events(streamed.body, &done);
   CHECK(done);
 
-  ProxyUnderTest by_name(dir, https_config(dir, "https://localhost:" + port + "/v1", ca), {}, "by-name");
+  ProxyUnderTest by_name(dir, https_config(dir, "https://localhost:" + port + "/v1", ca, "cache-2"), {}, "by-name");
   CHECK(post_json(by_name.port(), "/v1/chat/completions", chat_body()).status == 200);
 }
 

@@ -103,6 +103,7 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(su.retry_backoff_max == du.retry_backoff_max);
   CHECK(su.max_retry_after == du.max_retry_after);
   CHECK(su.max_idle_connections == du.max_idle_connections);
+  CHECK(su.max_n == du.max_n);
   CHECK(su.max_response_bytes == du.max_response_bytes);
   REQUIRE(s.models.size() == 1);
   CHECK(s.models[0].match == d.models[0].match);
@@ -158,6 +159,7 @@ retry_backoff_ms = 15
 retry_backoff_max_ms = 16
 max_retry_after_ms = 17
 max_idle_connections = 18
+max_n = 1
 max_response_bytes = 4096
 [[upstreams]]
 name = "b"
@@ -217,6 +219,7 @@ access_log = false
   CHECK(a.retry_backoff_max == Millis(16));
   CHECK(a.max_retry_after == Millis(17));
   CHECK(a.max_idle_connections == 18);
+  CHECK(a.max_n == 1);
   CHECK(a.max_response_bytes == 4096);
   auto& b = c.upstreams[1];
   CHECK(b.tls);

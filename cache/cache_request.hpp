@@ -1,0 +1,77 @@
+#pragma once
+// What flows through the pipeline: a request as the cache sees it (CacheRequest), and
+// what the Cacher answers (Assignment): one Slot per choice to serve, each either a
+// stored sample or a choice of a generation in flight.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cache/canonical.hpp"
+#include "cache/generation.hpp"
+#include "cache/keys.hpp"
+#include "cache/sample.hpp"
+
+namespace reprise::cache {
+
+class Backend;
+
+// How a request picks its indices in the key's list (DESIGN.md section 1).
+enum class Pick {
+  cursor,    // the namespace's next n samples; advances its cursor
+  greedy,    // explicit temperature 0 with greedy_reuse: sample 0, n times; no cursor
+  explicit_range,  // X-Reprise-Sample: k or k-m; no cursor
+};
+
+struct CacheRequest {
+  TenantId tenant;
+  CacheKey key;
+  Endpoint endpoint = Endpoint::chat_completions;
+  std::shared_ptr<const CanonicalRequest> canonical;
+  std::string ns = "default";
+  std::string request_id;   // X-Reprise-Request-Id; empty when absent
+  uint32_t n = 1;           // choices wanted (for explicit_range: the range's length)
+  Pick pick = Pick::cursor;
+  uint64_t first = 0;       // explicit_range: the first index
+  bool only_cached = false; // X-Reprise-Cache: only-cached
+  bool stream = false;      // a generation made for it streams from the backend
+  Backend* backend = nullptr;
+  std::shared_ptr<const CallContext> context;  // handed to the backend
+};
+
+struct Slot {
+  // Stored: the sample itself (read and checked when assigned).
+  std::optional<Sample> sample;
+  // In flight: choice `choice` of `gen`; its index is gen->first_index() + choice.
+  std::shared_ptr<Generation> gen;
+  uint32_t choice = 0;
+  uint64_t stored_index = 0;  // the index of a stored sample
+
+  uint64_t index() const { return gen ? gen->first_index() + choice : stored_index; }
+};
+
+enum class AssignError { none, not_cached, store };
+
+struct Assignment {
+  AssignError error = AssignError::none;
+  std::string message;   // for errors
+  std::vector<Slot> slots;
+
+  size_t stored() const {
+    size_t count = 0;
+    for (auto& slot : slots) count += slot.sample.has_value();
+    return count;
+  }
+};
+
+// A request waiting in the pipeline, with where its answer goes. `done` is called
+// exactly once, from whichever thread finishes the request's batch.
+struct PendingRequest {
+  CacheRequest request;
+  std::function<void(Assignment)> done;
+  uint64_t arrival = 0;  // arrival order, set by the pipeline
+};
+
+}  // namespace reprise::cache

@@ -1,0 +1,315 @@
+#include "cache/cacher.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <set>
+
+namespace reprise::cache {
+
+// One request's claim on indices in flight: the namespaces whose cursors a
+// generation's commit persists.
+struct Cacher::Reservation {
+  std::string ns;      // empty for greedy and explicit-index requests (no cursor)
+};
+
+struct Cacher::Pending {
+  std::shared_ptr<Generation> gen;
+  std::vector<std::shared_ptr<Reservation>> reservations;
+  bool ended = false;  // done, waiting for the generations before it to commit
+};
+
+struct Cacher::KeyState {
+  KeyState(const TenantId& t, const CacheKey& k) : tenant(t), key(k) {}
+  const TenantId tenant;
+  const CacheKey key;
+  std::atomic<bool> broken{false};  // a commit failed: rebuilt from the store on next use
+
+  std::mutex mu;
+  bool loaded = false;
+  uint64_t committed = 0;            // the list's length in the store
+  std::deque<Pending> pending;       // generations in flight, in list order
+  std::unordered_map<std::string, uint64_t> cursors;  // per namespace: indices reserved
+
+  uint64_t reserved() const {
+    uint64_t end = committed;
+    for (auto& p : pending) end += p.gen->size();
+    return end;
+  }
+  // Sets each generation's first index from its place in the list.
+  void renumber() {
+    uint64_t at = committed;
+    for (auto& p : pending) {
+      p.gen->set_first_index(at);
+      at += p.gen->size();
+    }
+  }
+};
+
+namespace {
+
+constexpr size_t kShards = 64;
+
+struct KeyId {
+  TenantId tenant;
+  CacheKey key;
+  friend bool operator==(const KeyId&, const KeyId&) = default;
+};
+
+struct KeyIdHash {
+  size_t operator()(const KeyId& id) const {
+    size_t h;  // the key is already a hash (XXH3 of the tenant and request)
+    std::memcpy(&h, id.key.bytes.data(), sizeof h);
+    return h;
+  }
+};
+
+}  // namespace
+
+struct Cacher::Shard {
+  std::mutex mu;
+  std::unordered_map<KeyId, std::shared_ptr<KeyState>, KeyIdHash> states;
+};
+
+Cacher::Cacher(Store& store, CacherOptions options)
+    : store_(store), options_(std::move(options)), shards_(new Shard[kShards]) {}
+
+Cacher::~Cacher() = default;
+
+uint64_t Cacher::generations_in_flight() const { return in_flight_.load(); }
+
+std::shared_ptr<Cacher::KeyState> Cacher::state_for(const TenantId& tenant, const CacheKey& key) {
+  Shard& shard = shards_[key.bytes[8] % kShards];
+  std::lock_guard lock(shard.mu);
+  auto& slot = shard.states[KeyId{tenant, key}];
+  if (!slot || slot->broken.load()) slot = std::make_shared<KeyState>(tenant, key);
+  std::shared_ptr<KeyState> state = slot;
+  const size_t cap = std::max<size_t>(1, options_.max_idle_keys / kShards);
+  if (shard.states.size() > cap) {
+    // Forget idle keys: nobody holds them and nothing is in flight, so their
+    // in-memory cursors equal the persisted ones and reload exactly.
+    std::erase_if(shard.states, [](auto& entry) {
+      if (entry.second.use_count() != 1) return false;
+      std::unique_lock key_lock(entry.second->mu, std::try_to_lock);
+      return key_lock.owns_lock() && entry.second->pending.empty();
+    });
+  }
+  return state;
+}
+
+StatusOr<uint64_t*> Cacher::cursor(KeyState& state, const std::string& ns) {
+  auto it = state.cursors.find(ns);
+  if (it == state.cursors.end()) {
+    auto stored = store_.Cursor(ns, state.tenant, state.key);
+    if (!stored.ok()) return stored.error();
+    it = state.cursors.emplace(ns, stored.value()).first;
+  }
+  return &it->second;
+}
+
+void Cacher::resolve(const std::shared_ptr<KeyState>& state_ptr, const CacheRequest& request,
+                     uint64_t from, uint64_t to, const std::shared_ptr<Reservation>& reservation,
+                     std::vector<Slot>& slots, std::vector<std::shared_ptr<Generation>>& started) {
+  KeyState& state = *state_ptr;
+  uint64_t i = from;
+  for (; i < std::min(to, state.committed); ++i) {
+    Slot slot;
+    slot.stored_index = i;
+    slots.push_back(std::move(slot));
+  }
+  // Join generations in flight that cover the next indices.
+  auto take = [&](Pending& pending, uint64_t first) {
+    uint32_t count = 0;
+    for (; i < to && i < first + pending.gen->size(); ++i, ++count) {
+      Slot slot;
+      slot.gen = pending.gen;
+      slot.choice = static_cast<uint32_t>(i - first);
+      slots.push_back(std::move(slot));
+    }
+    if (count > 0) pending.reservations.push_back(reservation);
+  };
+  uint64_t at = state.committed;
+  for (auto& pending : state.pending) {
+    if (i < to && at + pending.gen->size() > i) take(pending, at);
+    at += pending.gen->size();
+  }
+  // The deficit: new generations, each at most the backend's max_n.
+  const uint32_t max_n = std::max<uint32_t>(1, request.backend->max_n());
+  while (at < to) {
+    uint32_t size = static_cast<uint32_t>(std::min<uint64_t>(max_n, to - at));
+    auto gen = std::make_shared<Generation>(request.canonical, request.endpoint, size, request.stream,
+                                            request.context);
+    gen->set_first_index(at);
+    gen->set_on_end([this, state_ptr](Generation& g, Generation::State final_state) {
+      on_generation_end(state_ptr, g, final_state);
+    });
+    state.pending.push_back(Pending{gen, {}, false});
+    take(state.pending.back(), at);
+    started.push_back(std::move(gen));
+    in_flight_.fetch_add(1);
+    at += size;
+  }
+}
+
+Assignment Cacher::assign(const CacheRequest& request) {
+  Assignment out;
+  auto fail = [&](AssignError error, std::string message) {
+    out.error = error;
+    out.message = std::move(message);
+    out.slots.clear();
+    return out;
+  };
+  auto state_ptr = state_for(request.tenant, request.key);
+  KeyState& state = *state_ptr;
+  std::vector<std::shared_ptr<Generation>> started;
+  {
+    std::lock_guard lock(state.mu);
+    if (!state.loaded) {
+      auto count = store_.Count(state.tenant, state.key);
+      if (!count.ok()) return fail(AssignError::store, count.error().message());
+      state.committed = count.value();
+      state.loaded = true;
+    }
+    const uint32_t n = std::max<uint32_t>(1, request.n);
+    uint64_t from = 0, to = 0;
+    uint64_t* cursor_of_ns = nullptr;
+    switch (request.pick) {
+      case Pick::cursor: {
+        auto c = cursor(state, request.ns);
+        if (!c.ok()) return fail(AssignError::store, c.error().message());
+        cursor_of_ns = c.value();
+        from = *cursor_of_ns;
+        to = from + n;
+        break;
+      }
+      case Pick::greedy: from = 0, to = 1; break;
+      case Pick::explicit_range: from = request.first, to = request.first + n; break;
+    }
+    if (request.only_cached && to > state.committed)
+      return fail(AssignError::not_cached,
+                  "X-Reprise-Cache: only-cached, and samples " + std::to_string(std::max(from, state.committed)) +
+                      "-" + std::to_string(to - 1) + " of this request are not in the cache");
+
+    auto reservation = std::make_shared<Reservation>();
+    if (cursor_of_ns) reservation->ns = request.ns;
+    resolve(state_ptr, request, from, to, reservation, out.slots, started);
+
+    if (cursor_of_ns) {
+      if (to <= state.committed) {
+        // All stored: persist the move now, under the key's lock so that two
+        // requests of one namespace never write their cursors out of order.
+        Status st = store_.SetCursors({CursorMove{request.ns, state.tenant, state.key, to}});
+        if (!st.ok()) return fail(AssignError::store, st.message());
+      }
+      *cursor_of_ns = to;  // the rest is persisted when its generation commits
+    }
+  }
+  for (auto& gen : started) request.backend->generate(gen);
+
+  if (request.pick == Pick::greedy && !out.slots.empty())
+    out.slots.resize(std::max<uint32_t>(1, request.n), out.slots.front());
+  if (Status st = read_stored(request, out.slots); !st.ok()) return fail(AssignError::store, st.message());
+  return out;
+}
+
+Status Cacher::read_stored(const CacheRequest& request, std::vector<Slot>& slots) {
+  // Stored slots come first and are consecutive (greedy repeats index 0): one read.
+  size_t count = 0;
+  while (count < slots.size() && !slots[count].gen) ++count;
+  if (count == 0) return Status::OK();
+  uint64_t from = slots.front().stored_index;
+  uint64_t span = 1;
+  for (size_t i = 0; i < count; ++i) span = std::max(span, slots[i].stored_index - from + 1);
+  auto read = store_.Read(request.tenant, request.key, from, span);
+  if (!read.ok()) return read.error();
+  auto& samples = read.value();
+  for (size_t i = 0; i < count; ++i) {
+    uint64_t offset = slots[i].stored_index - from;
+    if (offset >= samples.size())
+      return Status::Corruption("sample " + std::to_string(slots[i].stored_index) + " is missing");
+    if (samples[offset].request_sha256 != request.canonical->sha256)
+      return Status::Corruption("sample " + std::to_string(slots[i].stored_index) +
+                                " was made for another request (key collision); refusing to serve it");
+    slots[i].sample = samples[offset];
+  }
+  return Status::OK();
+}
+
+void Cacher::on_generation_end(const std::shared_ptr<KeyState>& state_ptr, Generation& gen,
+                               Generation::State final_state) {
+  in_flight_.fetch_sub(1);
+  KeyState& state = *state_ptr;
+  std::lock_guard lock(state.mu);
+  auto it = std::find_if(state.pending.begin(), state.pending.end(),
+                         [&](const Pending& p) { return p.gen.get() == &gen; });
+  if (it == state.pending.end()) return;
+  if (final_state == Generation::State::done) {
+    it->ended = true;
+    commit_ready(state);
+    return;
+  }
+  // Failed: every request waiting on it fails (its listeners see the state). Its
+  // indices leave the list and every later one moves down by its size, so each
+  // namespace's cursor moves down by the indices it had reserved in this generation:
+  // its next request asks for them again. Its failed requests' indices in other
+  // generations are not given back: a later request of the namespace may hold indices
+  // after them (giving them back would serve those twice), and a streaming client may
+  // have seen their pieces already. The namespace skips them; others replay them.
+  const uint64_t first = gen.first_index();
+  const uint64_t size = gen.size();
+  for (auto& [ns, next] : state.cursors)
+    if (next > first) next -= std::min<uint64_t>(size, next - first);
+  state.pending.erase(it);
+  state.renumber();
+  commit_ready(state);
+}
+
+void Cacher::commit_ready(KeyState& state) {
+  while (!state.pending.empty() && state.pending.front().ended && !state.broken.load()) {
+    Pending& front = state.pending.front();
+    Generation& gen = *front.gen;
+    std::vector<Sample> samples = gen.samples();
+    for (auto& sample : samples) sample.request_sha256 = gen.request().sha256;
+    const uint64_t end = state.committed + samples.size();
+    std::vector<CursorMove> moves;
+    std::set<std::string> seen;
+    for (auto& reservation : front.reservations) {
+      if (reservation->ns.empty() || !seen.insert(reservation->ns).second) continue;
+      auto cursor_it = state.cursors.find(reservation->ns);
+      if (cursor_it == state.cursors.end()) continue;  // its namespace was reset meanwhile
+      moves.push_back({reservation->ns, state.tenant, state.key, std::min(cursor_it->second, end)});
+    }
+    Status st = store_.Append(state.tenant, state.key, state.committed, samples, moves);
+    if (!st.ok()) {
+      // The samples still serve the requests waiting on them; the key's state is
+      // rebuilt from the store by the next request.
+      // (Dropping `pending` also breaks the key <-> generation reference cycle.)
+      state.broken.store(true);
+      state.pending.clear();
+      if (options_.on_store_error) options_.on_store_error(st);
+      return;
+    }
+    state.committed = end;
+    state.pending.pop_front();
+  }
+}
+
+Status Cacher::reset_namespace(const std::string& ns) {
+  Status st = store_.ResetNamespace(ns);
+  if (!st.ok()) return st;
+  for (size_t s = 0; s < kShards; ++s) {
+    std::vector<std::shared_ptr<KeyState>> states;
+    {
+      std::lock_guard lock(shards_[s].mu);
+      for (auto& [id, state] : shards_[s].states) states.push_back(state);
+    }
+    for (auto& state : states) {
+      std::lock_guard lock(state->mu);
+      state->cursors.erase(ns);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace reprise::cache

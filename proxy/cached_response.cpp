@@ -1,0 +1,226 @@
+#include "proxy/cached_response.hpp"
+
+#include <chrono>
+#include <map>
+#include <memory>
+
+#include "proxy/async_event.hpp"
+#include "proxy/openai_format.hpp"
+
+namespace reprise {
+namespace {
+
+using cache::Generation;
+using cache::Sample;
+using cache::Slot;
+using nlohmann::json;
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The distinct generations of an assignment, in slot order.
+std::vector<std::shared_ptr<Generation>> generations_of(const cache::Assignment& assignment) {
+  std::vector<std::shared_ptr<Generation>> out;
+  for (auto& slot : assignment.slots)
+    if (slot.gen && std::find(out.begin(), out.end(), slot.gen) == out.end()) out.push_back(slot.gen);
+  return out;
+}
+
+// Subscribes one event to several generations for as long as it lives.
+class Subscription {
+ public:
+  Subscription(std::vector<std::shared_ptr<Generation>> gens, std::shared_ptr<AsyncEvent> event)
+      : gens_(std::move(gens)) {
+    for (auto& gen : gens_) ids_.push_back(gen->subscribe([event] { event->notify(); }));
+  }
+  ~Subscription() {
+    for (size_t i = 0; i < gens_.size(); ++i) gens_[i]->unsubscribe(ids_[i]);
+  }
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+ private:
+  std::vector<std::shared_ptr<Generation>> gens_;
+  std::vector<uint64_t> ids_;
+};
+
+const Sample& sample_of(const Slot& slot) {
+  return slot.sample ? *slot.sample : slot.gen->samples()[slot.choice];
+}
+
+void set_cache_headers(http::fields& fields, const cache::Assignment& assignment) {
+  fields.set("X-Reprise-Cache", cache_outcome(assignment));
+  fields.set("X-Reprise-Samples", samples_header(assignment.slots));
+}
+
+awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptions& options,
+                           const http::fields& headers, ResponseWriter& writer) {
+  auto gens = generations_of(assignment);
+  if (!gens.empty()) {
+    auto executor = co_await asio::this_coro::executor;
+    auto event = std::make_shared<AsyncEvent>(executor);
+    Subscription subscription(gens, event);
+    for (;;) {
+      bool running = false;
+      for (auto& gen : gens) running = running || gen->view().state == Generation::State::running;
+      if (!running) break;
+      co_await event->wait();
+    }
+  }
+  http::fields out = headers;
+  set_cache_headers(out, assignment);
+  for (auto& gen : gens) {
+    if (gen->view().state == Generation::State::failed) {
+      for (auto& [name, value] : gen->error().headers) out.set(name, value);
+      std::string body = gen->error().body;
+      co_await writer.send_json(gen->error().status, std::move(body), out);
+      co_return;
+    }
+  }
+  std::vector<const Sample*> samples;
+  for (auto& slot : assignment.slots) samples.push_back(&sample_of(slot));
+  json body = options.endpoint == cache::Endpoint::embeddings
+                  ? format::embeddings_body(*samples.front(), options.encoding_format, options.fallback_model)
+                  : format::completion_body(options.endpoint, format::new_response_id(options.endpoint),
+                                            now_seconds(), samples, options.fallback_model);
+  std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  co_await writer.send_json(200, std::move(text), out);
+}
+
+// Relays the live events of `gen` for the choices in `mine` (choice -> the client's
+// indices), then, for a generation that did not stream, its samples replayed.
+// Returns false when the response must end (client gone, or the generation failed).
+awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
+                                 const std::map<uint32_t, std::vector<uint32_t>>& mine,
+                                 format::ChunkHead& head, ResponseWriter& writer) {
+  auto executor = co_await asio::this_coro::executor;
+  auto event = std::make_shared<AsyncEvent>(executor);
+  Subscription subscription({gen}, event);
+  size_t consumed = 0;
+  std::vector<Generation::Event> events;
+  for (;;) {
+    Generation::View view = gen->view();
+    if (consumed < view.event_count) {
+      events.clear();
+      gen->read_events(consumed, view.event_count - consumed, events);
+      consumed += events.size();
+      if (head.model.empty()) head.model = gen->model();
+      if (head.system_fingerprint.empty()) head.system_fingerprint = gen->system_fingerprint();
+      std::string batch;  // everything that arrived, in one write
+      for (auto& event_ : events) {
+        auto it = mine.find(event_.choice);
+        if (it == mine.end()) continue;
+        for (uint32_t index : it->second) batch += format::sse_event(format::chunk(head, index, event_.delta));
+      }
+      if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
+      continue;
+    }
+    if (view.state == Generation::State::running) {
+      co_await event->wait();
+      continue;
+    }
+    if (view.state == Generation::State::failed) {
+      // Headers are gone: tell SSE clients in the stream (the official SDKs raise on
+      // an error event), then cut the response short so nobody takes it as complete.
+      std::string error_event = "data: " + gen->error().body + "\n\n";
+      co_await writer.write_chunk(error_event);
+      writer.abort();
+      co_return false;
+    }
+    if (!gen->stream()) {  // made by a non-streamed call: replay its samples
+      std::string batch;
+      for (auto& [choice, indices] : mine) {
+        const Sample& sample = gen->samples()[choice];
+        if (head.model.empty()) head.model = sample.model;
+        for (uint32_t index : indices)
+          for (auto& piece : format::replay_choice(head.endpoint, sample.choice))
+            batch += format::sse_event(format::chunk(head, index, piece));
+      }
+      if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
+    }
+    co_return true;
+  }
+}
+
+awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOptions& options,
+                             const http::fields& headers, ResponseWriter& writer) {
+  http::response_header<> response_head;
+  response_head.result(http::status::ok);
+  for (auto& field : headers) response_head.set(field.name_string(), field.value());
+  set_cache_headers(response_head, assignment);
+  response_head.set(http::field::content_type, "text/event-stream; charset=utf-8");
+  response_head.set(http::field::cache_control, "no-cache");
+  if (!co_await writer.begin_stream(std::move(response_head))) co_return;
+
+  format::ChunkHead head;
+  head.endpoint = options.endpoint;
+  head.id = format::new_response_id(options.endpoint);
+  head.created = now_seconds();
+  head.include_usage = options.include_usage;
+  const auto& slots = assignment.slots;
+  if (!slots.empty() && slots.front().sample) {
+    head.model = slots.front().sample->model;
+    head.system_fingerprint = slots.front().sample->system_fingerprint;
+  }
+
+  std::string batch;
+  for (size_t i = 0; i < slots.size();) {
+    if (slots[i].sample) {  // stored: replayed at once
+      for (auto& piece : format::replay_choice(options.endpoint, slots[i].sample->choice))
+        batch += format::sse_event(format::chunk(head, static_cast<uint32_t>(i), piece));
+      ++i;
+      continue;
+    }
+    if (!batch.empty()) {
+      if (!co_await writer.write_chunk(batch)) co_return;
+      batch.clear();
+    }
+    // A run of slots served by one generation: relayed live.
+    std::map<uint32_t, std::vector<uint32_t>> mine;
+    const auto gen = slots[i].gen;
+    for (; i < slots.size() && slots[i].gen == gen; ++i) mine[slots[i].choice].push_back(static_cast<uint32_t>(i));
+    if (!co_await relay_generation(gen, mine, head, writer)) co_return;
+  }
+  if (head.model.empty()) head.model = options.fallback_model;
+  if (options.include_usage) {
+    std::vector<const Sample*> samples;
+    for (auto& slot : slots) samples.push_back(&sample_of(slot));
+    batch += format::sse_event(format::usage_chunk(head, format::usage_of(options.endpoint, samples)));
+  }
+  batch += format::kSseDone;
+  if (!co_await writer.write_chunk(batch)) co_return;
+  co_await writer.end_stream();
+}
+
+}  // namespace
+
+std::string_view cache_outcome(const cache::Assignment& assignment) {
+  size_t stored = assignment.stored();
+  if (stored == assignment.slots.size()) return "hit";
+  return stored == 0 ? "miss" : "partial";
+}
+
+std::string samples_header(const std::vector<Slot>& slots) {
+  std::string out;
+  for (size_t i = 0; i < slots.size();) {
+    uint64_t first = slots[i].index(), last = first;
+    size_t j = i + 1;
+    while (j < slots.size() && slots[j].index() == last + 1) last = slots[j++].index();
+    if (!out.empty()) out += ',';
+    out += std::to_string(first) + "-" + std::to_string(last);
+    i = j;
+  }
+  return out;
+}
+
+awaitable<void> serve_assignment(const cache::Assignment& assignment, const ServeOptions& options,
+                                 const http::fields& headers, ResponseWriter& writer) {
+  if (options.stream && options.endpoint != cache::Endpoint::embeddings)
+    co_await serve_stream(assignment, options, headers, writer);
+  else
+    co_await serve_json(assignment, options, headers, writer);
+}
+
+}  // namespace reprise

@@ -1,0 +1,35 @@
+#pragma once
+// Serves what the Cacher assigned to one request: as one JSON body once every sample
+// is there, or as SSE, with stored samples replayed as token-sized chunks and
+// generations in flight relayed live, each client seeing only its own choices,
+// re-indexed from 0. Both come from the same samples, so a sample made by a streamed
+// call answers a JSON request and the reverse.
+#include <string>
+#include <vector>
+
+#include "cache/cache_request.hpp"
+#include "proxy/net.hpp"
+#include "proxy/response_writer.hpp"
+
+namespace reprise {
+
+struct ServeOptions {
+  cache::Endpoint endpoint = cache::Endpoint::chat_completions;
+  bool stream = false;
+  bool include_usage = false;
+  std::string encoding_format = "float";  // embeddings
+  std::string fallback_model;             // the request's model, when samples carry none
+};
+
+// `headers` are added to the response (X-Reprise-Namespace); X-Reprise-Cache and
+// X-Reprise-Samples are set here.
+awaitable<void> serve_assignment(const cache::Assignment& assignment, const ServeOptions& options,
+                                 const http::fields& headers, ResponseWriter& writer);
+
+// "hit" when every slot was stored, "miss" when none was, else "partial".
+std::string_view cache_outcome(const cache::Assignment& assignment);
+
+// The indices served as ranges, e.g. "0-2" or "0-1,5-5".
+std::string samples_header(const std::vector<cache::Slot>& slots);
+
+}  // namespace reprise

@@ -1,0 +1,41 @@
+#pragma once
+// The cache's Backend over an upstream API: one HTTP call per generation, with
+// n = the generation's size, streamed or not. Each returned choice becomes one sample
+// with its own share of the call's usage (see split_usage in the .cpp). Only complete
+// successes complete a generation: a 200 whose every choice has a finish_reason, or a
+// stream that reached [DONE] with every choice finished. Anything else fails it, with
+// the status and OpenAI-shaped body the waiting clients receive.
+#include <memory>
+#include <string>
+
+#include "cache/backend.hpp"
+#include "proxy/net.hpp"
+#include "proxy/upstream_client.hpp"
+
+namespace reprise {
+
+// What a generation needs from the request that started it: the headers to send
+// upstream (the client's Authorization, or the configured key).
+struct UpstreamCallContext : cache::CallContext {
+  http::fields headers;
+};
+
+class UpstreamBackend : public cache::Backend {
+ public:
+  UpstreamBackend(asio::any_io_executor executor, UpstreamClient& client);
+
+  std::string_view name() const override { return client_.config().name; }
+  uint32_t max_n() const override { return static_cast<uint32_t>(client_.config().max_n); }
+  void generate(std::shared_ptr<cache::Generation> gen) override;
+
+ private:
+  awaitable<void> run(std::shared_ptr<cache::Generation> gen);
+
+  asio::any_io_executor executor_;
+  UpstreamClient& client_;
+};
+
+// The target path of an endpoint under the upstream's base path.
+std::string_view upstream_path(cache::Endpoint endpoint);
+
+}  // namespace reprise
