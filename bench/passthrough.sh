@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pass-through overhead: requests/s and latency of small chat completions sent
-# straight to the fake upstream vs. relayed by Reprise (no cache yet), at several
-# connection counts. Everything runs on 127.0.0.1 and is stopped at the end.
+# straight to the fake upstream vs. relayed by Reprise with X-Reprise-Cache: bypass
+# (no cache), at several connection counts. bench/hit_path.sh measures cache hits. Everything runs on 127.0.0.1 and is stopped at the end.
 #
 #   bench/passthrough.sh [SECONDS_PER_RUN]      (after make test / make build)
 #
@@ -46,6 +46,7 @@ cat > "$work/chat.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":8}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Reprise-Cache"] = "bypass"
 LUA
 
 echo "pass-through of small chat completions, $(nproc) cores, ${secs}s per run"

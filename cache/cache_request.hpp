@@ -43,7 +43,7 @@ struct CacheRequest {
 
 struct Slot {
   // Stored: the sample itself (read and checked when assigned).
-  std::optional<Sample> sample;
+  std::shared_ptr<const Sample> sample;
   // In flight: choice `choice` of `gen`; its index is gen->first_index() + choice.
   std::shared_ptr<Generation> gen;
   uint32_t choice = 0;
@@ -61,7 +61,7 @@ struct Assignment {
 
   size_t stored() const {
     size_t count = 0;
-    for (auto& slot : slots) count += slot.sample.has_value();
+    for (auto& slot : slots) count += slot.sample != nullptr;
     return count;
   }
 };

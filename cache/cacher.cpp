@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <set>
 
 namespace reprise::cache {
@@ -73,7 +74,7 @@ struct Cacher::Shard {
 };
 
 Cacher::Cacher(Store& store, CacherOptions options)
-    : store_(store), options_(std::move(options)), shards_(new Shard[kShards]) {}
+    : store_(store), options_(std::move(options)), shards_(new Shard[kShards]), hot_(options_.hot_sample_bytes) {}
 
 Cacher::~Cacher() = default;
 
@@ -163,6 +164,8 @@ Assignment Cacher::assign(const CacheRequest& request) {
   auto state_ptr = state_for(request.tenant, request.key);
   KeyState& state = *state_ptr;
   std::vector<std::shared_ptr<Generation>> started;
+  std::optional<CursorMove> advance;
+  uint64_t committed = 0;
   {
     std::lock_guard lock(state.mu);
     if (!state.loaded) {
@@ -196,14 +199,17 @@ Assignment Cacher::assign(const CacheRequest& request) {
     resolve(state_ptr, request, from, to, reservation, out.slots, started);
 
     if (cursor_of_ns) {
-      if (to <= state.committed) {
-        // All stored: persist the move now, under the key's lock so that two
-        // requests of one namespace never write their cursors out of order.
-        Status st = store_.SetCursors({CursorMove{request.ns, state.tenant, state.key, to}});
-        if (!st.ok()) return fail(AssignError::store, st.message());
-      }
-      *cursor_of_ns = to;  // the rest is persisted when its generation commits
+      // All stored: the move is persisted below, outside the lock (AdvanceCursor
+      // never moves a cursor back, whatever order two writes land in); otherwise
+      // when its generation commits.
+      if (to <= state.committed) advance = CursorMove{request.ns, state.tenant, state.key, to};
+      committed = state.committed;
+      *cursor_of_ns = to;
     }
+  }
+  if (advance) {
+    Status st = store_.AdvanceCursor(*advance, committed);
+    if (!st.ok()) return fail(AssignError::store, st.message());
   }
   for (auto& gen : started) request.backend->generate(gen);
 
@@ -218,20 +224,32 @@ Status Cacher::read_stored(const CacheRequest& request, std::vector<Slot>& slots
   size_t count = 0;
   while (count < slots.size() && !slots[count].gen) ++count;
   if (count == 0) return Status::OK();
+  // Recently served samples come from memory (each was checked when first read).
+  bool all_hot = true;
+  for (size_t i = 0; i < count; ++i) {
+    slots[i].sample = hot_.find(request.tenant, request.key, slots[i].stored_index);
+    if (!slots[i].sample || slots[i].sample->request_sha256 != request.canonical->sha256) all_hot = false;
+  }
+  if (all_hot) return Status::OK();
   uint64_t from = slots.front().stored_index;
   uint64_t span = 1;
   for (size_t i = 0; i < count; ++i) span = std::max(span, slots[i].stored_index - from + 1);
   auto read = store_.Read(request.tenant, request.key, from, span);
   if (!read.ok()) return read.error();
   auto& samples = read.value();
+  std::vector<std::shared_ptr<const Sample>> decoded(samples.size());
   for (size_t i = 0; i < count; ++i) {
     uint64_t offset = slots[i].stored_index - from;
     if (offset >= samples.size())
       return Status::Corruption("sample " + std::to_string(slots[i].stored_index) + " is missing");
-    if (samples[offset].request_sha256 != request.canonical->sha256)
-      return Status::Corruption("sample " + std::to_string(slots[i].stored_index) +
-                                " was made for another request (key collision); refusing to serve it");
-    slots[i].sample = samples[offset];
+    if (!decoded[offset]) {
+      if (samples[offset].request_sha256 != request.canonical->sha256)
+        return Status::Corruption("sample " + std::to_string(slots[i].stored_index) +
+                                  " was made for another request (key collision); refusing to serve it");
+      decoded[offset] = std::make_shared<const Sample>(std::move(samples[offset]));
+      hot_.insert(request.tenant, request.key, slots[i].stored_index, decoded[offset]);
+    }
+    slots[i].sample = decoded[offset];
   }
   return Status::OK();
 }

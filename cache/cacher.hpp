@@ -29,12 +29,14 @@
 
 #include "cache/backend.hpp"
 #include "cache/cache_request.hpp"
+#include "cache/hot_samples.hpp"
 #include "cache/store.hpp"
 
 namespace reprise::cache {
 
 struct CacherOptions {
   size_t max_idle_keys = 1 << 16;    // keys kept in memory with nothing in flight
+  size_t hot_sample_bytes = 64u << 20;  // [cache] hot_samples_mb: decoded samples kept for hits
   // Called (any thread) when the store fails a write; the proxy logs it.
   std::function<void(const Status&)> on_store_error;
 };
@@ -81,6 +83,7 @@ class Cacher {
   CacherOptions options_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<uint64_t> in_flight_{0};
+  HotSamples hot_;
 };
 
 }  // namespace reprise::cache

@@ -7,6 +7,7 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -174,17 +175,36 @@ rocksdb::CompressionType PickCompression() {
   return rocksdb::kNoCompression;
 }
 
+// Cursor records merge by taking the larger value. A hit advances its namespace's
+// cursor with a Merge, outside the Cacher's per-key lock, so two hits of one namespace
+// may reach RocksDB in either order and the cursor still never moves back; a Put
+// (SetCursors, Append) still sets a value outright.
+class MaxCursorMerge : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger*) const override {
+    if (value.size() != 8 || (existing && existing->size() != 8)) return false;  // corruption
+    uint64_t next = ReadBE64(value.data());
+    if (existing) next = std::max(next, ReadBE64(existing->data()));
+    new_value->clear();
+    AppendBE64(*new_value, next);
+    return true;
+  }
+  const char* Name() const override { return "reprise.MaxCursor"; }
+};
+
 std::vector<rocksdb::ColumnFamilyDescriptor> Families(const StoreOptions& options) {
   std::shared_ptr<rocksdb::Cache> cache =
       options.block_cache_bytes ? rocksdb::NewLRUCache(options.block_cache_bytes) : nullptr;
   const auto compression = PickCompression();
-  // samples are only ever scanned by list prefix, never point-read: a 48-byte prefix
-  // bloom (tenant + key) lets a miss skip SST files, and whole-key filters would be dead
-  // weight. cursors are point-read: whole-key filters.
+  // samples are read by list prefix (scans, and point reads within one list): a 48-byte
+  // prefix bloom (tenant + key) lets a miss skip SST files. cursors are point-read:
+  // whole-key filters.
   auto samples = BaseCfOptions(cache, compression, /*whole_key_filter=*/false);
   samples.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(kPrefixBytes));
   samples.memtable_prefix_bloom_size_ratio = 0.05;
   auto cursors = BaseCfOptions(cache, compression, /*whole_key_filter=*/true);
+  cursors.merge_operator = std::make_shared<MaxCursorMerge>();
   auto meta = BaseCfOptions(cache, compression, /*whole_key_filter=*/true);
   return {{rocksdb::kDefaultColumnFamilyName, meta},
           {kSamplesCf, samples},
@@ -407,6 +427,7 @@ StatusOr<std::vector<Sample>> Store::Read(const TenantId& tenant, const CacheKey
   std::vector<Sample> out;
   if (count == 0 || from > kMaxIndex) return out;
   const uint64_t end = from + std::min(count, kMaxIndex + 1 - from);  // exclusive, saturated
+  if (end - from <= kPointReadMax) return ReadByPoints(tenant, key, from, end);
   const std::string lo = SampleKey(tenant, key, from);
   const std::string hi = SampleKey(tenant, key, end);
   const rocksdb::Slice upper(hi);
@@ -429,6 +450,38 @@ StatusOr<std::vector<Sample>> Store::Read(const TenantId& tenant, const CacheKey
   }
   if (!it->status().ok()) return FromRocks(it->status(), "read " + Describe(tenant, key));
   return out;
+}
+
+// A few indices: one point lookup each. Creating an iterator costs more than several
+// Gets (it pins a version of every memtable and file), and the hit path reads one
+// sample per request.
+StatusOr<std::vector<Sample>> Store::ReadByPoints(const TenantId& tenant, const CacheKey& key, uint64_t from,
+                                                  uint64_t end) {
+  std::vector<Sample> out;
+  bool ended = false;
+  for (uint64_t index = from; index < end; ++index) {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->samples, SampleKey(tenant, key, index), &value);
+    if (s.IsNotFound()) {
+      ended = true;
+      continue;
+    }
+    if (!s.ok()) return FromRocks(s, "read " + Describe(tenant, key));
+    // A record after a missing one: a gap, which only damage leaves (see Read).
+    if (ended) return Status::Corruption("sample record at index " + std::to_string(from + out.size()) + " is missing");
+    auto sample = DecodeSample(value, index);
+    if (!sample.ok()) return Status::Corruption(sample.error().message() + " of " + Describe(tenant, key));
+    out.push_back(std::move(*sample));
+  }
+  return out;
+}
+
+StatusOr<bool> Store::HasIndex(const TenantId& tenant, const CacheKey& key, uint64_t index) {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->samples, SampleKey(tenant, key, index), &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return FromRocks(s, "read " + Describe(tenant, key));
+  return true;
 }
 
 StatusOr<uint64_t> Store::Cursor(std::string_view ns, const TenantId& tenant, const CacheKey& key) {
@@ -500,10 +553,17 @@ Status Store::CheckMoves(const std::vector<CursorMove>& moves, const TenantId* a
     uint64_t length = 0;
     if (appended_tenant && m.tenant == *appended_tenant && m.key == *appended_key) {
       length = appended_count;
-    } else {
-      auto n = Count(m.tenant, m.key);
-      if (!n.ok()) return n.error();
-      length = *n;
+    } else if (m.next > 0) {
+      // Lists have no gaps: next <= length exactly when index next-1 exists. One
+      // point lookup instead of Count's iterator.
+      auto has = HasIndex(m.tenant, m.key, m.next - 1);
+      if (!has.ok()) return has.error();
+      length = *has ? m.next : 0;
+      if (!*has) {
+        auto n = Count(m.tenant, m.key);  // only to say how long the list is
+        if (!n.ok()) return n.error();
+        length = *n;
+      }
     }
     if (m.next > length)
       return Status::InvalidArgument("cursor of namespace " + m.ns + " would point at " + std::to_string(m.next) +
@@ -559,6 +619,16 @@ Status Store::SetCursors(const std::vector<CursorMove>& moves) {
   rocksdb::WriteBatch batch;
   PutMoves(batch, h_->cursors, moves);
   return FromRocks(h_->db->Write(h_->write, &batch), "set cursors");
+}
+
+Status Store::AdvanceCursor(const CursorMove& move, uint64_t list_length) {
+  if (!ValidNamespace(move.ns)) return Status::InvalidArgument("invalid namespace in cursor move");
+  if (move.next > list_length)
+    return Status::InvalidArgument("cursor of namespace " + move.ns + " would point past the end of its list");
+  std::string value;
+  AppendBE64(value, move.next);
+  return FromRocks(h_->db->Merge(h_->write, h_->cursors, CursorKey(move.ns, move.tenant, move.key), value),
+                   "advance cursor");
 }
 
 // One range tombstone, whatever the number of cursors. Tombstones cost reads a little

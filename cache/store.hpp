@@ -106,6 +106,12 @@ class Store {
   // but never past the end of their list: such a batch is refused whole.
   Status SetCursors(const std::vector<CursorMove>& moves);
 
+  // Moves one cursor forward to move.next, or leaves it where it is if it already
+  // stands further (a max-merge: concurrent advances may land in any order). The
+  // caller vouches for the list's length (the Cacher knows it: it serialises the
+  // appends of each key), which saves the lookup that SetCursors makes.
+  Status AdvanceCursor(const CursorMove& move, uint64_t list_length);
+
   // Sets every cursor of namespace ns (all tenants, all keys) back to 0: one range
   // delete. The samples stay: a reset namespace replays the same samples.
   Status ResetNamespace(std::string_view ns);
@@ -123,6 +129,11 @@ class Store {
 
  private:
   static constexpr size_t kStripes = 64;  // append locks, striped by (tenant, key)
+  static constexpr uint64_t kPointReadMax = 16;  // Read uses point lookups up to this count
+
+  StatusOr<std::vector<Sample>> ReadByPoints(const TenantId& tenant, const CacheKey& key, uint64_t from,
+                                             uint64_t end);
+  StatusOr<bool> HasIndex(const TenantId& tenant, const CacheKey& key, uint64_t index);
 
   explicit Store(std::unique_ptr<detail::StoreHandles> handles);
   Status CheckMoves(const std::vector<CursorMove>& moves, const TenantId* appended_tenant,

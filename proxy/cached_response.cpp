@@ -94,7 +94,7 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
 // Returns false when the response must end (client gone, or the generation failed).
 awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
                                  const std::map<uint32_t, std::vector<uint32_t>>& mine,
-                                 format::ChunkHead& head, ResponseWriter& writer) {
+                                 format::ChunkHead& head, format::ChunkEncoder& encoder, ResponseWriter& writer) {
   auto executor = co_await asio::this_coro::executor;
   auto event = std::make_shared<AsyncEvent>(executor);
   Subscription subscription({gen}, event);
@@ -112,7 +112,7 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       for (auto& event_ : events) {
         auto it = mine.find(event_.choice);
         if (it == mine.end()) continue;
-        for (uint32_t index : it->second) batch += format::sse_event(format::chunk(head, index, event_.delta));
+        for (uint32_t index : it->second) encoder.append(batch, head, index, event_.delta);
       }
       if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
       continue;
@@ -136,7 +136,7 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
         if (head.model.empty()) head.model = sample.model;
         for (uint32_t index : indices)
           for (auto& piece : format::replay_choice(head.endpoint, sample.choice))
-            batch += format::sse_event(format::chunk(head, index, piece));
+            encoder.append(batch, head, index, piece);
       }
       if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
     }
@@ -165,11 +165,12 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
     head.system_fingerprint = slots.front().sample->system_fingerprint;
   }
 
+  format::ChunkEncoder encoder;
   std::string batch;
   for (size_t i = 0; i < slots.size();) {
     if (slots[i].sample) {  // stored: replayed at once
       for (auto& piece : format::replay_choice(options.endpoint, slots[i].sample->choice))
-        batch += format::sse_event(format::chunk(head, static_cast<uint32_t>(i), piece));
+        encoder.append(batch, head, static_cast<uint32_t>(i), piece);
       ++i;
       continue;
     }
@@ -181,7 +182,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
     std::map<uint32_t, std::vector<uint32_t>> mine;
     const auto gen = slots[i].gen;
     for (; i < slots.size() && slots[i].gen == gen; ++i) mine[slots[i].choice].push_back(static_cast<uint32_t>(i));
-    if (!co_await relay_generation(gen, mine, head, writer)) co_return;
+    if (!co_await relay_generation(gen, mine, head, encoder, writer)) co_return;
   }
   if (head.model.empty()) head.model = options.fallback_model;
   if (options.include_usage) {

@@ -134,6 +134,21 @@ std::string_view api_key_of(const Request& req) {
   return auth;
 }
 
+// HMAC-SHA256 costs a few microseconds; a client keeps its key, so each thread
+// remembers the last one it derived (the key stays in this process's memory, as the
+// forwarded Authorization header does anyway; it is never written anywhere).
+const cache::TenantId& tenant_for(const std::string& secret, std::string_view api_key) {
+  thread_local const std::string* last_secret = nullptr;
+  thread_local std::string last_key;
+  thread_local cache::TenantId last_tenant;
+  if (last_secret != &secret || last_key != api_key) {
+    last_tenant = cache::tenant_of(secret, api_key);
+    last_key.assign(api_key);
+    last_secret = &secret;
+  }
+  return last_tenant;
+}
+
 cache::Endpoint cache_endpoint(Endpoint endpoint) {
   switch (endpoint) {
     case Endpoint::completions: return cache::Endpoint::completions;
@@ -156,13 +171,13 @@ bool several_prompts(const cache::CanonicalRequest& canonical) {
 Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const std::string& ns,
                                     bool only_cached, Plan& plan) const {
   const cache::Endpoint kind = cache_endpoint(endpoint);
-  auto canonical = cache::canonicalize(kind, req.body());
+  auto canonical = canonical_memo_.canonical(kind, req.body());
   if (!canonical) {
     auto& e = canonical.error();
     return Error{e.message.find("JSON") != std::string::npos ? ErrorKind::invalid_json : ErrorKind::bad_request,
                  e.message, e.param};
   }
-  auto request = std::make_shared<const cache::CanonicalRequest>(std::move(canonical.value()));
+  std::shared_ptr<const cache::CanonicalRequest> request = std::move(canonical.value());
   if (endpoint == Endpoint::completions && several_prompts(*request)) return false;
 
   const ModelRoute* backend = route_model(config_.models, request->model);
@@ -174,7 +189,7 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
 
   cache::CacheRequest& c = plan.cache_request;
-  c.tenant = cache::tenant_of(server_secret_, config_.cache.share_across_keys ? std::string_view() : api_key_of(req));
+  c.tenant = tenant_for(server_secret_, config_.cache.share_across_keys ? std::string_view() : api_key_of(req));
   c.key = cache::cache_key(c.tenant, kind, *request);
   c.endpoint = kind;
   c.ns = ns;

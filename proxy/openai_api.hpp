@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/canonical_memo.hpp"
 #include "cache/pipeline.hpp"
 #include "proxy/cached_response.hpp"
 #include "proxy/config.hpp"
@@ -60,6 +61,7 @@ class OpenAiApi {
   std::vector<std::unique_ptr<UpstreamClient>> upstreams_;
   std::vector<std::unique_ptr<cache::Backend>> backends_;  // one per upstream, same order
   cache::Pipeline* pipeline_;
+  mutable cache::CanonicalMemo canonical_memo_;
   std::string server_secret_;
 };
 

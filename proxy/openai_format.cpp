@@ -496,6 +496,39 @@ std::string sse_event(const json& payload) {
   return "data: " + payload.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
+void ChunkEncoder::append(std::string& out, const ChunkHead& head, uint32_t index, const json& chunk_choice) {
+  if (!built_ || model_ != head.model || fingerprint_ != head.system_fingerprint) {
+    // The head as chunk() makes it, minus "choices": dumped once, then split around
+    // where the choices go.
+    json shell = chunk_head(head);
+    if (head.include_usage) shell["usage"] = nullptr;
+    shell["choices"] = 0;  // a placeholder to find: a lone 0 is nowhere else in it
+    std::string text = shell.dump(-1, ' ', false, json::error_handler_t::replace);
+    size_t at = text.find("\"choices\":0");
+    prefix_ = "data: " + text.substr(0, at) + "\"choices\":[{\"index\":";
+    suffix_ = "]" + text.substr(at + 11) + "\n\n";
+    model_ = head.model;
+    fingerprint_ = head.system_fingerprint;
+    built_ = true;
+  }
+  out += prefix_;
+  out += std::to_string(index);
+  if (chunk_choice.is_object() && !chunk_choice.empty()) {
+    json rest = chunk_choice;
+    rest.erase("index");
+    std::string body = rest.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (body.size() > 2) {
+      out += ',';
+      out.append(body, 1, body.size() - 1);  // its members and closing brace
+    } else {
+      out += '}';
+    }
+  } else {
+    out += '}';
+  }
+  out += suffix_;
+}
+
 // ---------------------------------------------------------------------------------
 // Embeddings
 

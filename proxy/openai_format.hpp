@@ -120,6 +120,21 @@ json chunk(const ChunkHead& head, uint32_t index, const json& chunk_choice);
 json usage_chunk(const ChunkHead& head, const json& usage);
 // "data: " + compact JSON + "\n\n".
 std::string sse_event(const json& payload);
+
+// The same event as sse_event(chunk(head, index, chunk_choice)), appended to `out`
+// several times faster: the head's fields are serialised once per response rather
+// than once per token (a replayed hit writes one chunk per token). Only the field
+// order differs (the choice's "index" comes first).
+class ChunkEncoder {
+ public:
+  void append(std::string& out, const ChunkHead& head, uint32_t index, const json& chunk_choice);
+
+ private:
+  std::string prefix_;  // 'data: {"choices":[{"index":' is last; rebuilt when the head changes
+  std::string suffix_;
+  std::string model_, fingerprint_;
+  bool built_ = false;
+};
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 
 // Embeddings: a sample's choice is {"embeddings": [[floats], ...]} (one array per

@@ -589,3 +589,31 @@ TEST_CASE("sse: SseParser line rules") {
   // Two events in one feed.
   CHECK(feed_all(parser, "data: 1\n\ndata: 2\n\n") == std::vector<std::string>{"1", "2"});
 }
+
+TEST_CASE("format: ChunkEncoder writes what sse_event(chunk(...)) writes") {
+  using namespace reprise;
+  format::ChunkHead head;
+  head.id = "chatcmpl-x";
+  head.created = 42;
+  head.model = "m\"choices\":0";  // a model name that looks like the placeholder
+  head.system_fingerprint = "fp";
+  for (bool usage : {false, true}) {
+    head.include_usage = usage;
+    format::ChunkEncoder encoder;
+    for (const nlohmann::json& piece : {nlohmann::json{{"delta", {{"content", " hi"}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}},
+                                        nlohmann::json::object(),
+                                        nlohmann::json{{"text", "x"}, {"index", 9}}}) {
+      std::string encoded;
+      encoder.append(encoded, head, 3, piece);
+      std::string expected = format::sse_event(format::chunk(head, 3, piece));
+      REQUIRE(encoded.starts_with("data: "));
+      REQUIRE(encoded.ends_with("\n\n"));
+      CHECK(nlohmann::json::parse(encoded.substr(6)) == nlohmann::json::parse(expected.substr(6)));
+    }
+    head.model = "other";  // a changed head rebuilds the prefix
+    std::string encoded;
+    encoder.append(encoded, head, 0, nlohmann::json::object());
+    CHECK(nlohmann::json::parse(encoded.substr(6))["model"] == "other");
+    head.model = "m";
+  }
+}

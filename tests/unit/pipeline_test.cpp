@@ -215,11 +215,11 @@ std::vector<std::string> contents(const Assignment& a) {
 
 bool all_stored(const Assignment& a) {
   return std::all_of(a.slots.begin(), a.slots.end(),
-                     [](const Slot& s) { return s.sample.has_value() && !s.gen; });
+                     [](const Slot& s) { return s.sample != nullptr && !s.gen; });
 }
 bool all_in_flight(const Assignment& a) {
   return std::all_of(a.slots.begin(), a.slots.end(),
-                     [](const Slot& s) { return !s.sample.has_value() && s.gen; });
+                     [](const Slot& s) { return s.sample == nullptr && s.gen; });
 }
 
 uint64_t count_of(Store& store, const CacheRequest& r) {
@@ -684,9 +684,9 @@ TEST_CASE("pipeline: the paper's example: single flight across namespaces, defic
   CHECK(backend.sizes() == std::vector<uint32_t>{3, 1});
   CHECK(indices(c) == range(0, 4));
   CHECK(c.stored() == 3);
-  for (int i = 0; i < 3; ++i) CHECK(c.slots[i].sample.has_value());
+  for (int i = 0; i < 3; ++i) CHECK(c.slots[i].sample != nullptr);
   REQUIRE(c.slots[3].gen != nullptr);
-  CHECK_FALSE(c.slots[3].sample.has_value());
+  CHECK_FALSE(c.slots[3].sample != nullptr);
   CHECK(c.slots[3].gen == backend.calls[1]);
 
   // Then A asks n=1: index 3, joins C's call, no new call.

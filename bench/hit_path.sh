@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The cache-hit path: requests/s and latency of cache hits through Reprise, JSON and
+# SSE, at 1, 16 and 256 connections, with the default pipeline settings.
+#
+#   bench/hit_path.sh [SECONDS_PER_RUN]      (after make test / make build)
+#
+# Every request is a real replay hit, the path a re-run experiment takes: it goes to a
+# namespace of its own (/ns/<unique>/v1/...), so it reads sample 0 of a stored list
+# and persists its namespace's cursor (one RocksDB read and one write per request).
+# No request carries X-Reprise-Request-Id, so none waits for the batch window
+# (DESIGN.md section 2). The upstream is called once, to fill the list, before the
+# runs. wrk and the proxy share this machine's cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
+[ -x build/reprise ] && [ -x build/fake_openai ] || { echo "build first: make build (or make test)"; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+build/fake_openai --listen 127.0.0.1:0 > "$work/fake.out" &
+pids+=($!)
+for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
+fake_port=$(sed -n 's/listening 127.0.0.1://p' "$work/fake.out")
+
+cat > "$work/proxy.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[cache]
+path = "$work/cache"
+[log]
+access_log = false
+[[upstreams]]
+name = "fake"
+base_url = "http://127.0.0.1:$fake_port/v1"
+api_key_env = ""
+TOML
+build/reprise --config "$work/proxy.toml" 2> "$work/proxy.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "proxy listening" "$work/proxy.log" 2>/dev/null && break; sleep 0.05; done
+proxy_port=$(sed -n 's/.*proxy listening on 127.0.0.1://p' "$work/proxy.log")
+
+body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16}'
+stream_body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16,"stream":true}'
+# Fill the list (sample 0) once; a streamed request shares the key (stream is not in it).
+curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$proxy_port/v1/chat/completions"
+
+# Each request in a namespace never used before: b<run>-<thread>-<counter>.
+cat > "$work/hits.lua" <<'LUA'
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  prefix = "/ns/b" .. args[1] .. "-" .. tid .. "-"
+  body = args[2]
+  counter = 0
+end
+function request()
+  counter = counter + 1
+  return wrk.format("POST", prefix .. counter .. "/v1/chat/completions",
+                    {["Content-Type"] = "application/json"}, body)
+end
+function response(status, headers, body)
+  if status ~= 200 or headers["X-Reprise-Cache"] ~= "hit" then misses = (misses or 0) + 1 end
+end
+function done(summary, latency, requests)
+  -- wrk runs response() in each thread's own Lua state; a non-hit there also shows as
+  -- a non-2xx or a growing upstream call count (checked below).
+end
+LUA
+
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", v*1000 }'; }
+calls_before=$(curl -s "http://127.0.0.1:$fake_port/_fake/stats" | sed -n 's/.*"calls":\([0-9]*\).*/\1/p')
+
+echo "cache hits through Reprise ($(nproc) cores, ${secs}s per run, wrk -t2; each request a fresh namespace)"
+printf '| %-6s | %11s | %7s | %9s | %9s | %6s |\n' mode connections "req/s" "p50 ms" "p99 ms" errors
+printf '|%s|%s|%s|%s|%s|%s|\n' -------- ------------- --------- ----------- ----------- --------
+run=0
+for mode in json sse; do
+  b=$body; [ $mode = sse ] && b=$stream_body
+  for conns in 1 16 256; do
+    run=$((run + 1))
+    threads=2; [ $conns -eq 1 ] && threads=1
+    out=$(wrk -t$threads -c$conns -d${secs}s --latency -s "$work/hits.lua" \
+          "http://127.0.0.1:$proxy_port" -- "$run" "$b")
+    rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+    p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+    errors=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {n+=1} END {print n+0}' <<<"$out")
+    printf '| %-6s | %11s | %7s | %9s | %9s | %6s |\n' $mode $conns "$rps" "$p50" "$p99" "$errors"
+  done
+done
+calls_after=$(curl -s "http://127.0.0.1:$fake_port/_fake/stats" | sed -n 's/.*"calls":\([0-9]*\).*/\1/p')
+echo
+echo "upstream calls during the runs: $((calls_after - calls_before)) (0 means every request was a hit)"
