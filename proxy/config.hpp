@@ -41,6 +41,7 @@ struct CacheConfig {
   std::string path = "data/cache";
   bool greedy_reuse = true;
   bool share_across_keys = false;
+  int hot_samples_mb = 64;  // decoded samples kept in memory for hits; 0 = off
 };
 
 struct PipelineConfig {

@@ -120,6 +120,7 @@ int run(const Config& config) {
     timer->async_wait([timer, task = std::move(task)](beast::error_code) { task(); });
   };
   cache::CacherOptions caching;
+  caching.hot_sample_bytes = size_t(config.cache.hot_samples_mb) << 20;
   caching.on_store_error = [](const cache::Status& st) { log::error("cache write failed: " + st.message()); };
   cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
 

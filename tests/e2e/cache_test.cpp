@@ -331,7 +331,7 @@ TEST_CASE("cache: streams and JSON answers come from the same samples") {
 
 TEST_CASE("cache: merged streaming requests each receive their own choices live") {
   ProxyConfig config;
-  config.tail = "\n[pipeline]\nbatch_window_ms = 300\n";
+  config.tail = "\n[pipeline]\nbatch_window_ms = 1000\n";
   Stack s(config);
   s.fake.control({{"chunk_delay_ms", 2}});
   Conn a(s.proxy.port()), b(s.proxy.port());

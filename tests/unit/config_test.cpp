@@ -85,6 +85,7 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(s.cache.path == d.cache.path);
   CHECK(s.cache.greedy_reuse == d.cache.greedy_reuse);
   CHECK(s.cache.share_across_keys == d.cache.share_across_keys);
+  CHECK(s.cache.hot_samples_mb == d.cache.hot_samples_mb);
   CHECK(s.pipeline.batch_window_ms == d.pipeline.batch_window_ms);
   CHECK(s.pipeline.batch_max == d.pipeline.batch_max);
   REQUIRE(s.upstreams.size() == 1);
@@ -142,6 +143,7 @@ token = "tok"
 path = "/tmp/x"
 greedy_reuse = false
 share_across_keys = true
+hot_samples_mb = 0
 [pipeline]
 batch_window_ms = 7
 batch_max = 8
@@ -199,6 +201,7 @@ access_log = false
   CHECK(c.cache.path == "/tmp/x");
   CHECK_FALSE(c.cache.greedy_reuse);
   CHECK(c.cache.share_across_keys);
+  CHECK(c.cache.hot_samples_mb == 0);
   CHECK(c.pipeline.batch_window_ms == 7);
   CHECK(c.pipeline.batch_max == 8);
   REQUIRE(c.upstreams.size() == 2);
