@@ -2,7 +2,9 @@
 // One element of a key's list: one choice as an upstream (or the engine) produced
 // it, with what is needed to serve it again exactly and to account for what serving
 // it from the cache saved.
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -23,6 +25,37 @@ struct Sample {
   int64_t created = 0;              // unix seconds when generated
   std::string backend;              // upstream name, or "engine"
   Sha256 request_sha256{};          // of the canonical request; checked on every hit
+
+  // Not stored. A slot where the proxy keeps this sample's serialised wire forms once
+  // made, so a sample served again and again from memory (a replay) is serialised
+  // once, not per response. Opaque here: the wire format is the proxy's business.
+  mutable std::atomic<std::shared_ptr<const void>> rendered;
+
+  Sample() = default;
+  Sample(const Sample& o) { *this = o; }
+  Sample(Sample&& o) noexcept { *this = std::move(o); }
+  Sample& operator=(const Sample& o) {
+    copy_fields(o);
+    choice = o.choice;
+    return *this;
+  }
+  Sample& operator=(Sample&& o) noexcept {
+    copy_fields(o);
+    choice = std::move(o.choice);
+    return *this;
+  }
+
+ private:
+  void copy_fields(const Sample& o) {  // everything but `choice` and `rendered`
+    finish_reason = o.finish_reason;
+    completion_tokens = o.completion_tokens;
+    prompt_tokens = o.prompt_tokens;
+    system_fingerprint = o.system_fingerprint;
+    model = o.model;
+    created = o.created;
+    backend = o.backend;
+    request_sha256 = o.request_sha256;
+  }
 };
 
 }  // namespace reprise::cache

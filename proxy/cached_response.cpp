@@ -81,11 +81,12 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
   }
   std::vector<const Sample*> samples;
   for (auto& slot : assignment.slots) samples.push_back(&sample_of(slot));
-  json body = options.endpoint == cache::Endpoint::embeddings
-                  ? format::embeddings_body(*samples.front(), options.encoding_format, options.fallback_model)
-                  : format::completion_body(options.endpoint, format::new_response_id(options.endpoint),
-                                            now_seconds(), samples, options.fallback_model);
-  std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string text =
+      options.endpoint == cache::Endpoint::embeddings
+          ? format::embeddings_body(*samples.front(), options.encoding_format, options.fallback_model)
+                .dump(-1, ' ', false, json::error_handler_t::replace)
+          : format::completion_text(options.endpoint, format::new_response_id(options.endpoint), now_seconds(),
+                                    samples, options.fallback_model);
   co_await writer.send_json(200, std::move(text), out);
 }
 
@@ -135,8 +136,8 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
         const Sample& sample = gen->samples()[choice];
         if (head.model.empty()) head.model = sample.model;
         for (uint32_t index : indices)
-          for (auto& piece : format::replay_choice(head.endpoint, sample.choice))
-            encoder.append(batch, head, index, piece);
+          for (auto& piece : format::rendered(head.endpoint, sample).pieces)
+            encoder.append_text(batch, head, index, piece);
       }
       if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
     }
@@ -169,8 +170,8 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   std::string batch;
   for (size_t i = 0; i < slots.size();) {
     if (slots[i].sample) {  // stored: replayed at once
-      for (auto& piece : format::replay_choice(options.endpoint, slots[i].sample->choice))
-        encoder.append(batch, head, static_cast<uint32_t>(i), piece);
+      for (auto& piece : format::rendered(options.endpoint, *slots[i].sample).pieces)
+        encoder.append_text(batch, head, static_cast<uint32_t>(i), piece);
       ++i;
       continue;
     }

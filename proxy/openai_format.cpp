@@ -496,37 +496,129 @@ std::string sse_event(const json& payload) {
   return "data: " + payload.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
-void ChunkEncoder::append(std::string& out, const ChunkHead& head, uint32_t index, const json& chunk_choice) {
-  if (!built_ || model_ != head.model || fingerprint_ != head.system_fingerprint) {
-    // The head as chunk() makes it, minus "choices": dumped once, then split around
-    // where the choices go.
-    json shell = chunk_head(head);
-    if (head.include_usage) shell["usage"] = nullptr;
-    shell["choices"] = 0;  // a placeholder to find: a lone 0 is nowhere else in it
-    std::string text = shell.dump(-1, ' ', false, json::error_handler_t::replace);
-    size_t at = text.find("\"choices\":0");
-    prefix_ = "data: " + text.substr(0, at) + "\"choices\":[{\"index\":";
-    suffix_ = "]" + text.substr(at + 11) + "\n\n";
-    model_ = head.model;
-    fingerprint_ = head.system_fingerprint;
-    built_ = true;
-  }
+void ChunkEncoder::build(const ChunkHead& head) {
+  if (built_ && model_ == head.model && fingerprint_ == head.system_fingerprint) return;
+  // The head as chunk() makes it, minus "choices": dumped once, then split around
+  // where the choices go.
+  json shell = chunk_head(head);
+  if (head.include_usage) shell["usage"] = nullptr;
+  shell["choices"] = 0;  // a placeholder to find: "choices" sorts first, so it is found first
+  std::string text = shell.dump(-1, ' ', false, json::error_handler_t::replace);
+  size_t at = text.find("\"choices\":0");
+  prefix_ = "data: " + text.substr(0, at) + "\"choices\":[{\"index\":";
+  suffix_ = "]" + text.substr(at + 11) + "\n\n";
+  model_ = head.model;
+  fingerprint_ = head.system_fingerprint;
+  built_ = true;
+}
+
+void ChunkEncoder::append_text(std::string& out, const ChunkHead& head, uint32_t index,
+                               std::string_view chunk_choice) {
+  build(head);
   out += prefix_;
   out += std::to_string(index);
-  if (chunk_choice.is_object() && !chunk_choice.empty()) {
-    json rest = chunk_choice;
-    rest.erase("index");
-    std::string body = rest.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (body.size() > 2) {
-      out += ',';
-      out.append(body, 1, body.size() - 1);  // its members and closing brace
-    } else {
-      out += '}';
-    }
+  if (chunk_choice.size() > 2) {
+    out += ',';
+    out.append(chunk_choice.substr(1));  // its members and closing brace
   } else {
     out += '}';
   }
   out += suffix_;
+}
+
+void ChunkEncoder::append(std::string& out, const ChunkHead& head, uint32_t index, const json& chunk_choice) {
+  if (!chunk_choice.is_object()) return append_text(out, head, index, "{}");
+  json rest = chunk_choice;
+  rest.erase("index");
+  append_text(out, head, index, rest.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xf];
+          out += kHex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+const RenderedSample& rendered(Endpoint endpoint, const cache::Sample& sample) {
+  auto made = std::static_pointer_cast<const RenderedSample>(sample.rendered.load(std::memory_order_acquire));
+  if (made) return *made;
+  auto fresh = std::make_shared<RenderedSample>();
+  json choice = sample.choice.is_object() ? sample.choice : json::object();
+  choice.erase("index");
+  if (!choice.contains("finish_reason") && !sample.finish_reason.empty())
+    choice["finish_reason"] = sample.finish_reason;
+  fresh->choice = choice.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (endpoint != Endpoint::embeddings)
+    for (auto& piece : replay_choice(endpoint, sample.choice))
+      fresh->pieces.push_back(piece.dump(-1, ' ', false, json::error_handler_t::replace));
+  // Two threads may both render: either result is the same text, and the one stored
+  // stays alive as long as the sample does.
+  std::shared_ptr<const void> expected;
+  std::shared_ptr<const void> desired = fresh;
+  if (!sample.rendered.compare_exchange_strong(expected, desired))
+    return *std::static_pointer_cast<const RenderedSample>(expected);
+  return *fresh;
+}
+
+std::string completion_text(Endpoint endpoint, std::string_view id, int64_t created,
+                            const std::vector<const cache::Sample*>& samples, std::string_view fallback_model) {
+  std::string_view model;
+  std::string_view fingerprint;
+  std::string out = "{\"choices\":[";
+  size_t index = 0;
+  for (const cache::Sample* sample : samples) {
+    if (sample == nullptr) continue;
+    if (index == 0) fingerprint = sample->system_fingerprint;
+    if (model.empty()) model = sample->model;
+    const std::string& choice = rendered(endpoint, *sample).choice;
+    if (index > 0) out += ',';
+    out += "{\"index\":" + std::to_string(index++);
+    if (choice.size() > 2) {
+      out += ',';
+      out.append(choice, 1, std::string::npos);
+    } else {
+      out += '}';
+    }
+  }
+  // The rest by hand: nlohmann's initializer lists cost more than the rest of a hit's
+  // answer. The strings come from parsed JSON, so they are valid UTF-8 already.
+  uint64_t prompt = 0, completion = 0;
+  for (const cache::Sample* sample : samples) {
+    if (sample == nullptr) continue;
+    prompt = std::max<uint64_t>(prompt, sample->prompt_tokens);
+    completion += sample->completion_tokens;
+  }
+  out += "],\"created\":" + std::to_string(created) + ",\"id\":";
+  append_json_string(out, id);
+  out += ",\"model\":";
+  append_json_string(out, model.empty() ? fallback_model : model);
+  out += ",\"object\":";
+  append_json_string(out, object_name(endpoint, false));
+  out += ",\"system_fingerprint\":";
+  if (fingerprint.empty()) out += "null";
+  else append_json_string(out, fingerprint);
+  out += ",\"usage\":{\"completion_tokens\":" + std::to_string(completion) +
+         ",\"prompt_tokens\":" + std::to_string(prompt) + ",\"total_tokens\":" + std::to_string(prompt + completion) + "}}";
+  return out;
 }
 
 // ---------------------------------------------------------------------------------

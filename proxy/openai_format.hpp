@@ -92,6 +92,24 @@ std::vector<uint32_t> split_proportionally(uint64_t total, const std::vector<uin
 // {"prompt_tokens": P, "total_tokens": P}.
 json usage_of(Endpoint endpoint, const std::vector<const cache::Sample*>& samples);
 
+// A stored choice's wire text, made once per sample kept in memory (see
+// Sample::rendered): the choice as completion_body puts it (without "index"), and
+// replay_choice's chunk choices, each compact JSON without "index".
+struct RenderedSample {
+  std::string choice;
+  std::vector<std::string> pieces;
+};
+const RenderedSample& rendered(Endpoint endpoint, const cache::Sample& sample);
+
+// completion_body(...) serialised, from the samples' rendered text (no JSON tree of
+// the choices is built). Equal to completion_body's JSON; only the key order differs.
+std::string completion_text(Endpoint endpoint, std::string_view id, int64_t created,
+                            const std::vector<const cache::Sample*>& samples, std::string_view fallback_model);
+
+// Appends `text` as a JSON string literal (quotes, backslashes and control
+// characters escaped; the bytes are assumed to be UTF-8 already).
+void append_json_string(std::string& out, std::string_view text);
+
 // A fresh response id: "chatcmpl-" / "cmpl-" and 24 random alphanumerics.
 std::string new_response_id(Endpoint endpoint);
 
@@ -128,8 +146,11 @@ std::string sse_event(const json& payload);
 class ChunkEncoder {
  public:
   void append(std::string& out, const ChunkHead& head, uint32_t index, const json& chunk_choice);
+  // The same with the chunk choice already serialised (compact, without "index").
+  void append_text(std::string& out, const ChunkHead& head, uint32_t index, std::string_view chunk_choice);
 
  private:
+  void build(const ChunkHead& head);
   std::string prefix_;  // 'data: {"choices":[{"index":' is last; rebuilt when the head changes
   std::string suffix_;
   std::string model_, fingerprint_;

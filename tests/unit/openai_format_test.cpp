@@ -617,3 +617,44 @@ TEST_CASE("format: ChunkEncoder writes what sse_event(chunk(...)) writes") {
     head.model = "m";
   }
 }
+
+TEST_CASE("format: completion_text and rendered pieces equal completion_body and replay_choice") {
+  using namespace reprise;
+  cache::Sample a, b;
+  a.choice = {{"message", {{"role", "assistant"}, {"content", "Hello \"world\" \u00e9"}, {"refusal", nullptr}}},
+              {"logprobs", nullptr}, {"finish_reason", "stop"}};
+  a.finish_reason = "stop";
+  a.prompt_tokens = 7;
+  a.completion_tokens = 3;
+  a.model = "gpt-x";
+  a.system_fingerprint = "fp_1";
+  b = a;
+  b.choice = {{"message", {{"role", "assistant"}, {"content", "Other"}}}};  // no finish_reason in the choice
+  b.finish_reason = "length";
+  b.completion_tokens = 1;
+  std::vector<const cache::Sample*> samples{&a, &b, &a};
+  for (auto endpoint : {cache::Endpoint::chat_completions}) {
+    auto text = format::completion_text(endpoint, "chatcmpl-1", 5, samples, "fallback");
+    CHECK(nlohmann::json::parse(text) == format::completion_body(endpoint, "chatcmpl-1", 5, samples, "fallback"));
+    const auto& r = format::rendered(endpoint, a);
+    auto pieces = format::replay_choice(endpoint, a.choice);
+    REQUIRE(r.pieces.size() == pieces.size());
+    for (size_t i = 0; i < pieces.size(); ++i) CHECK(nlohmann::json::parse(r.pieces[i]) == pieces[i]);
+    CHECK(&format::rendered(endpoint, a) == &r);  // made once, then reused
+    cache::Sample copy = a;                        // a copy does not share the rendering
+    CHECK(copy.rendered.load() == nullptr);
+  }
+  cache::Sample empty;
+  auto none = format::completion_text(cache::Endpoint::completions, "cmpl-1", 5, {}, "m");
+  CHECK(nlohmann::json::parse(none) == format::completion_body(cache::Endpoint::completions, "cmpl-1", 5, {}, "m"));
+}
+
+TEST_CASE("format: append_json_string escapes like nlohmann") {
+  for (std::string text : {std::string("plain"), std::string("q\"b\\n\nr\rt\t"), std::string("\x01\x1f\b\f ok"),
+                           std::string("caf\xc3\xa9"), std::string()}) {
+    std::string out;
+    reprise::format::append_json_string(out, text);
+    CHECK(out == nlohmann::json(text).dump());
+    CHECK(nlohmann::json::parse(out) == text);
+  }
+}

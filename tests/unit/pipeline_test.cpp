@@ -95,7 +95,7 @@ class FakeBackend : public Backend {
     for (uint32_t i = 0; i < gen->size(); ++i) {
       Sample s;
       s.choice = {{"message",
-                   {{"role", "assistant"}, {"content", "s" + std::to_string(g_sample_counter++)}}},
+                   {{"role", "assistant"}, {"content", std::string("s").append(std::to_string(g_sample_counter++))}}},
                   {"finish_reason", "stop"}};
       s.finish_reason = "stop";
       s.completion_tokens = 3;
@@ -426,7 +426,7 @@ TEST_CASE("pipeline: reorder puts ids in natural order first, the rest in arriva
     for (size_t i = 0; i < ids.size(); ++i) b.push_back(pending(make_request(&backend, "ns", 1, ids[i]), nullptr, i));
     reorder(b);
     auto got = ids_of(b);
-    for (int i = 1; i <= 60; ++i) CHECK(got[i - 1] == "r" + std::to_string(i));
+    for (int i = 1; i <= 60; ++i) CHECK(got[i - 1] == std::string("r").append(std::to_string(i)));
   }
 }
 
