@@ -498,15 +498,20 @@ std::string sse_event(const json& payload) {
 
 void ChunkEncoder::build(const ChunkHead& head) {
   if (built_ && model_ == head.model && fingerprint_ == head.system_fingerprint) return;
-  // The head as chunk() makes it, minus "choices": dumped once, then split around
-  // where the choices go.
-  json shell = chunk_head(head);
-  if (head.include_usage) shell["usage"] = nullptr;
-  shell["choices"] = 0;  // a placeholder to find: "choices" sorts first, so it is found first
-  std::string text = shell.dump(-1, ' ', false, json::error_handler_t::replace);
-  size_t at = text.find("\"choices\":0");
-  prefix_ = "data: " + text.substr(0, at) + "\"choices\":[{\"index\":";
-  suffix_ = "]" + text.substr(at + 11) + "\n\n";
+  // The fields of chunk(head, ...) around its "choices", written once per response
+  // (by hand: nlohmann's initializer lists cost more than a whole replayed sample).
+  prefix_ = "data: {\"choices\":[{\"index\":";
+  suffix_ = "],\"created\":" + std::to_string(head.created) + ",\"id\":";
+  append_json_string(suffix_, head.id);
+  suffix_ += ",\"model\":";
+  append_json_string(suffix_, head.model);
+  suffix_ += ",\"object\":";
+  append_json_string(suffix_, object_name(head.endpoint, true));
+  suffix_ += ",\"system_fingerprint\":";
+  if (head.system_fingerprint.empty()) suffix_ += "null";
+  else append_json_string(suffix_, head.system_fingerprint);
+  if (head.include_usage) suffix_ += ",\"usage\":null";
+  suffix_ += "}\n\n";
   model_ = head.model;
   fingerprint_ = head.system_fingerprint;
   built_ = true;
