@@ -455,3 +455,23 @@ TEST_CASE("cache: bad requests are refused before the cache, and a reset namespa
   CHECK(contents(again) == contents(first));
   CHECK(request(s.proxy.admin_port(), "GET", "/admin/namespaces/R/reset").status == 405);
 }
+
+TEST_CASE("cache: max_n splits a deficit into calls the upstream accepts (max_n = 1: an API without n)") {
+  ProxyConfig config;
+  config.upstream = "max_n = 1\n";
+  Stack s(config);
+  auto r = chat(s.proxy.port(), "A", 3);
+  REQUIRE(r.status == 200);
+  CHECK(r.header("X-Reprise-Samples") == "0-2");
+  CHECK(calls(s.fake) == 3);
+  CHECK_FALSE(s.fake.stats()["last_request"]["body"].contains("n"));
+  auto sa = contents(r);
+  CHECK(std::set<std::string>(sa.begin(), sa.end()).size() == 3);
+  // A stream made of three n = 1 calls, each relayed live to the one client.
+  bool done = false;
+  auto streamed = stream_contents(chat(s.proxy.port(), "A", 3, {}, "Streamed in parts", true), nullptr, &done);
+  CHECK(done);
+  CHECK(streamed.size() == 3);
+  CHECK(calls(s.fake) == 6);
+  CHECK(contents(chat(s.proxy.port(), "B", 3, {}, "Streamed in parts")) == streamed);
+}

@@ -121,3 +121,35 @@ test('errors arrive as the SDK error classes', async () => {
     (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === 'n',
   );
 });
+
+test('cache: a namespace replays another one\'s samples, as JSON and as an SSE stream', async () => {
+  const inNs = (ns) => new OpenAI({ apiKey: 'sk-sdk-test-key', baseURL: `http://127.0.0.1:${proxyPort}/ns/${ns}/v1`, maxRetries: 0 });
+  const params = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Replay me' }], n: 2 };
+  const callsBefore = (await fakeStats()).calls;
+  const { data: made, response: first } = await inNs('sdk-a').chat.completions.create(params).withResponse();
+  assert.equal(first.headers.get('x-reprise-cache'), 'miss');
+  assert.equal(first.headers.get('x-reprise-samples'), '0-1');
+
+  const stream = await inNs('sdk-b').chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+  const texts = ['', ''];
+  let usage = null;
+  let finish = [null, null];
+  for await (const chunk of stream) {
+    for (const choice of chunk.choices) {
+      texts[choice.index] += choice.delta.content ?? '';
+      if (choice.finish_reason) finish[choice.index] = choice.finish_reason;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.deepEqual(texts, made.choices.map((c) => c.message.content));
+  assert.deepEqual(finish, made.choices.map((c) => c.finish_reason));
+  assert.deepEqual(usage, made.usage);
+  assert.equal((await fakeStats()).calls, callsBefore + 1);  // the replay made no call
+
+  // Embeddings: the SDK asks base64 and decodes it; a float request is the same sample.
+  const emb = { model: 'text-embedding-3-small', input: ['replay'] };
+  const b64 = await inNs('sdk-a').embeddings.create(emb);
+  const floats = await inNs('sdk-b').embeddings.create({ ...emb, encoding_format: 'float' });
+  assert.equal(b64.data[0].embedding.length, floats.data[0].embedding.length);
+  b64.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - floats.data[0].embedding[i]) < 1e-6));
+});
