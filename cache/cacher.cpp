@@ -26,6 +26,7 @@ struct Cacher::KeyState {
   const TenantId tenant;
   const CacheKey key;
   std::atomic<bool> broken{false};  // a commit failed: rebuilt from the store on next use
+  std::atomic<int> advancing{0};    // hits persisting their cursor outside the lock
 
   std::mutex mu;
   bool loaded = false;
@@ -51,6 +52,7 @@ struct Cacher::KeyState {
 namespace {
 
 constexpr size_t kShards = 64;
+constexpr size_t kMaxCursorsPerKey = 4096;  // in-memory namespace cursors of one key
 
 struct KeyId {
   TenantId tenant;
@@ -168,6 +170,11 @@ Assignment Cacher::assign(const CacheRequest& request) {
   uint64_t committed = 0;
   {
     std::lock_guard lock(state.mu);
+    // A hot key read by namespace after namespace (a sweep) would keep a cursor for
+    // each of them. When nothing is in flight every in-memory cursor equals its
+    // persisted value, so they can all be dropped and reloaded on demand.
+    if (state.cursors.size() > kMaxCursorsPerKey && state.pending.empty() && state.advancing.load() == 0)
+      state.cursors.clear();
     if (!state.loaded) {
       auto count = store_.Count(state.tenant, state.key);
       if (!count.ok()) return fail(AssignError::store, count.error().message());
@@ -202,13 +209,17 @@ Assignment Cacher::assign(const CacheRequest& request) {
       // All stored: the move is persisted below, outside the lock (AdvanceCursor
       // never moves a cursor back, whatever order two writes land in); otherwise
       // when its generation commits.
-      if (to <= state.committed) advance = CursorMove{request.ns, state.tenant, state.key, to};
+      if (to <= state.committed) {
+        advance = CursorMove{request.ns, state.tenant, state.key, to};
+        state.advancing.fetch_add(1);
+      }
       committed = state.committed;
       *cursor_of_ns = to;
     }
   }
   if (advance) {
     Status st = store_.AdvanceCursor(*advance, committed);
+    state.advancing.fetch_sub(1);
     if (!st.ok()) return fail(AssignError::store, st.message());
   }
   for (auto& gen : started) request.backend->generate(gen);

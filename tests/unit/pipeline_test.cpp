@@ -1416,3 +1416,20 @@ TEST_CASE("pipeline: a waiter that sees its generation done finds the samples st
   CHECK(late == 1);
   CHECK(contents(a)[0] == contents(b)[0]);
 }
+
+TEST_CASE("pipeline: a key read by thousands of namespaces drops its in-memory cursors, and none repeats") {
+  Harness h(/*max_n=*/128, /*immediate=*/true);
+  h.submit_now(make_request(&h.backend, "ns-0", 2));  // samples 0-1 exist
+  // 6000 namespaces, each taking sample 0: more than one key keeps in memory.
+  for (int i = 1; i <= 6000; ++i) {
+    Assignment a = h.submit_now(make_request(&h.backend, "sweep-" + std::to_string(i), 1));
+    CHECK(a.slots.front().index() == 0);
+  }
+  // Every namespace continues from its persisted cursor, reloaded after the drop.
+  for (int i : {1, 2, 4097, 6000}) {
+    Assignment a = h.submit_now(make_request(&h.backend, "sweep-" + std::to_string(i), 1));
+    CHECK(a.slots.front().index() == 1);
+  }
+  CHECK(h.submit_now(make_request(&h.backend, "ns-0", 1)).slots.front().index() == 2);
+  CHECK(h.backend.calls.size() == 2);  // ns-0's first request, and its sample 2
+}
