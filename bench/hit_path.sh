@@ -10,40 +10,9 @@
 # No request carries X-Reprise-Request-Id, so none waits for the batch window
 # (DESIGN.md section 2). The upstream is called once, to fill the list, before the
 # runs. wrk and the proxy share this machine's cores.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-5}
-command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
-[ -x build/reprise ] && [ -x build/fake_openai ] || { echo "build first: make build (or make test)"; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-build/fake_openai --listen 127.0.0.1:0 > "$work/fake.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
-fake_port=$(sed -n 's/listening 127.0.0.1://p' "$work/fake.out")
-
-cat > "$work/proxy.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[cache]
-path = "$work/cache"
-[log]
-access_log = false
-[[upstreams]]
-name = "fake"
-base_url = "http://127.0.0.1:$fake_port/v1"
-api_key_env = ""
-TOML
-build/reprise --config "$work/proxy.toml" 2> "$work/proxy.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "proxy listening" "$work/proxy.log" 2>/dev/null && break; sleep 0.05; done
-proxy_port=$(sed -n 's/.*proxy listening on 127.0.0.1://p' "$work/proxy.log")
+source "$(dirname "$0")/lib.sh"
+start_stack
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16}'
 stream_body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}],"max_tokens":16,"stream":true}'
@@ -76,7 +45,6 @@ function done(summary, latency, requests)
 end
 LUA
 
-to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", v*1000 }'; }
 calls_before=$(curl -s "http://127.0.0.1:$fake_port/_fake/stats" | sed -n 's/.*"calls":\([0-9]*\).*/\1/p')
 
 echo "cache hits through Reprise ($(nproc) cores, ${secs}s per run, wrk -t2; each request a fresh namespace)"

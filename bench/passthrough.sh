@@ -7,40 +7,9 @@
 #
 # Note: wrk, the fake and the proxy share this machine's cores, so the figures are a
 # floor for what the proxy does on its own.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-5}
-command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
-[ -x build/reprise ] && [ -x build/fake_openai ] || { echo "build first: make build (or make test)"; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-build/fake_openai --listen 127.0.0.1:0 > "$work/fake.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
-fake_port=$(sed -n 's/listening 127.0.0.1://p' "$work/fake.out")
-
-cat > "$work/proxy.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[cache]
-path = "$work/cache"
-[log]
-access_log = false
-[[upstreams]]
-name = "fake"
-base_url = "http://127.0.0.1:$fake_port/v1"
-api_key_env = ""
-TOML
-build/reprise --config "$work/proxy.toml" 2> "$work/proxy.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "proxy listening" "$work/proxy.log" 2>/dev/null && break; sleep 0.05; done
-proxy_port=$(sed -n 's/.*proxy listening on 127.0.0.1://p' "$work/proxy.log")
+source "$(dirname "$0")/lib.sh"
+start_stack
 
 cat > "$work/chat.lua" <<'LUA'
 wrk.method = "POST"
@@ -57,7 +26,6 @@ for conns in 1 16 256; do
     port=$fake_port; [ $target = reprise ] && port=$proxy_port
     out=$(wrk -t1 -c$conns -d${secs}s --latency -s "$work/chat.lua" "http://127.0.0.1:$port/v1/chat/completions")
     rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", v*1000 }'; }
     p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
     p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
     errors=$(awk '/Non-2xx|Socket errors/ {n++} END {print n+0}' <<<"$out")

@@ -21,7 +21,8 @@ class Backend;
 // How a request picks its indices in the key's list (DESIGN.md section 1).
 enum class Pick {
   cursor,    // the namespace's next n samples; advances its cursor
-  greedy,    // explicit temperature 0 with greedy_reuse: sample 0, n times; no cursor
+  greedy,    // explicit temperature 0 with greedy_reuse (and embeddings): sample 0, n
+             // times; the namespace's cursor only records that it read it (at least 1)
   explicit_range,  // X-Reprise-Sample: k or k-m; no cursor
 };
 
@@ -48,6 +49,7 @@ struct Slot {
   std::shared_ptr<Generation> gen;
   uint32_t choice = 0;
   uint64_t stored_index = 0;  // the index of a stored sample
+  bool created = false;       // its generation was started for this request (not joined)
 
   uint64_t index() const { return gen ? gen->first_index() + choice : stored_index; }
 };

@@ -147,8 +147,11 @@ void Cacher::resolve(const std::shared_ptr<KeyState>& state_ptr, const CacheRequ
     gen->set_on_end([this, state_ptr](Generation& g, Generation::State final_state) {
       on_generation_end(state_ptr, g, final_state);
     });
+    gen->set_origin(request.ns);
     state.pending.push_back(Pending{gen, {}, false});
+    const size_t before = slots.size();
     take(state.pending.back(), at);
+    for (size_t s = before; s < slots.size(); ++s) slots[s].created = true;
     started.push_back(std::move(gen));
     in_flight_.fetch_add(1);
     at += size;
@@ -193,7 +196,17 @@ Assignment Cacher::assign(const CacheRequest& request) {
         to = from + n;
         break;
       }
-      case Pick::greedy: from = 0, to = 1; break;
+      case Pick::greedy: {
+        from = 0, to = 1;
+        // The namespace read sample 0: its cursor says so (at least 1). Greedy requests
+        // never read it, but the namespace's summary and its export do. One write per
+        // key and namespace: afterwards the in-memory cursor is already 1.
+        if (!Store::ValidNamespace(request.ns)) break;
+        auto c = cursor(state, request.ns);
+        if (!c.ok()) return fail(AssignError::store, c.error().message());
+        if (*c.value() < to) cursor_of_ns = c.value();
+        break;
+      }
       case Pick::explicit_range: from = request.first, to = request.first + n; break;
     }
     if (request.only_cached && to > state.committed)
@@ -268,6 +281,7 @@ Status Cacher::read_stored(const CacheRequest& request, std::vector<Slot>& slots
 void Cacher::on_generation_end(const std::shared_ptr<KeyState>& state_ptr, Generation& gen,
                                Generation::State final_state) {
   in_flight_.fetch_sub(1);
+  if (options_.on_generation_end) options_.on_generation_end(gen, final_state);
   KeyState& state = *state_ptr;
   std::lock_guard lock(state.mu);
   auto it = std::find_if(state.pending.begin(), state.pending.end(),
@@ -309,7 +323,14 @@ void Cacher::commit_ready(KeyState& state) {
       if (cursor_it == state.cursors.end()) continue;  // its namespace was reset meanwhile
       moves.push_back({reservation->ns, state.tenant, state.key, std::min(cursor_it->second, end)});
     }
-    Status st = store_.Append(state.tenant, state.key, state.committed, samples, moves);
+    // The list's first append also records which request it is a list of (export).
+    std::string record;
+    if (state.committed == 0) {
+      record.append(endpoint_name(gen.endpoint()));
+      record.push_back('\n');
+      record.append(gen.request().text);
+    }
+    Status st = store_.Append(state.tenant, state.key, state.committed, samples, moves, record);
     if (!st.ok()) {
       // The samples still serve the requests waiting on them; the key's state is
       // rebuilt from the store by the next request.
@@ -322,6 +343,19 @@ void Cacher::commit_ready(KeyState& state) {
     state.committed = end;
     state.pending.pop_front();
   }
+}
+
+void Cacher::refresh(const TenantId& tenant, const CacheKey& key) {
+  std::shared_ptr<KeyState> state;
+  {
+    Shard& shard = shards_[key.bytes[8] % kShards];
+    std::lock_guard lock(shard.mu);
+    auto it = shard.states.find(KeyId{tenant, key});
+    if (it == shard.states.end()) return;
+    state = it->second;
+  }
+  std::lock_guard lock(state->mu);
+  if (state->pending.empty()) state->loaded = false;
 }
 
 Status Cacher::reset_namespace(const std::string& ns) {

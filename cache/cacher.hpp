@@ -39,6 +39,9 @@ struct CacherOptions {
   size_t hot_sample_bytes = 64u << 20;  // [cache] hot_samples_mb: decoded samples kept for hits
   // Called (any thread) when the store fails a write; the proxy logs it.
   std::function<void(const Status&)> on_store_error;
+  // Called (any thread, no lock held) when a generation ends, done or failed: the
+  // ledger counts the call and what it spent.
+  std::function<void(const Generation&, Generation::State)> on_generation_end;
 };
 
 class Cacher {
@@ -58,6 +61,12 @@ class Cacher {
 
   // Generations in flight (all keys).
   uint64_t generations_in_flight() const;
+
+  // The store's list of (tenant, key) grew behind the Cacher's back (an import): the
+  // key's length is read again on its next request. With a generation in flight the
+  // state is left alone: its commit finds the list longer, fails, and the key is
+  // rebuilt from the store (the samples still serve their requests).
+  void refresh(const TenantId& tenant, const CacheKey& key);
 
  private:
   struct KeyState;

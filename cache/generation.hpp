@@ -8,6 +8,7 @@
 // fail(). Waiters subscribe a listener that is called, from the backend's thread and
 // without any lock held, whenever something new can be read.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,6 +65,11 @@ class Generation {
   bool stream() const { return stream_; }
   const CallContext* context() const { return context_.get(); }
 
+  // The namespace of the request that started it (for accounting), and when.
+  void set_origin(std::string ns) { origin_ = std::move(ns); }
+  const std::string& origin() const { return origin_; }
+  std::chrono::steady_clock::time_point started_at() const { return started_at_; }
+
   // The list index of choice 0. Set by the Cacher; it moves down only if an earlier
   // generation of the same key fails (its indices are then taken by this one).
   uint64_t first_index() const { return first_index_.load(std::memory_order_acquire); }
@@ -106,6 +112,8 @@ class Generation {
   const bool stream_;
   const std::shared_ptr<const CallContext> context_;
   std::atomic<uint64_t> first_index_{0};
+  std::string origin_;
+  const std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   OnEnd on_end_;
 
   mutable std::mutex mu_;

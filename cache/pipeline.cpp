@@ -17,10 +17,28 @@ void Pipeline::submit(CacheRequest request, std::function<void(Assignment)> done
 }
 
 void Pipeline::process(std::vector<PendingRequest> batch) {
+  const uint64_t size = batch.size();
+  size_t bucket = 0;
+  while (bucket < kBatchBounds.size() && size > kBatchBounds[bucket]) ++bucket;
+  batch_sizes_[bucket].fetch_add(1, std::memory_order_relaxed);
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  batched_requests_.fetch_add(size, std::memory_order_relaxed);
+  uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
+  while (size > largest && !largest_batch_.compare_exchange_weak(largest, size)) {}
   reorder(batch);
   auto merged = deduplicate(std::move(batch));
   // In order: the Cacher gives earlier requests the earlier indices.
   for (auto& group : merged) fan_out(group, cacher_.assign(group.request));
+}
+
+nlohmann::json Pipeline::batch_stats() const {
+  static constexpr const char* kNames[] = {"1", "2-4", "5-16", "17-64", "65-256", "257+"};
+  nlohmann::json sizes = nlohmann::json::object();
+  for (size_t i = 0; i < batch_sizes_.size(); ++i) sizes[kNames[i]] = batch_sizes_[i].load();
+  return {{"count", batches_.load()},
+          {"requests", batched_requests_.load()},
+          {"max_size", largest_batch_.load()},
+          {"sizes", std::move(sizes)}};
 }
 
 }  // namespace reprise::cache

@@ -3,8 +3,11 @@
 //   Batcher -> Reorderer -> Deduplicator -> Cacher -> backend
 // Each stage is its own unit with one entry point (batcher.hpp, reorderer.hpp,
 // deduplicator.hpp, cacher.hpp); this file only connects them.
+#include <array>
 #include <atomic>
 #include <functional>
+
+#include <nlohmann/json.hpp>
 
 #include "cache/batcher.hpp"
 #include "cache/cacher.hpp"
@@ -21,12 +24,22 @@ class Pipeline {
 
   Cacher& cacher() { return cacher_; }
 
+  // Batches processed and their sizes (a lone request that went straight on is a
+  // batch of one): {"count","requests","max_size","sizes":{"1","2-4","5-16",
+  // "17-64","65-256","257+"}}.
+  nlohmann::json batch_stats() const;
+
  private:
   void process(std::vector<PendingRequest> batch);
 
   Cacher cacher_;
   Batcher batcher_;
   std::atomic<uint64_t> arrivals_{0};
+  static constexpr std::array<uint64_t, 5> kBatchBounds = {1, 4, 16, 64, 256};
+  std::array<std::atomic<uint64_t>, kBatchBounds.size() + 1> batch_sizes_{};
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> batched_requests_{0};
+  std::atomic<uint64_t> largest_batch_{0};
 };
 
 }  // namespace reprise::cache

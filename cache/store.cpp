@@ -37,6 +37,7 @@ constexpr uint64_t kMaxIndex = std::numeric_limits<uint64_t>::max() - 1;
 constexpr char kSamplesCf[] = "samples";
 constexpr char kCursorsCf[] = "cursors";
 constexpr char kMetaCf[] = "meta";
+constexpr char kRequestsCf[] = "requests";
 constexpr char kSchemaKey[] = "schema";
 constexpr char kSecretKey[] = "server_secret";
 
@@ -206,10 +207,13 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Families(const StoreOptions& option
   auto cursors = BaseCfOptions(cache, compression, /*whole_key_filter=*/true);
   cursors.merge_operator = std::make_shared<MaxCursorMerge>();
   auto meta = BaseCfOptions(cache, compression, /*whole_key_filter=*/true);
+  // requests: point-read by list (export); created empty in a store made before it.
+  auto requests = BaseCfOptions(cache, compression, /*whole_key_filter=*/true);
   return {{rocksdb::kDefaultColumnFamilyName, meta},
           {kSamplesCf, samples},
           {kCursorsCf, cursors},
-          {kMetaCf, meta}};
+          {kMetaCf, meta},
+          {kRequestsCf, requests}};
 }
 
 rocksdb::DBOptions MakeDbOptions() {
@@ -278,6 +282,7 @@ struct detail::StoreHandles {
   rocksdb::ColumnFamilyHandle* samples = nullptr;
   rocksdb::ColumnFamilyHandle* cursors = nullptr;
   rocksdb::ColumnFamilyHandle* meta = nullptr;
+  rocksdb::ColumnFamilyHandle* requests = nullptr;
   rocksdb::WriteOptions write;
 
   ~StoreHandles() {
@@ -356,6 +361,7 @@ OpenAttempt OpenDb(const fs::path& dir, const StoreOptions& options, std::unique
   h->samples = h->all[1];
   h->cursors = h->all[2];
   h->meta = h->all[3];
+  h->requests = h->all[4];
   h->write.sync = options.sync_writes;
   out = std::move(h);
   return {};
@@ -587,7 +593,8 @@ void PutMoves(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* cf,
 }  // namespace
 
 Status Store::Append(const TenantId& tenant, const CacheKey& key, uint64_t first_index,
-                     const std::vector<Sample>& samples, const std::vector<CursorMove>& moves) {
+                     const std::vector<Sample>& samples, const std::vector<CursorMove>& moves,
+                     std::string_view request_record) {
   if (first_index > kMaxIndex || samples.size() > kMaxIndex + 1 - first_index)
     return Status::InvalidArgument("append past the largest index");
   // Encode outside the lock: the critical section is one seek and one write.
@@ -598,6 +605,8 @@ Status Store::Append(const TenantId& tenant, const CacheKey& key, uint64_t first
     batch.Put(h_->samples, SampleKey(tenant, key, first_index + i), *value);
   }
   PutMoves(batch, h_->cursors, moves);
+  if (!request_record.empty())
+    batch.Put(h_->requests, ListPrefix(tenant, key), rocksdb::Slice(request_record.data(), request_record.size()));
 
   std::lock_guard<std::mutex> lock(StripeFor(tenant, key));
   auto length = Count(tenant, key);
@@ -629,6 +638,78 @@ Status Store::AdvanceCursor(const CursorMove& move, uint64_t list_length) {
   AppendBE64(value, move.next);
   return FromRocks(h_->db->Merge(h_->write, h_->cursors, CursorKey(move.ns, move.tenant, move.key), value),
                    "advance cursor");
+}
+
+Status Store::PutMeta(std::string_view name, std::string_view value) {
+  if (name == kSchemaKey || name == kSecretKey) return Status::InvalidArgument("reserved meta name");
+  return FromRocks(h_->db->Put(h_->write, h_->meta, rocksdb::Slice(name.data(), name.size()),
+                               rocksdb::Slice(value.data(), value.size())),
+                   "put meta");
+}
+
+StatusOr<std::optional<std::string>> Store::GetMeta(std::string_view name) {
+  std::string value;
+  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->meta, rocksdb::Slice(name.data(), name.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "get meta");
+  return std::optional<std::string>(std::move(value));
+}
+
+StatusOr<Store::NamespaceSummary> Store::SummarizeNamespace(std::string_view ns) {
+  if (!ValidNamespace(ns)) return Status::InvalidArgument("invalid namespace");
+  NamespaceSummary out;
+  const std::string begin = std::string(ns) + '\0';
+  const std::string end = std::string(ns) + '\x01';
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(ro, h_->cursors));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    if (it->value().size() != 8) return Status::Corruption("malformed cursor record in namespace " + std::string(ns));
+    ++out.keys;
+    out.samples_consumed += ReadBE64(it->value().data());
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "summarize namespace");
+  return out;
+}
+
+StatusOr<std::vector<CursorEntry>> Store::NamespaceCursors(std::string_view ns) {
+  if (!ValidNamespace(ns)) return Status::InvalidArgument("invalid namespace");
+  std::vector<CursorEntry> out;
+  const std::string begin = std::string(ns) + '\0';
+  const std::string end = std::string(ns) + '\x01';
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(ro, h_->cursors));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key();
+    if (it->value().size() != 8 || k.size() != begin.size() + kPrefixBytes)
+      return Status::Corruption("malformed cursor record in namespace " + std::string(ns));
+    CursorEntry entry;
+    std::memcpy(entry.tenant.bytes.data(), k.data() + begin.size(), kTenantBytes);
+    std::memcpy(entry.key.bytes.data(), k.data() + begin.size() + kTenantBytes, kKeyBytes);
+    entry.next = ReadBE64(it->value().data());
+    out.push_back(entry);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "cursors of namespace " + std::string(ns));
+  return out;
+}
+
+StatusOr<std::optional<std::string>> Store::Request(const TenantId& tenant, const CacheKey& key) {
+  std::string value;
+  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->requests, ListPrefix(tenant, key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "request record of " + Describe(tenant, key));
+  return std::optional<std::string>(std::move(value));
+}
+
+uint64_t Store::SizeOnDisk() const {
+  std::error_code ec;
+  uint64_t total = 0;
+  for (auto& entry : std::filesystem::directory_iterator(h_->db->GetName(), ec))
+    if (entry.is_regular_file(ec)) total += entry.file_size(ec);
+  return total;
 }
 
 // One range tombstone, whatever the number of cursors. Tombstones cost reads a little

@@ -1,11 +1,17 @@
 #pragma once
 // The persistent cache (DESIGN.md section 1): per (tenant, key) an append-only list of
 // samples, and per (namespace, tenant, key) a cursor into that list. One RocksDB
-// directory, three column families:
+// directory, four column families:
 //
 //   samples   tenant(32) | key(16) | index(u64 big-endian)  ->  xxh3(payload)(u64 BE) | CBOR(Sample)
 //   cursors   namespace | '\0' | tenant(32) | key(16)       ->  next index (u64 BE)
+//   requests  tenant(32) | key(16)                          ->  endpoint name | '\n' | canonical text
 //   meta      "schema"                                      ->  "1"
+//
+// A list's request record says which request it is a list of (what export needs to
+// publish it); written with the list's first append. Stores made before the family
+// existed open as they are (it is created empty, the schema stays 1): their lists
+// simply have no record and are not exportable.
 //
 // Big-endian indices make a prefix scan return a list in index order; the namespace
 // first in a cursor key makes "reset a namespace" one range delete. Every record carries
@@ -19,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +68,13 @@ struct CursorMove {
   uint64_t next = 0;
 };
 
+// One persisted cursor of a namespace (Store::NamespaceCursors).
+struct CursorEntry {
+  TenantId tenant;
+  CacheKey key;
+  uint64_t next = 0;
+};
+
 class Store {
  public:
   static constexpr uint32_t kSchemaVersion = 1;
@@ -87,8 +101,16 @@ class Store {
   // first_index is not the current length (an overwrite or a gap), when a move names an
   // invalid namespace, or when a move would leave a cursor past the end of its list
   // (counting this append). An empty `samples` with moves is a checked SetCursors.
+  // A non-empty `request_record` ("<endpoint name>\n<canonical text>") is stored as the
+  // list's request record in the same write (the Cacher passes it with index 0; an
+  // import passes it whenever it appends, which also labels a list an older build made).
   Status Append(const TenantId& tenant, const CacheKey& key, uint64_t first_index,
-                const std::vector<Sample>& samples, const std::vector<CursorMove>& moves);
+                const std::vector<Sample>& samples, const std::vector<CursorMove>& moves,
+                std::string_view request_record = {});
+
+  // The list's request record ("<endpoint name>\n<canonical text>"); empty optional
+  // when it has none (a list made before records were kept, or no list at all).
+  StatusOr<std::optional<std::string>> Request(const TenantId& tenant, const CacheKey& key);
 
   // The samples with indices in [from, from + count), in order; fewer (or none) when the
   // list is shorter. Each record's checksum and encoding is verified: a damaged record,
@@ -126,6 +148,25 @@ class Store {
   // 32 random bytes made on first use and kept in the meta family, so that tenants
   // stay the same across restarts and die with the cache they protect. Synced write.
   StatusOr<std::string> ServerSecret();
+
+  // Small named records beside the cache (the stats counters, say). Names other than
+  // the store's own ("schema", "server_secret"). Get: empty optional when absent.
+  Status PutMeta(std::string_view name, std::string_view value);
+  StatusOr<std::optional<std::string>> GetMeta(std::string_view name);
+
+  // What namespace ns has read: how many keys it has a cursor for, and the sum of
+  // those cursors (the samples it consumed). One prefix scan of its cursors.
+  struct NamespaceSummary {
+    uint64_t keys = 0;
+    uint64_t samples_consumed = 0;
+  };
+  StatusOr<NamespaceSummary> SummarizeNamespace(std::string_view ns);
+
+  // Every persisted cursor of namespace ns (all tenants), in key order. One prefix scan.
+  StatusOr<std::vector<CursorEntry>> NamespaceCursors(std::string_view ns);
+
+  // Bytes of the store's files on disk (SST files, WAL, manifests).
+  uint64_t SizeOnDisk() const;
 
  private:
   static constexpr size_t kStripes = 64;  // append locks, striped by (tenant, key)

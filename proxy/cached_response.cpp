@@ -20,6 +20,11 @@ int64_t now_seconds() {
       .count();
 }
 
+// Runs options.on_done once (the caller's flag makes it at most once).
+void done(const ServeOptions& options, bool served) {
+  if (options.on_done) options.on_done(served);
+}
+
 // The distinct generations of an assignment, in slot order.
 std::vector<std::shared_ptr<Generation>> generations_of(const cache::Assignment& assignment) {
   std::vector<std::shared_ptr<Generation>> out;
@@ -55,26 +60,31 @@ void set_cache_headers(http::fields& fields, const cache::Assignment& assignment
   fields.set("X-Reprise-Samples", samples_header(assignment.slots));
 }
 
+// Waits until none of the generations is running.
+awaitable<void> wait_until_ended(const std::vector<std::shared_ptr<Generation>>& gens) {
+  if (gens.empty()) co_return;
+  auto executor = co_await asio::this_coro::executor;
+  auto event = std::make_shared<AsyncEvent>(executor);
+  Subscription subscription(gens, event);
+  for (;;) {
+    bool running = false;
+    for (auto& gen : gens) running = running || gen->view().state == Generation::State::running;
+    if (!running) break;
+    co_await event->wait();
+  }
+}
+
 awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptions& options,
                            const http::fields& headers, ResponseWriter& writer) {
   auto gens = generations_of(assignment);
-  if (!gens.empty()) {
-    auto executor = co_await asio::this_coro::executor;
-    auto event = std::make_shared<AsyncEvent>(executor);
-    Subscription subscription(gens, event);
-    for (;;) {
-      bool running = false;
-      for (auto& gen : gens) running = running || gen->view().state == Generation::State::running;
-      if (!running) break;
-      co_await event->wait();
-    }
-  }
+  co_await wait_until_ended(gens);
   http::fields out = headers;
   set_cache_headers(out, assignment);
   for (auto& gen : gens) {
     if (gen->view().state == Generation::State::failed) {
       for (auto& [name, value] : gen->error().headers) out.set(name, value);
       std::string body = gen->error().body;
+      done(options, false);
       co_await writer.send_json(gen->error().status, std::move(body), out);
       co_return;
     }
@@ -87,6 +97,7 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
                 .dump(-1, ' ', false, json::error_handler_t::replace)
           : format::completion_text(options.endpoint, format::new_response_id(options.endpoint), now_seconds(),
                                     samples, options.fallback_model);
+  done(options, true);
   co_await writer.send_json(200, std::move(text), out);
 }
 
@@ -95,7 +106,8 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
 // Returns false when the response must end (client gone, or the generation failed).
 awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
                                  const std::map<uint32_t, std::vector<uint32_t>>& mine,
-                                 format::ChunkHead& head, format::ChunkEncoder& encoder, ResponseWriter& writer) {
+                                 format::ChunkHead& head, format::ChunkEncoder& encoder, const ServeOptions& options,
+                                 ResponseWriter& writer) {
   auto executor = co_await asio::this_coro::executor;
   auto event = std::make_shared<AsyncEvent>(executor);
   Subscription subscription({gen}, event);
@@ -126,6 +138,7 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       // Headers are gone: tell SSE clients in the stream (the official SDKs raise on
       // an error event), then cut the response short so nobody takes it as complete.
       std::string error_event = "data: " + gen->error().body + "\n\n";
+      done(options, false);
       co_await writer.write_chunk(error_event);
       writer.abort();
       co_return false;
@@ -183,7 +196,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
     std::map<uint32_t, std::vector<uint32_t>> mine;
     const auto gen = slots[i].gen;
     for (; i < slots.size() && slots[i].gen == gen; ++i) mine[slots[i].choice].push_back(static_cast<uint32_t>(i));
-    if (!co_await relay_generation(gen, mine, head, encoder, writer)) co_return;
+    if (!co_await relay_generation(gen, mine, head, encoder, options, writer)) co_return;
   }
   if (head.model.empty()) head.model = options.fallback_model;
   if (options.include_usage) {
@@ -192,6 +205,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
     batch += format::sse_event(format::usage_chunk(head, format::usage_of(options.endpoint, samples)));
   }
   batch += format::kSseDone;
+  done(options, true);
   if (!co_await writer.write_chunk(batch)) co_return;
   co_await writer.end_stream();
 }
@@ -217,12 +231,29 @@ std::string samples_header(const std::vector<Slot>& slots) {
   return out;
 }
 
-awaitable<void> serve_assignment(const cache::Assignment& assignment, const ServeOptions& options,
+awaitable<bool> serve_assignment(const cache::Assignment& assignment, const ServeOptions& caller_options,
                                  const http::fields& headers, ResponseWriter& writer) {
+  // on_done runs once: where the answer ends, or below when the client left first.
+  bool reported = false;
+  ServeOptions options = caller_options;
+  options.on_done = [&reported, &caller_options](bool served) {
+    if (reported) return;
+    reported = true;
+    if (caller_options.on_done) caller_options.on_done(served);
+  };
   if (options.stream && options.endpoint != cache::Endpoint::embeddings)
     co_await serve_stream(assignment, options, headers, writer);
   else
     co_await serve_json(assignment, options, headers, writer);
+  // A client that left mid-stream leaves generations running: they go on for the
+  // cache, and the answer is accounted once they end.
+  auto gens = generations_of(assignment);
+  co_await wait_until_ended(gens);
+  bool served = true;
+  for (auto& gen : gens)
+    if (gen->view().state != Generation::State::done) served = false;
+  options.on_done(served);
+  co_return served;
 }
 
 }  // namespace reprise

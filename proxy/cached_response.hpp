@@ -4,6 +4,7 @@
 // generations in flight relayed live, each client seeing only its own choices,
 // re-indexed from 0. Both come from the same samples, so a sample made by a streamed
 // call answers a JSON request and the reverse.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,11 +20,16 @@ struct ServeOptions {
   bool include_usage = false;
   std::string encoding_format = "float";  // embeddings
   std::string fallback_model;             // the request's model, when samples carry none
+  // Called once with whether every sample was there to serve, just before the
+  // response's last bytes are written (so a client that has its answer finds it
+  // accounted), or once the generations end if the client left first.
+  std::function<void(bool served)> on_done;
 };
 
 // `headers` are added to the response (X-Reprise-Namespace); X-Reprise-Cache and
-// X-Reprise-Samples are set here.
-awaitable<void> serve_assignment(const cache::Assignment& assignment, const ServeOptions& options,
+// X-Reprise-Samples are set here. True when every sample was there to serve (every
+// generation among them completed), false when one failed (the client got its error).
+awaitable<bool> serve_assignment(const cache::Assignment& assignment, const ServeOptions& options,
                                  const http::fields& headers, ResponseWriter& writer);
 
 // "hit" when every slot was stored, "miss" when none was, else "partial".

@@ -322,7 +322,35 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     TableReader r(subtable(root, "energy", source, errors), "energy", source, errors);
     r.read("grid_intensity_g_per_kwh", c.energy.grid_intensity_g_per_kwh, 0, 10'000);
     r.read("pue", c.energy.pue, 1.0, 10.0);
+    r.read("pue_local", c.energy.pue_local, 1.0, 10.0);
+    r.read("default_class", c.energy.default_class);
+    r.read("csv_path", c.energy.csv_path);
+    r.read("csv_max_bytes", c.energy.csv_max_bytes, 4096, int64_t{1} << 40);
+    r.known("models");
     r.finish();
+    auto is_class = [](const std::string& name) {
+      return name == "small" || name == "medium" || name == "large" || name == "frontier";
+    };
+    if (!is_class(c.energy.default_class))
+      r.error_at("default_class", "must be one of small, medium, large, frontier");
+    for_each_table(subtable(root, "energy", source, errors), "models", source, errors,
+        [&](const toml::table& t, const std::string& path) {
+          EnergyModelRule rule;
+          TableReader m(t, "energy." + path, source, errors);
+          m.read("match", rule.match);
+          m.read("class", rule.energy_class);
+          m.read("a", rule.a, 0, 1e6);
+          m.read("b", rule.b, 0, 1e6);
+          m.read("c", rule.c, 0, 1e9);
+          m.finish();
+          const int given = (rule.a >= 0) + (rule.b >= 0) + (rule.c >= 0);
+          if (rule.match.empty()) m.error_at("match", "is required");
+          if (!rule.energy_class.empty() && !is_class(rule.energy_class))
+            m.error_at("class", "must be one of small, medium, large, frontier");
+          if (rule.energy_class.empty() == (given == 0) || (given != 0 && given != 3))
+            m.error_at("match", "give either class, or all of a, b and c");
+          c.energy.models.push_back(std::move(rule));
+        });
   }
   {
     TableReader r(subtable(root, "log", source, errors), "log", source, errors);

@@ -88,9 +88,22 @@ struct EngineConfig {
   int draft_tokens = 4;
 };
 
+// One [[energy.models]] rule: models matching `match` (exact name or glob) belong to
+// `energy_class`, or have their own coefficients when a, b and c are all given.
+struct EnergyModelRule {
+  std::string match;
+  std::string energy_class;   // small | medium | large | frontier
+  double a = -1, b = -1, c = -1;  // J per prompt token, per completion token, per call
+};
+
 struct EnergyConfig {
-  double grid_intensity_g_per_kwh = 475;
-  double pue = 1.2;
+  double grid_intensity_g_per_kwh = 475;  // CodeCarbon's world average
+  double pue = 1.2;                       // remote APIs
+  double pue_local = 1.0;                 // the in-process engine
+  std::string default_class = "frontier"; // models nothing else resolves
+  std::string csv_path = "data/energy.csv";  // empty = no CSV
+  uint64_t csv_max_bytes = 64ull << 20;   // rotated to <path>.1 beyond
+  std::vector<EnergyModelRule> models;
 };
 
 struct LogConfig {

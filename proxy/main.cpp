@@ -1,12 +1,18 @@
 // reprise: a caching reverse proxy for OpenAI-compatible LLM APIs.
 // Wires config, upstream clients, the OpenAI handler and the listeners, once.
+#include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "cache/ledger.hpp"
 #include "proxy/admin_api.hpp"
+#include "proxy/admin_cli.hpp"
 #include "proxy/config.hpp"
 #include "proxy/http_server.hpp"
 #include "proxy/log.hpp"
@@ -18,13 +24,28 @@ namespace {
 using namespace reprise;
 
 constexpr const char* kUsage = R"(usage: reprise [--config FILE]
+       reprise stats | namespaces [--config FILE] [--admin HOST:PORT] [--token T] [--json]
+       reprise export --namespace NS --out FILE [--config FILE] [--admin HOST:PORT] [--token T]
+       reprise import FILE [--import-key KEY] [--config FILE] [--admin HOST:PORT] [--token T] [--json]
 
 Runs the Reprise proxy: an OpenAI-compatible endpoint (point your client's base_url
 at http://HOST:PORT/v1) and an admin endpoint, as configured in FILE.
 
+subcommands (clients of a running proxy's admin listener, found through FILE):
+  stats           what the cache saved: requests, hits, tokens, energy and CO2
+  namespaces      each namespace: keys read, samples consumed, savings
+  export          write the samples namespace NS consumed to FILE (JSON Lines with a
+                  checksum), to publish beside a paper
+  import          add such a FILE to the cache, under the tenant of the API key KEY
+                  that the replaying clients send (none: clients without Authorization);
+                  then replay with the header X-Reprise-Cache: only-cached
+
 options:
   --config FILE   the TOML configuration (default: proxy.toml)
   --check-config  validate the configuration and exit (0 when valid)
+  --admin H:P     (subcommands) the admin listener, instead of FILE's [admin] listen
+  --token T       (subcommands) the admin token, instead of FILE's or REPRISE_ADMIN_TOKEN
+  --json          (subcommands) print the JSON as the admin listener answers it
   --help          this text
   --version       the version
 
@@ -42,17 +63,33 @@ std::string to_string(const tcp::endpoint& endpoint) {
 struct Options {
   std::string config_path = "proxy.toml";
   bool check_only = false;
+  bool config_given = false;
+  std::string command;                 // "stats", "namespaces", "export", "import"; empty: run the proxy
+  std::vector<std::string> command_args;
 };
 
 // Returns the exit code to leave with, or -1 to go on.
 int parse_args(int argc, char** argv, Options& options) {
-  for (int i = 1; i < argc; ++i) {
+  int first = 1;
+  static constexpr std::string_view kCommands[] = {"stats", "namespaces", "export", "import"};
+  if (argc > 1 && std::find(std::begin(kCommands), std::end(kCommands), std::string_view(argv[1])) != std::end(kCommands)) {
+    options.command = argv[1];
+    first = 2;
+  }
+  for (int i = first; i < argc; ++i) {
     std::string_view arg = argv[i];
+    if (!options.command.empty() && arg != "--config" && !arg.starts_with("--config=")) {
+      options.command_args.emplace_back(arg);
+      if ((arg == "--admin" || arg == "--token" || arg == "--namespace" || arg == "--out" || arg == "--import-key") &&
+          i + 1 < argc)
+        options.command_args.emplace_back(argv[++i]);
+      continue;
+    }
     if (arg == "--help" || arg == "-h") { std::cout << kUsage; return 0; }
     if (arg == "--version") { std::cout << "reprise " << kVersion << "\n"; return 0; }
     if (arg == "--check-config") { options.check_only = true; continue; }
-    if (arg == "--config" && i + 1 < argc) { options.config_path = argv[++i]; continue; }
-    if (arg.starts_with("--config=")) { options.config_path = std::string(arg.substr(9)); continue; }
+    if (arg == "--config" && i + 1 < argc) { options.config_path = argv[++i]; options.config_given = true; continue; }
+    if (arg.starts_with("--config=")) { options.config_path = std::string(arg.substr(9)); options.config_given = true; continue; }
     std::cerr << "reprise: unknown argument '" << arg << "'\n" << kUsage;
     return 2;
   }
@@ -84,6 +121,20 @@ awaitable<void> drain_on_signal(asio::io_context& ioc, std::vector<HttpServer*> 
     co_await poll.async_wait(use_nothrow);
   }
   ioc.stop();
+}
+
+// The stats counters live in the store's meta records under this name.
+constexpr const char* kStatsRecord = "stats";
+
+// Saves the counters every few seconds, so a crash loses at most that much of them.
+awaitable<void> save_periodically(asio::io_context& ioc, std::function<void()> save) {
+  asio::steady_timer timer(ioc);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(5));
+    auto [ec] = co_await timer.async_wait(use_nothrow);
+    if (ec) co_return;
+    save();
+  }
 }
 
 int run(const Config& config) {
@@ -119,13 +170,37 @@ int run(const Config& config) {
     auto timer = std::make_shared<asio::steady_timer>(ioc, delay);
     timer->async_wait([timer, task = std::move(task)](beast::error_code) { task(); });
   };
+  // The ledger: savings and energy, counters restored from the store.
+  cache::LedgerOptions accounting;
+  accounting.grid_g_per_kwh = config.energy.grid_intensity_g_per_kwh;
+  accounting.pue_remote = config.energy.pue;
+  accounting.pue_local = config.energy.pue_local;
+  accounting.default_class = config.energy.default_class;
+  accounting.csv_path = config.energy.csv_path;
+  accounting.csv_max_bytes = config.energy.csv_max_bytes;
+  for (auto& rule : config.energy.models) {
+    cache::EnergyRule r{rule.match, rule.energy_class, std::nullopt};
+    if (rule.a >= 0) r.coefficients = cache::EnergyCoefficients{rule.a, rule.b, rule.c};
+    accounting.rules.push_back(std::move(r));
+  }
+  cache::Ledger ledger(std::move(accounting));
+  if (auto saved = store.value()->GetMeta(kStatsRecord); saved.ok() && saved->has_value()) {
+    auto parsed = nlohmann::json::parse(**saved, nullptr, false);
+    ledger.restore(parsed);
+  }
+
   cache::CacherOptions caching;
   caching.hot_sample_bytes = size_t(config.cache.hot_samples_mb) << 20;
+  caching.on_generation_end = [&ledger](const cache::Generation& gen, cache::Generation::State state) {
+    ledger.on_generation_end(gen, state);
+  };
   caching.on_store_error = [](const cache::Status& st) { log::error("cache write failed: " + st.message()); };
   cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
 
-  OpenAiApi api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()));
-  AdminApi admin(config.admin.token, &pipeline.cacher());
+  AdminContext admin_context{&pipeline, &ledger, store.value().get(), secret.value(),
+                             config.cache.share_across_keys};
+  OpenAiApi api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()), &ledger);
+  AdminApi admin(config.admin.token, std::move(admin_context));
 
   HttpServer proxy_server(ioc, "proxy", config.server, config.log.access_log,
                           [&api](Request& req, ResponseWriter& w) { return api.handle(req, w); });
@@ -155,11 +230,19 @@ int run(const Config& config) {
 
   asio::co_spawn(ioc, drain_on_signal(ioc, {&proxy_server, &admin_server}, config.server.drain_timeout),
                  asio::detached);
+  auto save_stats = [&] {
+    std::string record = ledger.stats().persistent().dump();
+    if (auto st = store.value()->PutMeta(kStatsRecord, record); !st.ok())
+      log::warn("saving the stats counters failed: " + st.message());
+  };
+  asio::co_spawn(ioc, save_periodically(ioc, save_stats), asio::detached);
 
   std::vector<std::thread> pool;
   for (int i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
   ioc.run();
   for (auto& t : pool) t.join();
+  save_stats();
+  if (ledger.csv()) ledger.csv()->flush();
   log::info("stopped");
   return 0;
 }
@@ -170,11 +253,15 @@ int main(int argc, char** argv) {
   Options options;
   if (int code = parse_args(argc, argv, options); code >= 0) return code;
 
-  auto config = load_config(options.config_path);
+  // The subcommands need only [admin]: without a proxy.toml here, the defaults do.
+  const bool defaults_will_do = !options.command.empty() && !options.config_given &&
+                                !std::filesystem::exists(options.config_path);
+  auto config = defaults_will_do ? parse_config("", "defaults") : load_config(options.config_path);
   if (!config) {
     std::cerr << "reprise: invalid configuration:\n" << config.error().message << "\n";
     return 2;
   }
+  if (!options.command.empty()) return run_admin_command(options.command, options.command_args, config.value());
   if (options.check_only) {
     std::cout << "reprise: " << options.config_path << " is valid\n";
     return 0;

@@ -86,8 +86,8 @@ http::fields relay_headers(const http::fields& upstream) {
 
 OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
                      std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
-                     std::string server_secret)
-    : config_(config), upstreams_(std::move(upstreams)), pipeline_(pipeline),
+                     std::string server_secret, cache::Ledger* ledger)
+    : config_(config), upstreams_(std::move(upstreams)), pipeline_(pipeline), ledger_(ledger),
       server_secret_(std::move(server_secret)) {
   for (auto& up : upstreams_) backends_.push_back(std::make_unique<UpstreamBackend>(executor, *up));
 }
@@ -223,6 +223,7 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   plan.serve.include_usage = request->include_usage;
   plan.serve.encoding_format = request->encoding_format;
   plan.serve.fallback_model = request->model;
+  plan.model = request->model;
   c.canonical = std::move(request);
   plan.cached = true;
   return true;
@@ -267,6 +268,8 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   Plan plan;
   plan.request.method = req.method();
   plan.request.target = route.upstream_target;
+  plan.ns = route.ns;
+  plan.counted = cacheable;
   if (cacheable && cache_mode != "bypass" && pipeline_) {
     auto cached = plan_cached(req, route.endpoint, route.ns, cache_mode == "only-cached", plan);
     if (!cached) return cached.error();
@@ -298,6 +301,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
       return Error{ErrorKind::bad_request, "you must provide a model parameter", "model"};
     model = it->get<std::string>();
   }
+  plan.model = model;
   const ModelRoute* backend = route_model(config_.models, model);
   if (!backend) return Error{ErrorKind::not_found, "no [[models]] route matches model \"" + model + "\"", "model"};
   if (backend->backend == "engine")
@@ -321,6 +325,7 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
   auto planned = plan(req, ours);
   if (!planned) {
     co_await writer.send_error(planned.error(), ours);
+    if (ledger_) ledger_->on_uncached({}, {}, cache::Outcome::error);
     co_return;
   }
   if (planned.value().cached) {
@@ -328,6 +333,9 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
     co_return;
   }
   co_await forward(planned.value(), ours, writer);
+  if (ledger_ && planned.value().counted)
+    ledger_->on_uncached(planned.value().ns, planned.value().model,
+                         writer.status() / 100 == 2 ? cache::Outcome::bypass : cache::Outcome::error);
 }
 
 namespace {
@@ -343,6 +351,7 @@ struct AssignmentWaiter {
 }  // namespace
 
 awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+  const auto start = std::chrono::steady_clock::now();
   auto executor = co_await asio::this_coro::executor;
   auto waiter = std::make_shared<AssignmentWaiter>(executor);
   pipeline_->submit(std::move(plan.cache_request), [waiter](cache::Assignment assignment) {
@@ -365,7 +374,17 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
                 assignment.message, {}};
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
     co_await writer.send_error(error, ours);
+    if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
     co_return;
+  }
+  if (ledger_) {
+    plan.serve.on_done = [this, &plan, &assignment, start](bool served) {
+      if (served)
+        ledger_->on_served(plan.ns, plan.model, assignment.slots,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      else
+        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+    };
   }
   co_await serve_assignment(assignment, plan.serve, ours, writer);
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cache/canonical_memo.hpp"
+#include "cache/ledger.hpp"
 #include "cache/pipeline.hpp"
 #include "proxy/cached_response.hpp"
 #include "proxy/config.hpp"
@@ -22,9 +23,10 @@ class OpenAiApi {
  public:
   // `pipeline` may be null: then nothing is cached (every request is relayed).
   // `server_secret` keys the tenant HMAC.
+  // `ledger` may be null too: then nothing is accounted.
   OpenAiApi(const Config& config, asio::any_io_executor executor,
             std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
-            std::string server_secret);
+            std::string server_secret, cache::Ledger* ledger = nullptr);
 
   awaitable<void> handle(Request& req, ResponseWriter& writer);
 
@@ -39,6 +41,9 @@ class OpenAiApi {
     // Set when the cache answers instead: the request for the pipeline, and how to
     // serve what it assigns.
     bool cached = false;
+    bool counted = false;  // chat, completions or embeddings: accounted in the ledger
+    std::string ns;
+    std::string model;
     cache::CacheRequest cache_request;
     ServeOptions serve;
   };
@@ -61,6 +66,7 @@ class OpenAiApi {
   std::vector<std::unique_ptr<UpstreamClient>> upstreams_;
   std::vector<std::unique_ptr<cache::Backend>> backends_;  // one per upstream, same order
   cache::Pipeline* pipeline_;
+  cache::Ledger* ledger_;
   mutable cache::CanonicalMemo canonical_memo_;
   std::string server_secret_;
 };

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/glob.hpp"
 #include "proxy/config.hpp"
 
 namespace reprise {
@@ -34,8 +35,6 @@ Result<Route> parse_route(std::string_view target);
 // Namespaces are names, not paths: [A-Za-z0-9._:-], 1..128 characters.
 bool valid_namespace(std::string_view ns);
 
-// Shell-style glob: * (any run), ? (one character), [abc] / [a-z] / [!a] (a set).
-bool glob_match(std::string_view pattern, std::string_view text);
 
 // The backend for a model: the first [[models]] entry whose glob matches.
 const ModelRoute* route_model(const std::vector<ModelRoute>& routes, std::string_view model);

@@ -15,6 +15,8 @@ packages=(
   doctest-dev            # unit and end-to-end tests
   libtomlplusplus-dev    # proxy.toml
   nodejs npm             # the official openai SDK test client
+  chromium               # headless browser: the dashboard test
+  prometheus             # promtool: the unit tests validate GET /metrics with it
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -35,6 +37,26 @@ echo "install-deps: installing ${missing[*]}"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# The prometheus package is here for promtool only; it also ships a server that its
+# postinst would start at once and enable at boot, listening on :9090 (the admin
+# listener's default port). So: no service may start during the install (a temporary
+# policy-rc.d, unless one is already there, as in Docker images, which deny), and the
+# service is disabled (SysV links and systemd unit) and stopped afterwards.
+policy=/usr/sbin/policy-rc.d
+if [[ " ${missing[*]} " == *" prometheus "* && ! -e $policy ]]; then
+  printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' |
+    $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  $sudo update-rc.d prometheus disable >/dev/null 2>&1 || true
+  if [ -d /run/systemd/system ]; then
+    $sudo systemctl stop prometheus.service >/dev/null 2>&1 || true
+  else
+    $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
+fi
 echo "install-deps: done"

@@ -116,6 +116,11 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(s.engine.draft_tokens == d.engine.draft_tokens);
   CHECK(s.energy.grid_intensity_g_per_kwh == d.energy.grid_intensity_g_per_kwh);
   CHECK(s.energy.pue == d.energy.pue);
+  CHECK(s.energy.pue_local == d.energy.pue_local);
+  CHECK(s.energy.default_class == d.energy.default_class);
+  CHECK(s.energy.csv_path == d.energy.csv_path);
+  CHECK(s.energy.csv_max_bytes == d.energy.csv_max_bytes);
+  CHECK(s.energy.models.empty());
   CHECK(s.log.level == d.log.level);
   CHECK(s.log.access_log == d.log.access_log);
 }
@@ -181,6 +186,18 @@ draft_tokens = 6
 [energy]
 grid_intensity_g_per_kwh = 300
 pue = 1
+pue_local = 1.1
+default_class = "large"
+csv_path = ""
+csv_max_bytes = 5000
+[[energy.models]]
+match = "gpt-4o-mini*"
+class = "medium"
+[[energy.models]]
+match = "mine"
+a = 0.1
+b = 0.6
+c = 2
 [log]
 level = "debug"
 access_log = false
@@ -240,6 +257,15 @@ access_log = false
   CHECK(c.engine.draft_tokens == 6);
   CHECK(c.energy.grid_intensity_g_per_kwh == 300);
   CHECK(c.energy.pue == 1.0);
+  CHECK(c.energy.pue_local == doctest::Approx(1.1));
+  CHECK(c.energy.default_class == "large");
+  CHECK(c.energy.csv_path.empty());
+  CHECK(c.energy.csv_max_bytes == 5000);
+  REQUIRE(c.energy.models.size() == 2);
+  CHECK(c.energy.models[0].match == "gpt-4o-mini*");
+  CHECK(c.energy.models[0].energy_class == "medium");
+  CHECK(c.energy.models[1].a == doctest::Approx(0.1));
+  CHECK(c.energy.models[1].c == doctest::Approx(2));
   CHECK(c.log.level == "debug");
   CHECK_FALSE(c.log.access_log);
 }
@@ -260,6 +286,11 @@ TEST_CASE("wrong types and out-of-range values are rejected") {
   CHECK(parse_error("[energy]\npue = \"high\"\n").find("energy.pue: expected a number") != std::string::npos);
   CHECK(parse_error("[server]\nmax_connections = 0\n").find("server.max_connections: must be between 1 and") != std::string::npos);
   CHECK(parse_error("[energy]\npue = 0.5\n").find("energy.pue: must be between 1 and 10") != std::string::npos);
+  CHECK(parse_error("[energy]\ndefault_class = \"huge\"\n").find("energy.default_class: must be one of") != std::string::npos);
+  CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\nclass = \"tiny\"\n").find("energy.models[0].class: must be one of") != std::string::npos);
+  CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\na = 1\n").find("give either class, or all of a, b and c") != std::string::npos);
+  CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\nclass = \"small\"\nb = 1\nc = 1\na = 1\n").find("give either class") != std::string::npos);
+  CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\nclass = \"small\"\nweight = 1\n").find("unknown key 'energy.models[0].weight'") != std::string::npos);
   CHECK(parse_error("server = 3\n").find("server: expected a table") != std::string::npos);
   CHECK(parse_error("upstreams = 3\n").find("expected [[upstreams]] tables") != std::string::npos);
   CHECK(parse_error("[log]\nlevel = \"loud\"\n").find("log.level: must be one of") != std::string::npos);

@@ -1220,7 +1220,7 @@ TEST_CASE("pipeline: reset_namespace replays from 0; requests in flight keep wha
 // ---------------------------------------------------------------------------------
 // 10. Greedy, explicit indices, only-cached
 
-TEST_CASE("pipeline: greedy requests reuse sample 0 and move no cursor") {
+TEST_CASE("pipeline: greedy requests reuse sample 0 and only record that they read it") {
   TempDir dir;
   auto store = open_store(dir.db());
   FakeBackend backend;
@@ -1249,13 +1249,22 @@ TEST_CASE("pipeline: greedy requests reuse sample 0 and move no cursor") {
   CHECK(indices(g3) == std::vector<uint64_t>{0, 0, 0, 0});
   CHECK(contents(g3) == std::vector<std::string>(4, zero));
   CHECK(backend.calls.size() == 1);
-  CHECK(cursor_of(*store, "A", base) == 0);
-  CHECK(cursor_of(*store, "B", base) == 0);
-  // The namespace's cursor was not moved: a cursor request there starts at 0.
+  // Each namespace's cursor records that it read sample 0 (its summary and its export
+  // count it), and no more, however many greedy requests it made.
+  CHECK(cursor_of(*store, "A", base) == 1);
+  CHECK(cursor_of(*store, "B", base) == 1);
+  CHECK(cursor_of(*store, "C", base) == 0);
+  // Greedy requests never read the cursor: a namespace that never made one reuses
+  // sample 0 too, and its cursor is marked by a hit.
+  Assignment g4 = assign_ok(cacher, greedy("C", 1));
+  CHECK(contents(g4) == std::vector<std::string>(1, zero));
+  CHECK(cursor_of(*store, "C", base) == 1);
+  // A cursor request of the same key (greedy_reuse turned off) goes on after sample 0,
+  // which the namespace was already served.
   auto cursor_req = greedy("A", 2);
   cursor_req.pick = Pick::cursor;
   Assignment c = assign_ok(cacher, cursor_req);
-  CHECK(indices(c) == range(0, 2));
+  CHECK(indices(c) == range(1, 3));
 }
 
 TEST_CASE("pipeline: explicit indices serve exactly those, leave the cursor, generate the deficit") {

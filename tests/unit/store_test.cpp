@@ -130,11 +130,11 @@ std::string RawSampleKey(const TenantId& t, const CacheKey& k, uint64_t index) {
 }
 
 // Opens the store's directory with the plain RocksDB API and hands `edit` the DB and
-// its column families {default, samples, cursors, meta}.
+// its column families {default, samples, cursors, meta, requests}.
 template <class F>
 void WithRawDb(const std::string& path, F&& edit) {
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, {}}, {"samples", {}}, {"cursors", {}}, {"meta", {}}};
+      {rocksdb::kDefaultColumnFamilyName, {}}, {"samples", {}}, {"cursors", {}}, {"meta", {}}, {"requests", {}}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   rocksdb::DBOptions options;

@@ -1,0 +1,132 @@
+#include "cache/energy_csv.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+namespace reprise::cache {
+namespace {
+
+std::string csv_field(const std::string& value) {
+  if (value.find_first_of(",\"\n\r") == std::string::npos) return value;
+  std::string out = "\"";
+  for (char c : value) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string number(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", std::isfinite(value) ? value : 0.0);
+  return buf;
+}
+
+std::string iso8601(double unix_seconds) {
+  std::time_t whole = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&whole, &tm);
+  char buf[40];
+  int millis = static_cast<int>((unix_seconds - double(whole)) * 1000);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return buf;
+}
+
+}  // namespace
+
+std::string EnergyCsv::header() {
+  return "timestamp,project_name,duration,emissions,emissions_rate,energy_consumed,pue,event,namespace,model,"
+         "prompt_tokens,completion_tokens,avoided_energy_kwh,avoided_emissions_kg,method,energy_class\n";
+}
+
+std::string EnergyCsv::format(const EnergyRow& r) {
+  // CodeCarbon's units: duration in s, emissions in kg CO2e, energy in kWh,
+  // emissions_rate in kg/s.
+  double rate = r.duration_s > 0 ? r.emissions_kg / r.duration_s : 0;
+  return iso8601(r.timestamp) + ",reprise," + number(r.duration_s) + "," + number(r.emissions_kg) + "," +
+         number(rate) + "," + number(r.energy_kwh) + "," + number(r.pue) + "," + csv_field(r.event) + "," +
+         csv_field(r.ns) + "," + csv_field(r.model) + "," + std::to_string(r.prompt_tokens) + "," +
+         std::to_string(r.completion_tokens) + "," + number(r.avoided_energy_kwh) + "," +
+         number(r.avoided_emissions_kg) + "," + csv_field(r.method) + "," + csv_field(r.energy_class) + "\n";
+}
+
+EnergyCsv::EnergyCsv(std::string path, uint64_t max_bytes)
+    : path_(std::move(path)), max_bytes_(max_bytes), thread_([this] { run(); }) {}
+
+EnergyCsv::~EnergyCsv() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void EnergyCsv::append(EnergyRow row) {
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= kMaxQueued) {
+      ++dropped_;
+      return;
+    }
+    queue_.push_back(std::move(row));
+  }
+  wake_.notify_one();
+}
+
+void EnergyCsv::flush() {
+  std::unique_lock lock(mu_);
+  idle_.wait(lock, [this] { return queue_.empty() && !writing_; });
+}
+
+uint64_t EnergyCsv::dropped() const {
+  std::lock_guard lock(mu_);
+  return dropped_;
+}
+
+void EnergyCsv::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (queue_.empty() && stop_) break;
+    std::deque<EnergyRow> rows;
+    rows.swap(queue_);
+    writing_ = true;
+    lock.unlock();
+    write_rows(rows);
+    lock.lock();
+    writing_ = false;
+    if (queue_.empty()) idle_.notify_all();
+  }
+  idle_.notify_all();
+}
+
+void EnergyCsv::write_rows(std::deque<EnergyRow>& rows) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path path(path_);
+  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+  uint64_t size = fs::exists(path, ec) ? fs::file_size(path, ec) : 0;
+  if (ec) size = 0;
+  std::ofstream out(path, std::ios::app | std::ios::binary);
+  for (auto& row : rows) {
+    std::string line = format(row);
+    if (size > 0 && size + line.size() > max_bytes_) {
+      out.close();
+      fs::rename(path, path.string() + ".1", ec);  // replaces the previous .1
+      out.open(path, std::ios::trunc | std::ios::binary);
+      size = 0;
+    }
+    if (!out) return;  // a missing disk must not take the proxy down; rows are lost
+    if (size == 0) {
+      std::string head = header();
+      out << head;
+      size += head.size();
+    }
+    out << line;
+    size += line.size();
+  }
+}
+
+}  // namespace reprise::cache

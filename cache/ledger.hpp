@@ -1,0 +1,68 @@
+#pragma once
+// The energy and savings ledger (DESIGN.md section 5): turns what the cache did into
+// the counters of Stats and the rows of data/energy.csv.
+//
+//   spent   = every backend call that completed: E = PUE * (a*prompt + b*completion + c)
+//   avoided = every choice served without a call made for it (a stored sample, or a
+//             generation started by another request): its completion tokens; the
+//             prompt and the per-call term too when the response made no call at all
+//
+// Coefficients come from EnergyModel (per-model rules, size in the name, default
+// class); PUE is [energy] pue for remote APIs and pue_local for the engine.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cache/cache_request.hpp"
+#include "cache/energy.hpp"
+#include "cache/energy_csv.hpp"
+#include "cache/stats.hpp"
+
+namespace reprise::cache {
+
+struct LedgerOptions {
+  double grid_g_per_kwh = 475;
+  double pue_remote = 1.2;
+  double pue_local = 1.0;
+  std::vector<EnergyRule> rules;
+  std::string default_class = "frontier";
+  std::string csv_path;        // empty: no CSV
+  uint64_t csv_max_bytes = 64ull << 20;
+};
+
+enum class Outcome { hit, miss, partial, bypass, error };
+
+class Ledger {
+ public:
+  explicit Ledger(LedgerOptions options);
+
+  // A generation ended (Cacher's on_generation_end): a completed one spent its call.
+  void on_generation_end(const Generation& gen, Generation::State state);
+  // A response was served from `slots` (every generation among them done).
+  void on_served(const std::string& ns, const std::string& model, const std::vector<Slot>& slots,
+                 double duration_s);
+  // A response that did not come from the cache: bypassed, or an error.
+  void on_uncached(const std::string& ns, const std::string& model, Outcome outcome);
+
+  Stats& stats() { return stats_; }
+  // Restores saved counters, and the energy class of each model in them.
+  void restore(const nlohmann::json& saved);
+  EnergyCsv* csv() { return csv_.get(); }
+  EnergyResolution resolve(const std::string& model);
+
+  static Outcome outcome_of(const std::vector<Slot>& slots);
+
+ private:
+  double pue_for(const Sample& sample) const;
+
+  LedgerOptions options_;
+  EnergyModel model_;
+  Stats stats_;
+  std::unique_ptr<EnergyCsv> csv_;
+  std::mutex resolved_mu_;
+  std::map<std::string, EnergyResolution> resolved_;
+};
+
+}  // namespace reprise::cache

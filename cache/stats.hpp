@@ -1,0 +1,80 @@
+#pragma once
+// The numbers /admin/stats and /metrics report (DESIGN.md section 3): counters
+// globally, per namespace and per model, the batch-size and upstream-latency
+// distributions. Thread-safe; cheap enough to record on every response (one short
+// lock). Counters survive restarts: the proxy saves persistent() in the store and
+// restore()s it at start.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace reprise::cache {
+
+struct Counters {
+  uint64_t requests = 0;
+  uint64_t hits = 0;      // every choice served from stored samples
+  uint64_t misses = 0;    // every choice generated for this request (or joined in flight)
+  uint64_t partials = 0;  // some of each
+  uint64_t bypassed = 0;  // X-Reprise-Cache: bypass, or not cacheable
+  uint64_t errors = 0;    // answered with an error
+  uint64_t samples_served = 0;
+  uint64_t samples_generated = 0;
+  uint64_t upstream_calls = 0;
+  uint64_t prompt_tokens_avoided = 0;
+  uint64_t completion_tokens_avoided = 0;
+  uint64_t prompt_tokens_spent = 0;
+  uint64_t completion_tokens_spent = 0;
+  double energy_avoided_j = 0;
+  double energy_spent_j = 0;
+
+  void add(const Counters& other);
+  // The counters as /admin/stats shows them (energy in Wh, CO2 in g at `grid`).
+  nlohmann::json to_json(double grid_g_per_kwh) const;
+  // Exact round trip for persistence (energy kept in joules).
+  nlohmann::json to_record() const;
+  static Counters from_record(const nlohmann::json& record);
+};
+
+class Stats {
+ public:
+  explicit Stats(double grid_g_per_kwh) : grid_(grid_g_per_kwh) {}
+
+  // Adds `delta` to the totals, to namespace `ns` (when not empty) and to `model`
+  // (when not empty).
+  void add(const std::string& ns, const std::string& model, const Counters& delta);
+  void record_upstream_latency(double ms);
+  // The model's energy class and how it was resolved, shown beside its counters.
+  void set_model_energy(const std::string& model, const std::string& energy_class, const std::string& resolved_by);
+  // Drops a namespace's counters (DELETE /admin/namespaces/{ns}).
+  void forget_namespace(const std::string& ns);
+
+  // The counters, the namespaces and models maps, hit_ratio, the energy band and the
+  // latency distribution: everything of /admin/stats that the cache knows.
+  nlohmann::json snapshot() const;
+  // One namespace's counters, or null when it has none.
+  nlohmann::json namespace_snapshot(const std::string& ns) const;
+  Counters totals() const;
+
+  nlohmann::json persistent() const;
+  void restore(const nlohmann::json& saved);
+
+  // Upstream latency buckets (upper bounds in ms); the last is +Inf.
+  static constexpr std::array<double, 13> kLatencyBoundsMs = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
+
+ private:
+  const double grid_;
+  mutable std::mutex mu_;
+  Counters totals_;
+  std::map<std::string, Counters> namespaces_;
+  std::map<std::string, Counters> models_;
+  std::map<std::string, std::pair<std::string, std::string>> model_energy_;
+  std::array<uint64_t, kLatencyBoundsMs.size() + 1> latency_buckets_{};  // not cumulative
+  uint64_t latency_count_ = 0;
+  double latency_sum_ms_ = 0;
+};
+
+}  // namespace reprise::cache

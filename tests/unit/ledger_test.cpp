@@ -1,0 +1,162 @@
+// The energy model, the stats counters and data/energy.csv, against hand-computed values.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cache/energy.hpp"
+#include "cache/energy_csv.hpp"
+#include "cache/ledger.hpp"
+#include "cache/stats.hpp"
+
+using namespace reprise::cache;
+
+TEST_CASE("energy: the formula of DESIGN.md section 5, by hand") {
+  // frontier: a=0.40 b=2.0 c=10; PUE 1.2; 100 prompt, 50 completion, one call:
+  // 1.2 * (40 + 100 + 10) = 180 J = 0.05 Wh; at 475 g/kWh: 0.02375 g.
+  auto frontier = *energy_class("frontier");
+  double j = EnergyModel::joules(frontier, 1.2, 100, 50, 1);
+  CHECK(j == doctest::Approx(180.0));
+  CHECK(joules_to_wh(j) == doctest::Approx(0.05));
+  CHECK(wh_to_co2_g(joules_to_wh(j), 475) == doctest::Approx(0.02375));
+  // small: 0.05/0.25/1 at PUE 1.0: 1000 prompt, 200 completion, no call = 50 + 50 = 100 J.
+  CHECK(EnergyModel::joules(*energy_class("small"), 1.0, 1000, 200, 0) == doctest::Approx(100.0));
+  CHECK(EnergyModel::joules(*energy_class("medium"), 1.0, 10, 10, 1) == doctest::Approx(1 + 5 + 2));
+  CHECK(EnergyModel::joules(*energy_class("large"), 2.0, 10, 10, 2) == doctest::Approx(2 * (2 + 10 + 6)));
+  CHECK_FALSE(energy_class("huge"));
+}
+
+TEST_CASE("energy: a model's class by exact name, glob, size in the name, then the default") {
+  EnergyModel model({{"gpt-4o-mini", "medium", std::nullopt},
+                     {"gpt-4o*", "large", std::nullopt},
+                     {"mine-*", "", EnergyCoefficients{1, 2, 3}}},
+                    "frontier");
+  auto exact = model.resolve("gpt-4o-mini");
+  CHECK(exact.energy_class == "medium");
+  CHECK(exact.resolved_by == "exact:gpt-4o-mini");
+  auto glob = model.resolve("gpt-4o-2024-08-06");
+  CHECK(glob.energy_class == "large");
+  CHECK(glob.resolved_by == "glob:gpt-4o*");
+  auto custom = model.resolve("mine-7");
+  CHECK(custom.energy_class == "custom");
+  CHECK(custom.coefficients.b == 2);
+  auto small = model.resolve("meta-llama/Llama-3.1-8B-Instruct");
+  CHECK(small.energy_class == "small");
+  CHECK(small.resolved_by == "size:8b");
+  CHECK(model.resolve("llama-3.3-70b").energy_class == "large");
+  CHECK(model.resolve("qwen2.5-32b-instruct").energy_class == "medium");
+  CHECK(model.resolve("Qwen2.5-0.5B").resolved_by == "size:0.5b");
+  CHECK(model.resolve("mixtral-8x7b").energy_class == "large");  // 56B
+  auto unknown = model.resolve("claude-something");
+  CHECK(unknown.energy_class == "frontier");
+  CHECK(unknown.resolved_by == "default");
+  CHECK(EnergyModel({}, "small").resolve("x").energy_class == "small");
+}
+
+TEST_CASE("energy: sizes written in model names") {
+  CHECK(size_in_name("llama-3.1-8b") == 8);
+  CHECK(size_in_name("Llama-3.1-405B-Instruct") == 405);
+  CHECK(size_in_name("qwen2.5-1.5b") == doctest::Approx(1.5));
+  CHECK(size_in_name("mixtral-8x22b") == 176);
+  CHECK_FALSE(size_in_name("gpt-4o-mini"));
+  CHECK_FALSE(size_in_name("text-embedding-3-small"));
+  CHECK_FALSE(size_in_name("b2b-model"));
+}
+
+TEST_CASE("stats: counters add up globally, per namespace and per model, and survive a round trip") {
+  Stats stats(475);
+  Counters hit;
+  hit.requests = hit.hits = 1;
+  hit.samples_served = 2;
+  hit.prompt_tokens_avoided = 10;
+  hit.completion_tokens_avoided = 20;
+  hit.energy_avoided_j = 3600;  // 1 Wh
+  Counters miss;
+  miss.requests = miss.misses = 1;
+  miss.samples_served = 2;
+  miss.energy_spent_j = 1800;
+  stats.add("a", "m1", hit);
+  stats.add("b", "m1", miss);
+  stats.add("a", "m2", hit);
+  stats.record_upstream_latency(30);
+  stats.record_upstream_latency(3000);
+  auto s = stats.snapshot();
+  CHECK(s["requests"] == 3);
+  CHECK(s["hits"] == 2);
+  CHECK(s["misses"] == 1);
+  CHECK(s["hit_ratio"].get<double>() == doctest::Approx(2.0 / 3.0).epsilon(1e-5));
+  CHECK(s["energy_avoided_wh"] == 2.0);
+  CHECK(s["energy_avoided_wh_low"].get<double>() == doctest::Approx(2.0 / 3));
+  CHECK(s["energy_avoided_wh_high"] == 6.0);
+  CHECK(s["co2_avoided_g"] == 0.95);
+  CHECK(s["energy_spent_wh"] == 0.5);
+  CHECK(s["namespaces"]["a"]["requests"] == 2);
+  CHECK(s["namespaces"]["b"]["misses"] == 1);
+  CHECK(s["models"]["m1"]["requests"] == 2);
+  CHECK(s["upstream_latency_ms"]["count"] == 2);
+  CHECK(s["upstream_latency_ms"]["buckets"]["50"] == 1);
+  CHECK(s["upstream_latency_ms"]["buckets"]["5000"] == 2);
+  CHECK(s["upstream_latency_ms"]["buckets"]["+Inf"] == 2);
+  CHECK(s["upstream_latency_ms"]["p50"] == 50.0);
+
+  Stats restored(475);
+  restored.restore(nlohmann::json::parse(stats.persistent().dump()));
+  auto r = restored.snapshot();
+  for (auto key : {"requests", "hits", "misses", "samples_served", "prompt_tokens_avoided", "energy_avoided_wh"})
+    CHECK(r[key] == s[key]);
+  CHECK(r["namespaces"] == s["namespaces"]);
+  restored.forget_namespace("a");
+  CHECK(restored.namespace_snapshot("a").is_null());
+  CHECK(restored.snapshot()["requests"] == 3);  // the totals keep what it did
+}
+
+namespace {
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("energy csv: CodeCarbon's columns, quoting, and rotation by size") {
+  char tmpl[] = "/tmp/reprise-csv-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  std::filesystem::path dir(tmpl);
+  auto path = dir / "sub" / "energy.csv";
+  EnergyRow row;
+  row.timestamp = 1795000000.5;
+  row.duration_s = 0.25;
+  row.event = "hit";
+  row.ns = "run,1";
+  row.model = "m\"x";
+  row.prompt_tokens = 3;
+  row.completion_tokens = 4;
+  row.avoided_energy_kwh = 5e-5;
+  row.avoided_emissions_kg = 2.375e-5;
+  row.pue = 1.2;
+  row.energy_class = "frontier";
+  {
+    EnergyCsv csv(path.string(), 600);
+    csv.append(row);
+    csv.flush();
+    std::string text = read_all(path);
+    CHECK(text.starts_with("timestamp,project_name,duration,emissions,emissions_rate,energy_consumed,pue,event,"
+                           "namespace,model,prompt_tokens,completion_tokens,avoided_energy_kwh,avoided_emissions_kg,"
+                           "method,energy_class\n"));
+    CHECK(text.find("\n2026-11-18T11:06:40.500Z,reprise,0.25,0,0,0,1.2,hit,\"run,1\",\"m\"\"x\",3,4,5e-05,2.375e-05,estimated,frontier\n") !=
+          std::string::npos);
+    // The file grows past 600 bytes: it is rotated to .1 and starts again with a header.
+    for (int i = 0; i < 6; ++i) csv.append(row);
+    csv.flush();
+    CHECK(std::filesystem::exists(path.string() + ".1"));
+    CHECK(read_all(path).starts_with("timestamp,"));
+    CHECK(std::filesystem::file_size(path) <= 600);
+    CHECK(csv.dropped() == 0);
+  }
+  std::filesystem::remove_all(dir);
+}
