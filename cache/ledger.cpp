@@ -4,6 +4,8 @@
 #include <chrono>
 #include <set>
 
+#include "cache/glob.hpp"
+
 namespace reprise::cache {
 namespace {
 
@@ -38,6 +40,13 @@ void Ledger::restore(const nlohmann::json& saved) {
     for (auto& [model, record] : models->items()) resolve(model);
 }
 
+double Ledger::cost(const std::string& model, uint64_t prompt_tokens, uint64_t completion_tokens) const {
+  for (auto& price : options_.prices)
+    if (glob_match(price.match, model))
+      return (double(prompt_tokens) * price.prompt_per_million + double(completion_tokens) * price.completion_per_million) / 1e6;
+  return 0;
+}
+
 double Ledger::pue_for(const Sample& sample) const {
   return sample.backend == "engine" ? options_.pue_local : options_.pue_remote;
 }
@@ -67,6 +76,7 @@ void Ledger::on_generation_end(const Generation& gen, Generation::State state) {
     delta.prompt_tokens_spent = prompt;
     delta.completion_tokens_spent = completion;
     delta.energy_spent_j = EnergyModel::joules(resolve(model).coefficients, pue_for(samples.front()), prompt, completion, 1);
+    delta.cost_spent_usd = cost(model, prompt, completion);
   }
   stats_.add(gen.origin(), model, delta);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - gen.started_at()).count();
@@ -106,6 +116,7 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   delta.completion_tokens_avoided = completion_avoided;
   delta.energy_avoided_j =
       EnergyModel::joules(energy.coefficients, pue, delta.prompt_tokens_avoided, completion_avoided, no_call ? 1 : 0);
+  delta.cost_avoided_usd = cost(model, delta.prompt_tokens_avoided, completion_avoided);
   stats_.add(ns, model, delta);
 
   if (!csv_) return;

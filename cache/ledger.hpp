@@ -22,12 +22,21 @@
 
 namespace reprise::cache {
 
+// What a model's tokens cost, in USD per million ([[prices]]): the money-equivalent
+// of the tokens avoided and spent. First matching glob wins; no match, no cost.
+struct Price {
+  std::string match;
+  double prompt_per_million = 0;
+  double completion_per_million = 0;
+};
+
 struct LedgerOptions {
   double grid_g_per_kwh = 475;
   double pue_remote = 1.2;
   double pue_local = 1.0;
   std::vector<EnergyRule> rules;
   std::string default_class = "frontier";
+  std::vector<Price> prices;
   std::string csv_path;        // empty: no CSV
   uint64_t csv_max_bytes = 64ull << 20;
 };
@@ -56,6 +65,7 @@ class Ledger {
 
  private:
   double pue_for(const Sample& sample) const;
+  double cost(const std::string& model, uint64_t prompt_tokens, uint64_t completion_tokens) const;
 
   LedgerOptions options_;
   EnergyModel model_;

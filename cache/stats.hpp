@@ -30,6 +30,8 @@ struct Counters {
   uint64_t completion_tokens_spent = 0;
   double energy_avoided_j = 0;
   double energy_spent_j = 0;
+  double cost_avoided_usd = 0;  // the tokens avoided at the [[prices]] of their model
+  double cost_spent_usd = 0;
 
   void add(const Counters& other);
   // The counters as /admin/stats shows them (energy in Wh, CO2 in g at `grid`).

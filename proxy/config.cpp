@@ -236,7 +236,7 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
   {
     TableReader top(root, "", source, errors);
     // Each section is read (and type-checked) below; here only unknown ones are caught.
-    for (auto name : {"server", "admin", "cache", "pipeline", "upstreams", "models", "engine", "energy", "log"})
+    for (auto name : {"server", "admin", "cache", "pipeline", "upstreams", "models", "engine", "energy", "prices", "log"})
       top.known(name);
     top.finish();
   }
@@ -352,6 +352,16 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
           c.energy.models.push_back(std::move(rule));
         });
   }
+  for_each_table(root, "prices", source, errors, [&](const toml::table& t, const std::string& path) {
+    PriceConfig price;
+    TableReader r(t, path, source, errors);
+    r.read("match", price.match);
+    r.read("prompt_per_million", price.prompt_per_million, 0, 1e6);
+    r.read("completion_per_million", price.completion_per_million, 0, 1e6);
+    r.finish();
+    if (price.match.empty()) r.error_at("match", "is required");
+    c.prices.push_back(std::move(price));
+  });
   {
     TableReader r(subtable(root, "log", source, errors), "log", source, errors);
     r.read("level", c.log.level);

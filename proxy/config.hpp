@@ -106,6 +106,14 @@ struct EnergyConfig {
   std::vector<EnergyModelRule> models;
 };
 
+// One [[prices]] entry: what a model's tokens cost (USD per million), for the
+// money-equivalent of the tokens the cache avoided. First matching glob wins.
+struct PriceConfig {
+  std::string match;
+  double prompt_per_million = 0;
+  double completion_per_million = 0;
+};
+
 struct LogConfig {
   std::string level = "info";
   bool access_log = true;
@@ -120,6 +128,7 @@ struct Config {
   std::vector<ModelRoute> models;
   EngineConfig engine;
   EnergyConfig energy;
+  std::vector<PriceConfig> prices;  // none by default: costs show as 0
   LogConfig log;
 };
 

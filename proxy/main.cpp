@@ -177,6 +177,8 @@ int run(const Config& config) {
   accounting.pue_local = config.energy.pue_local;
   accounting.default_class = config.energy.default_class;
   accounting.csv_path = config.energy.csv_path;
+  for (auto& price : config.prices)
+    accounting.prices.push_back({price.match, price.prompt_per_million, price.completion_per_million});
   accounting.csv_max_bytes = config.energy.csv_max_bytes;
   for (auto& rule : config.energy.models) {
     cache::EnergyRule r{rule.match, rule.energy_class, std::nullopt};

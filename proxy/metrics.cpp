@@ -195,7 +195,7 @@ struct Counter {
   std::string_view help;
 };
 
-constexpr std::array<Counter, 17> kCounters{{
+constexpr std::array<Counter, 19> kCounters{{
     {"requests", "requests_total", "Requests counted by the proxy's stats."},
     {"hits", "cache_hits_total", "Requests answered entirely from the cache."},
     {"misses", "cache_misses_total", "Requests with no usable cached sample, sent upstream."},
@@ -213,6 +213,8 @@ constexpr std::array<Counter, 17> kCounters{{
     {"co2_avoided_g", "co2_avoided_grams_total", "Estimated CO2e emissions avoided by cache hits, in grams."},
     {"energy_spent_wh", "energy_spent_wh_total", "Energy spent generating (measured or estimated), in watt-hours."},
     {"co2_spent_g", "co2_spent_grams_total", "CO2e emitted generating (measured or estimated), in grams."},
+    {"cost_avoided_usd", "cost_avoided_usd_total", "Tokens avoided, at the configured [[prices]], in US dollars."},
+    {"cost_spent_usd", "cost_spent_usd_total", "Tokens spent, at the configured [[prices]], in US dollars."},
 }};
 
 constexpr size_t kRequests = 0;

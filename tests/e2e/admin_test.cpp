@@ -29,7 +29,8 @@ TEST_CASE("admin: a known sequence of misses and hits gives exactly the expected
   TempDir dir;
   FakeUpstream fake(dir);
   ProxyConfig config;
-  config.tail = "\n[energy]\ncsv_path = \"" + (dir / "energy.csv").string() + "\"\n";
+  config.tail = "\n[energy]\ncsv_path = \"" + (dir / "energy.csv").string() + "\"\n" +
+                "[[prices]]\nmatch = \"gpt-4o-mini*\"\nprompt_per_million = 0.15\ncompletion_per_million = 0.6\n";
   std::optional<ProxyUnderTest> proxy;
   proxy.emplace(dir, config.render(dir, fake.base_url()), std::map<std::string, std::string>{}, "first");
 
@@ -66,6 +67,9 @@ TEST_CASE("admin: a known sequence of misses and hits gives exactly the expected
     CHECK(s["energy_spent_wh"].get<double>() == doctest::Approx(wh(spent_j)).epsilon(1e-6));
     CHECK(s["co2_avoided_g"].get<double>() == doctest::Approx(wh(avoided_j) / 1000 * 475).epsilon(1e-5));
     CHECK(s["energy_avoided_wh_high"].get<double>() == doctest::Approx(3 * wh(avoided_j)).epsilon(1e-6));
+    // The money-equivalent at the configured prices (USD per million tokens).
+    CHECK(s["cost_avoided_usd"].get<double>() == doctest::Approx((0.15 * P + 0.6 * 2 * c01) / 1e6).epsilon(1e-6));
+    CHECK(s["cost_spent_usd"].get<double>() == doctest::Approx((0.15 * 2 * P + 0.6 * (c01 + c2)) / 1e6).epsilon(1e-6));
     CHECK(s["namespaces"]["B"]["hits"] == 1);
     CHECK(s["namespaces"]["A"]["upstream_calls"] == 1);
     CHECK(s["namespaces"]["C"]["partials"] == 1);

@@ -291,6 +291,8 @@ TEST_CASE("wrong types and out-of-range values are rejected") {
   CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\na = 1\n").find("give either class, or all of a, b and c") != std::string::npos);
   CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\nclass = \"small\"\nb = 1\nc = 1\na = 1\n").find("give either class") != std::string::npos);
   CHECK(parse_error("[[energy.models]]\nmatch = \"x\"\nclass = \"small\"\nweight = 1\n").find("unknown key 'energy.models[0].weight'") != std::string::npos);
+  CHECK(parse_error("[[prices]]\nprompt_per_million = 1\n").find("prices[0].match: is required") != std::string::npos);
+  CHECK(parse_error("[[prices]]\nmatch = \"x\"\nprompt_per_million = -1\n").find("prices[0].prompt_per_million: must be between") != std::string::npos);
   CHECK(parse_error("server = 3\n").find("server: expected a table") != std::string::npos);
   CHECK(parse_error("upstreams = 3\n").find("expected [[upstreams]] tables") != std::string::npos);
   CHECK(parse_error("[log]\nlevel = \"loud\"\n").find("log.level: must be one of") != std::string::npos);
