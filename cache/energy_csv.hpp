@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -60,6 +61,9 @@ class EnergyCsv {
   std::condition_variable idle_;
   std::deque<EnergyRow> queue_;
   bool writing_ = false;
+  bool flushing_ = false;
+  std::ofstream out_;  // the writer thread's only
+  uint64_t size_ = 0;
   bool stop_ = false;
   uint64_t dropped_ = 0;
   std::thread thread_;

@@ -84,11 +84,25 @@ Counters Counters::from_record(const json& record) {
   return c;
 }
 
+namespace {
+
+// The entry for `name`, or "_other" once `cap` entries exist (counting each new name
+// folded there in `dropped`).
+Counters& tracked(std::map<std::string, Counters>& map, const std::string& name, uint64_t& dropped) {
+  auto it = map.find(name);
+  if (it != map.end()) return it->second;
+  if (map.size() < Stats::kMaxTracked) return map[name];
+  ++dropped;
+  return map["_other"];
+}
+
+}  // namespace
+
 void Stats::add(const std::string& ns, const std::string& model, const Counters& delta) {
   std::lock_guard lock(mu_);
   totals_.add(delta);
-  if (!ns.empty()) namespaces_[ns].add(delta);
-  if (!model.empty()) models_[model].add(delta);
+  if (!ns.empty()) tracked(namespaces_, ns, namespaces_dropped_).add(delta);
+  if (!model.empty()) tracked(models_, model, models_dropped_).add(delta);
 }
 
 void Stats::record_upstream_latency(double ms) {
@@ -123,7 +137,18 @@ json Stats::namespace_snapshot(const std::string& ns) const {
 }
 
 json Stats::snapshot() const {
-  std::lock_guard lock(mu_);
+  // Copied under the lock, serialised outside it (see persistent()).
+  std::unique_lock lock(mu_);
+  const Counters totals_ = this->totals_;
+  const auto namespaces_ = this->namespaces_;
+  const auto models_ = this->models_;
+  const auto model_energy_ = this->model_energy_;
+  const auto latency_buckets_ = this->latency_buckets_;
+  const uint64_t latency_count_ = this->latency_count_;
+  const double latency_sum_ms_ = this->latency_sum_ms_;
+  const uint64_t namespaces_dropped_ = this->namespaces_dropped_;
+  const uint64_t models_dropped_ = this->models_dropped_;
+  lock.unlock();
   json out = totals_.to_json(grid_);
   const uint64_t served = totals_.hits + totals_.misses + totals_.partials;
   out["hit_ratio"] = served ? round_to(double(totals_.hits) / double(served), 6) : 0.0;
@@ -168,16 +193,26 @@ json Stats::snapshot() const {
     latency[name] = i < kLatencyBoundsMs.size() ? kLatencyBoundsMs[i] : kLatencyBoundsMs.back();
   }
   out["upstream_latency_ms"] = latency;
+  out["labels_dropped"] = {{"namespaces", namespaces_dropped_}, {"models", models_dropped_}};
   return out;
 }
 
 json Stats::persistent() const {
-  std::lock_guard lock(mu_);
-  json out = {{"version", 1}, {"totals", totals_.to_record()}};
+  // Copy under the lock (plain structs: fast), build the JSON outside it, so that
+  // requests recording their counters never wait on a save.
+  Counters totals;
+  std::map<std::string, Counters> namespaces_copy, models_copy;
+  {
+    std::lock_guard lock(mu_);
+    totals = totals_;
+    namespaces_copy = namespaces_;
+    models_copy = models_;
+  }
+  json out = {{"version", 1}, {"totals", totals.to_record()}};
   json& namespaces = out["namespaces"] = json::object();
-  for (auto& [ns, c] : namespaces_) namespaces[ns] = c.to_record();
+  for (auto& [ns, c] : namespaces_copy) namespaces[ns] = c.to_record();
   json& models = out["models"] = json::object();
-  for (auto& [model, c] : models_) models[model] = c.to_record();
+  for (auto& [model, c] : models_copy) models[model] = c.to_record();
   return out;
 }
 

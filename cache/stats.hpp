@@ -64,6 +64,12 @@ class Stats {
   nlohmann::json persistent() const;
   void restore(const nlohmann::json& saved);
 
+  // Namespaces (and models) kept apart at most; beyond, new ones are counted in the
+  // totals and under "_other" ("labels_dropped" says how many were folded). A sweep
+  // that gives every request a namespace of its own must not make every request pay
+  // for a map of a million entries, nor every save serialise it.
+  static constexpr size_t kMaxTracked = 10'000;
+
   // Upstream latency buckets (upper bounds in ms); the last is +Inf.
   static constexpr std::array<double, 13> kLatencyBoundsMs = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
 
@@ -74,6 +80,8 @@ class Stats {
   std::map<std::string, Counters> namespaces_;
   std::map<std::string, Counters> models_;
   std::map<std::string, std::pair<std::string, std::string>> model_energy_;
+  uint64_t namespaces_dropped_ = 0;
+  uint64_t models_dropped_ = 0;
   std::array<uint64_t, kLatencyBoundsMs.size() + 1> latency_buckets_{};  // not cumulative
   uint64_t latency_count_ = 0;
   double latency_sum_ms_ = 0;
