@@ -48,8 +48,8 @@ LUA
 calls_before=$(curl -s "http://127.0.0.1:$fake_port/_fake/stats" | sed -n 's/.*"calls":\([0-9]*\).*/\1/p')
 
 echo "cache hits through Reprise ($(nproc) cores, ${secs}s per run, wrk -t2; each request a fresh namespace)"
-printf '| %-6s | %11s | %7s | %9s | %9s | %6s |\n' mode connections "req/s" "p50 ms" "p99 ms" errors
-printf '|%s|%s|%s|%s|%s|%s|\n' -------- ------------- --------- ----------- ----------- --------
+printf '| %-12s | %11s | %7s | %9s | %9s | %6s |\n' mode connections "req/s" "p50 ms" "p99 ms" errors
+printf '|%s|%s|%s|%s|%s|%s|\n' -------------- ------------- --------- ----------- ----------- --------
 run=0
 for mode in json sse; do
   b=$body; [ $mode = sse ] && b=$stream_body
@@ -58,11 +58,7 @@ for mode in json sse; do
     threads=2; [ $conns -eq 1 ] && threads=1
     out=$(wrk -t$threads -c$conns -d${secs}s --latency -s "$work/hits.lua" \
           "http://127.0.0.1:$proxy_port" -- "$run" "$b")
-    rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-    p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-    errors=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {n+=1} END {print n+0}' <<<"$out")
-    printf '| %-6s | %11s | %7s | %9s | %9s | %6s |\n' $mode $conns "$rps" "$p50" "$p99" "$errors"
+    wrk_row "$mode" "$conns" "$out"
   done
 done
 calls_after=$(curl -s "http://127.0.0.1:$fake_port/_fake/stats" | sed -n 's/.*"calls":\([0-9]*\).*/\1/p')

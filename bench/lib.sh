@@ -15,6 +15,18 @@ trap cleanup EXIT
 # Milliseconds from wrk's "123.45us" / "1.20ms" / "2.00s".
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", v*1000 }'; }
 
+# One table row from wrk --latency output: label, connections, req/s, p50, p99, and
+# the errors (non-2xx answers plus a socket-error line).
+wrk_row() {
+  local label=$1 conns=$2 out=$3
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+  p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  errors=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {n+=1} END {print n+0}' <<<"$out")
+  printf '| %-12s | %11s | %7s | %9s | %9s | %6s |\n' "$label" "$conns" "$rps" "$p50" "$p99" "$errors"
+}
+
 start_stack() {
   build/fake_openai --listen 127.0.0.1:0 > "$work/fake.out" &
   pids+=($!)

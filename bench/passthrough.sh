@@ -25,10 +25,6 @@ for conns in 1 16 256; do
   for target in fake reprise; do
     port=$fake_port; [ $target = reprise ] && port=$proxy_port
     out=$(wrk -t1 -c$conns -d${secs}s --latency -s "$work/chat.lua" "http://127.0.0.1:$port/v1/chat/completions")
-    rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-    p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
-    p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-    errors=$(awk '/Non-2xx|Socket errors/ {n++} END {print n+0}' <<<"$out")
-    printf '| %-12s | %11s | %7s | %9s | %9s | %6s |\n' $target $conns "$rps" "$p50" "$p99" "$errors"
+    wrk_row "$target" "$conns" "$out"
   done
 done

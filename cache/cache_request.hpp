@@ -52,6 +52,8 @@ struct Slot {
   bool created = false;       // its generation was started for this request (not joined)
 
   uint64_t index() const { return gen ? gen->first_index() + choice : stored_index; }
+  // The sample it serves; for a generation's choice, valid once the generation is done.
+  const Sample& served() const { return sample ? *sample : gen->samples()[choice]; }
 };
 
 enum class AssignError { none, not_cached, store };

@@ -13,10 +13,6 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-const Sample& sample_of(const Slot& slot) {
-  return slot.sample ? *slot.sample : slot.gen->samples()[slot.choice];
-}
-
 }  // namespace
 
 Ledger::Ledger(LedgerOptions options)
@@ -94,7 +90,7 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   std::set<const Generation*> made_calls;
   double pue = 1;
   for (auto& slot : slots) {
-    const Sample& s = sample_of(slot);
+    const Sample& s = slot.served();
     prompt = std::max<uint64_t>(prompt, s.prompt_tokens);
     completion += s.completion_tokens;
     pue = pue_for(s);
@@ -127,7 +123,7 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   row.timestamp = now_unix();
   row.duration_s = duration_s;
   row.event = outcome == Outcome::hit ? "hit" : outcome == Outcome::miss ? "miss" : "partial";
-  if (outcome != Outcome::hit && sample_of(slots.front()).backend == "engine") row.event = "engine";
+  if (outcome != Outcome::hit && slots.front().served().backend == "engine") row.event = "engine";
   row.ns = ns;
   row.model = model;
   row.prompt_tokens = prompt;

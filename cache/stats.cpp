@@ -100,6 +100,7 @@ Counters& tracked(std::map<std::string, Counters>& map, const std::string& name,
 
 void Stats::add(const std::string& ns, const std::string& model, const Counters& delta) {
   std::lock_guard lock(mu_);
+  ++changes_;
   totals_.add(delta);
   if (!ns.empty()) tracked(namespaces_, ns, namespaces_dropped_).add(delta);
   if (!model.empty()) tracked(models_, model, models_dropped_).add(delta);
@@ -122,7 +123,13 @@ void Stats::set_model_energy(const std::string& model, const std::string& energy
 
 void Stats::forget_namespace(const std::string& ns) {
   std::lock_guard lock(mu_);
+  ++changes_;
   namespaces_.erase(ns);
+}
+
+uint64_t Stats::changes() const {
+  std::lock_guard lock(mu_);
+  return changes_;
 }
 
 Counters Stats::totals() const {

@@ -62,6 +62,8 @@ class Stats {
   Counters totals() const;
 
   nlohmann::json persistent() const;
+  // Counts the changes so far: a saver skips a save when nothing changed since.
+  uint64_t changes() const;
   void restore(const nlohmann::json& saved);
 
   // Namespaces (and models) kept apart at most; beyond, new ones are counted in the
@@ -80,6 +82,7 @@ class Stats {
   std::map<std::string, Counters> namespaces_;
   std::map<std::string, Counters> models_;
   std::map<std::string, std::pair<std::string, std::string>> model_energy_;
+  uint64_t changes_ = 0;
   uint64_t namespaces_dropped_ = 0;
   uint64_t models_dropped_ = 0;
   std::array<uint64_t, kLatencyBoundsMs.size() + 1> latency_buckets_{};  // not cumulative

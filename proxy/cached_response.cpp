@@ -51,9 +51,6 @@ class Subscription {
   std::vector<uint64_t> ids_;
 };
 
-const Sample& sample_of(const Slot& slot) {
-  return slot.sample ? *slot.sample : slot.gen->samples()[slot.choice];
-}
 
 void set_cache_headers(http::fields& fields, const cache::Assignment& assignment) {
   fields.set("X-Reprise-Cache", cache_outcome(assignment));
@@ -90,7 +87,7 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
     }
   }
   std::vector<const Sample*> samples;
-  for (auto& slot : assignment.slots) samples.push_back(&sample_of(slot));
+  for (auto& slot : assignment.slots) samples.push_back(&slot.served());
   std::string text =
       options.endpoint == cache::Endpoint::embeddings
           ? format::embeddings_body(*samples.front(), options.encoding_format, options.fallback_model)
@@ -201,7 +198,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   if (head.model.empty()) head.model = options.fallback_model;
   if (options.include_usage) {
     std::vector<const Sample*> samples;
-    for (auto& slot : slots) samples.push_back(&sample_of(slot));
+    for (auto& slot : slots) samples.push_back(&slot.served());
     batch += format::sse_event(format::usage_chunk(head, format::usage_of(options.endpoint, samples)));
   }
   batch += format::kSseDone;

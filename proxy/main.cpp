@@ -232,7 +232,13 @@ int run(const Config& config) {
 
   asio::co_spawn(ioc, drain_on_signal(ioc, {&proxy_server, &admin_server}, config.server.drain_timeout),
                  asio::detached);
+  // Only when something changed: an idle proxy does not re-serialise every
+  // namespace's counters every 5 s.
+  uint64_t saved_changes = ledger.stats().changes();
   auto save_stats = [&] {
+    const uint64_t changes = ledger.stats().changes();
+    if (changes == saved_changes) return;
+    saved_changes = changes;
     std::string record = ledger.stats().persistent().dump();
     if (auto st = store.value()->PutMeta(kStatsRecord, record); !st.ok())
       log::warn("saving the stats counters failed: " + st.message());

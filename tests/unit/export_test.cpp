@@ -5,6 +5,8 @@
 #include "cache/export.hpp"
 
 #include <doctest/doctest.h>
+
+#include "temp_dir.hpp"
 #include <rocksdb/db.h>
 
 #include <filesystem>
@@ -17,22 +19,9 @@ namespace fs = std::filesystem;
 using namespace reprise::cache;
 using nlohmann::json;
 
-class ExportDir {
+class ExportDir : public reprise::test::UnitTempDir {
  public:
-  ExportDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/export_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~ExportDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string db(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  ExportDir() : UnitTempDir("export_test") {}
 };
 
 std::unique_ptr<Store> Open(const std::string& path) {

@@ -1,6 +1,8 @@
 // The energy model, the stats counters and data/energy.csv, against hand-computed values.
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -124,10 +126,8 @@ std::string read_all(const std::filesystem::path& path) {
 }  // namespace
 
 TEST_CASE("energy csv: CodeCarbon's columns, quoting, and rotation by size") {
-  char tmpl[] = "/tmp/reprise-csv-XXXXXX";
-  REQUIRE(mkdtemp(tmpl));
-  std::filesystem::path dir(tmpl);
-  auto path = dir / "sub" / "energy.csv";
+  reprise::test::UnitTempDir dir("ledger_test");
+  auto path = dir.path() / "sub" / "energy.csv";
   EnergyRow row;
   row.timestamp = 1795000000.5;
   row.duration_s = 0.25;
@@ -158,5 +158,4 @@ TEST_CASE("energy csv: CodeCarbon's columns, quoting, and rotation by size") {
     CHECK(std::filesystem::file_size(path) <= 600);
     CHECK(csv.dropped() == 0);
   }
-  std::filesystem::remove_all(dir);
 }

@@ -4,6 +4,8 @@
 // (or that completes inside generate()), and a manual clock for the Batcher's window.
 // Everything runs on the test's thread: no sleeps, no timing.
 #include <doctest/doctest.h>
+
+#include "temp_dir.hpp"
 #include <stdlib.h>
 
 #include <algorithm>
@@ -44,26 +46,11 @@ using std::chrono::milliseconds;
 // ---------------------------------------------------------------------------------
 // Fixtures
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
+class TempDir : public reprise::test::UnitTempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/pipeline_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string db() const { return (path_ / "db").string(); }
-
- private:
-  fs::path path_;
+  TempDir() : UnitTempDir("pipeline_test") {}
 };
+
 
 std::unique_ptr<Store> open_store(const std::string& path) {
   auto store = Store::Open(path);

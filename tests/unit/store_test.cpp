@@ -5,6 +5,8 @@
 #include "../tools/crash_content.hpp"
 
 #include <doctest/doctest.h>
+
+#include "temp_dir.hpp"
 #include <rocksdb/db.h>
 #include <signal.h>
 #include <spawn.h>
@@ -30,27 +32,12 @@ namespace {
 namespace fs = std::filesystem;
 using namespace reprise::cache;
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
+// The store under test lives in a fresh directory of its own.
+class TempDir : public reprise::test::UnitTempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/store_test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string db() const { return (path_ / "db").string(); }
-
- private:
-  fs::path path_;
+  TempDir() : UnitTempDir("store_test") {}
 };
+
 
 std::unique_ptr<Store> OpenOk(const std::string& path, OpenReport* report = nullptr) {
   auto store = Store::Open(path, report);
