@@ -146,4 +146,36 @@ void Ledger::on_uncached(const std::string& ns, const std::string& model, Outcom
   stats_.add(ns, model, delta);
 }
 
+void Ledger::on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage,
+                         double duration_s) {
+  const EnergyResolution energy = resolve(model);
+  Counters delta;
+  delta.requests = 1;
+  delta.bypassed = 1;
+  delta.upstream_calls = 1;
+  if (usage.known) {
+    delta.prompt_tokens_spent = usage.prompt_tokens;
+    delta.completion_tokens_spent = usage.completion_tokens;
+    delta.energy_spent_j =
+        EnergyModel::joules(energy.coefficients, options_.pue_remote, usage.prompt_tokens, usage.completion_tokens, 1);
+    delta.cost_spent_usd = cost(model, usage.prompt_tokens, usage.completion_tokens);
+  }
+  stats_.add(ns, model, delta);
+  if (!csv_) return;
+  EnergyRow row;
+  row.timestamp = now_unix();
+  row.duration_s = duration_s;
+  row.event = "miss";
+  row.ns = ns;
+  row.model = model;
+  row.prompt_tokens = usage.prompt_tokens;
+  row.completion_tokens = usage.completion_tokens;
+  row.energy_kwh = delta.energy_spent_j / 3.6e6;
+  row.emissions_kg = row.energy_kwh * options_.grid_g_per_kwh / 1000.0;
+  row.pue = options_.pue_remote;
+  row.method = "estimated";
+  row.energy_class = energy.energy_class;
+  csv_->append(std::move(row));
+}
+
 }  // namespace reprise::cache

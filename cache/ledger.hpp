@@ -54,6 +54,17 @@ class Ledger {
                  double duration_s);
   // A response that did not come from the cache: bypassed, or an error.
   void on_uncached(const std::string& ns, const std::string& model, Outcome outcome);
+  // A bypassed request the upstream answered with a 2xx. Its call was paid for like a
+  // miss's (counted as spent, and one CSV row with event "miss"), and nothing was
+  // stored. The tokens are those of the answer's usage; when the answer had none (a
+  // stream without stream_options.include_usage) only the call is counted, since
+  // guessing tokens would put invented numbers in the ledger.
+  struct BypassUsage {
+    bool known = false;
+    uint64_t prompt_tokens = 0;
+    uint64_t completion_tokens = 0;
+  };
+  void on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage, double duration_s);
 
   Stats& stats() { return stats_; }
   // Restores saved counters, and the energy class of each model in them.

@@ -1,12 +1,14 @@
 #include "proxy/openai_api.hpp"
 
 #include <nlohmann/json.hpp>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <set>
 
 #include "proxy/async_event.hpp"
 #include "proxy/log.hpp"
+#include "proxy/openai_format.hpp"
 #include "proxy/upstream_backend.hpp"
 
 namespace reprise {
@@ -332,10 +334,16 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
     co_await serve_cached(planned.value(), ours, writer);
     co_return;
   }
-  co_await forward(planned.value(), ours, writer);
-  if (ledger_ && planned.value().counted)
-    ledger_->on_uncached(planned.value().ns, planned.value().model,
-                         writer.status() / 100 == 2 ? cache::Outcome::bypass : cache::Outcome::error);
+  const bool counted = ledger_ && planned.value().counted;
+  const auto started = std::chrono::steady_clock::now();
+  cache::Ledger::BypassUsage usage;
+  co_await forward(planned.value(), ours, writer, counted ? &usage : nullptr);
+  if (!counted) co_return;
+  if (writer.status() / 100 == 2)
+    ledger_->on_bypassed(planned.value().ns, planned.value().model, usage,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  else
+    ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error);
 }
 
 namespace {
@@ -389,7 +397,47 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
   co_await serve_assignment(assignment, plan.serve, ours, writer);
 }
 
-awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+namespace {
+
+// The usage object of a relayed answer (chat, completions, embeddings), if it has one.
+void read_usage(const json& doc, cache::Ledger::BypassUsage& usage) {
+  if (!doc.is_object()) return;
+  auto it = doc.find("usage");
+  if (it == doc.end() || !it->is_object()) return;
+  auto prompt = it->find("prompt_tokens");
+  if (prompt == it->end() || !prompt->is_number_unsigned()) return;
+  usage.known = true;
+  usage.prompt_tokens = prompt->get<uint64_t>();
+  auto completion = it->find("completion_tokens");
+  usage.completion_tokens = completion != it->end() && completion->is_number_unsigned() ? completion->get<uint64_t>() : 0;
+}
+
+// Watches a relayed stream for its usage chunk. Only events that mention "usage"
+// with an object are parsed, so a long stream costs a substring search per event;
+// an event beyond kMaxEvent ends the watch (the call is then counted without tokens).
+class StreamUsageWatch {
+ public:
+  explicit StreamUsageWatch(cache::Ledger::BypassUsage* usage) : usage_(usage) {}
+  void feed(std::string_view bytes) {
+    if (!usage_) return;
+    parser_.feed(bytes, events_);
+    for (auto& event : events_)
+      if (event.find("\"usage\":{") != std::string::npos) read_usage(json::parse(event, nullptr, false), *usage_);
+    events_.clear();
+    if (parser_.buffered() > kMaxEvent) usage_ = nullptr;
+  }
+
+ private:
+  static constexpr size_t kMaxEvent = 1 << 20;
+  cache::Ledger::BypassUsage* usage_;
+  format::SseParser parser_;
+  std::vector<std::string> events_;
+};
+
+}  // namespace
+
+awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
+                                   cache::Ledger::BypassUsage* usage) {
   UpstreamClient& upstream = *plan.upstream;
   auto sent = co_await upstream.send(plan.request);
   if (!sent) {
@@ -407,6 +455,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
     head.result(status);
     for (auto& field : headers) head.insert(field.name_string(), field.value());
     if (!co_await writer.begin_stream(std::move(head))) co_return;
+    StreamUsageWatch watch(usage);
     for (;;) {
       auto piece = co_await response.read_some();
       if (!piece) {
@@ -420,6 +469,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
         co_return;
       }
       if (!*piece) break;
+      watch.feed(**piece);
       if (!co_await writer.write_chunk(**piece)) co_return;  // client gone: drop the upstream
     }
     co_await writer.end_stream();
@@ -435,11 +485,15 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   bool identity = response.headers()[http::field::content_encoding].empty() ||
                   beast::iequals(response.headers()[http::field::content_encoding], "identity");
   if (status / 100 == 2) {
-    if (plan.json_endpoint && identity && json::parse(body.value(), nullptr, false).is_discarded()) {
-      Error error{ErrorKind::upstream_bad_response, "upstream \"" + upstream.config().name + "\" returned malformed JSON", {}};
-      log::warn(error.message);
-      co_await writer.send_error(error, ours);
-      co_return;
+    if (plan.json_endpoint && identity) {
+      json doc = json::parse(body.value(), nullptr, false);
+      if (doc.is_discarded()) {
+        Error error{ErrorKind::upstream_bad_response, "upstream \"" + upstream.config().name + "\" returned malformed JSON", {}};
+        log::warn(error.message);
+        co_await writer.send_error(error, ours);
+        co_return;
+      }
+      if (usage) read_usage(doc, *usage);
     }
   } else if (identity && status >= 400) {
     body.value() = upstream_error_body(status, body.value(), upstream.config().name);

@@ -53,7 +53,10 @@ class OpenAiApi {
  private:
   // Relays one request to an upstream and its answer to the client: SSE streams
   // piece by piece as they arrive, everything else whole (and checked).
-  awaitable<void> forward(Plan& plan, const http::fields& ours, ResponseWriter& writer);
+  // `usage`, when given, receives the token usage the upstream's 2xx answer reported
+  // (JSON body, or a stream's usage chunk), for the ledger.
+  awaitable<void> forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
+                          cache::Ledger::BypassUsage* usage);
   // Runs the request through the pipeline and serves its assignment.
   awaitable<void> serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer);
   // The cache's half of plan(): canonical form, tenant, key and how to pick indices.

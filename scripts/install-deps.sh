@@ -2,6 +2,8 @@
 # Installs the Debian packages Reprise needs to build and test, and only the ones
 # that are missing: quiet and fast (one dpkg query) when everything is there.
 # Idempotent; needs root (or sudo) only when something has to be installed.
+#   install-deps.sh          what `make test` and `make run` need
+#   install-deps.sh bench    that, plus the benchmarks' tools (wrk, nginx, gnuplot)
 set -euo pipefail
 
 packages=(
@@ -18,6 +20,14 @@ packages=(
   chromium               # headless browser: the dashboard test
   prometheus             # promtool: the unit tests validate GET /metrics with it
 )
+if [ "${1:-}" = bench ]; then
+  packages+=(
+    wrk                  # the load generator of bench/*.sh
+    nginx                # bench/peers.sh: nginx proxy_cache, a peer to measure against
+    gnuplot-nox          # the PNG charts in bench/results/
+    util-linux           # taskset: every contestant pinned the same way
+  )
+fi
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
@@ -37,13 +47,16 @@ echo "install-deps: installing ${missing[*]}"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# The prometheus package is here for promtool only; it also ships a server that its
-# postinst would start at once and enable at boot, listening on :9090 (the admin
-# listener's default port). So: no service may start during the install (a temporary
-# policy-rc.d, unless one is already there, as in Docker images, which deny), and the
-# service is disabled (SysV links and systemd unit) and stopped afterwards.
+# The prometheus package is here for promtool only, and nginx for bench/peers.sh only;
+# both ship a server that its postinst would start at once and enable at boot
+# (prometheus on :9090, the admin listener's default port; nginx on :80). So: no
+# service may start during the install (a temporary policy-rc.d, unless one is already
+# there, as in Docker images, which deny), and the services are disabled (SysV links
+# and systemd unit) and stopped afterwards.
 policy=/usr/sbin/policy-rc.d
-if [[ " ${missing[*]} " == *" prometheus "* && ! -e $policy ]]; then
+daemons=()
+for d in prometheus nginx; do [[ " ${missing[*]} " == *" $d "* ]] && daemons+=("$d"); done
+if [ ${#daemons[@]} -gt 0 ] && [ ! -e $policy ]; then
   printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' |
     $sudo tee "$policy" >/dev/null
   $sudo chmod 755 "$policy"
@@ -51,12 +64,12 @@ if [[ " ${missing[*]} " == *" prometheus "* && ! -e $policy ]]; then
 fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-if [[ " ${missing[*]} " == *" prometheus "* ]]; then
-  $sudo update-rc.d prometheus disable >/dev/null 2>&1 || true
+for d in "${daemons[@]}"; do
+  $sudo update-rc.d "$d" disable >/dev/null 2>&1 || true
   if [ -d /run/systemd/system ]; then
-    $sudo systemctl stop prometheus.service >/dev/null 2>&1 || true
+    $sudo systemctl disable --now "$d.service" >/dev/null 2>&1 || true
   else
-    $sudo /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    $sudo "/etc/init.d/$d" stop >/dev/null 2>&1 || true
   fi
-fi
+done
 echo "install-deps: done"

@@ -100,6 +100,62 @@ TEST_CASE("admin: a known sequence of misses and hits gives exactly the expected
   check_totals(admin_get(proxy->admin_port(), "/admin/stats"));
 }
 
+TEST_CASE("admin: bypassed calls are spent like misses: tokens from the answer's usage, energy, cost, a CSV row") {
+  TempDir dir;
+  FakeUpstream fake(dir);
+  ProxyConfig config;
+  config.tail = "\n[energy]\ncsv_path = \"" + (dir / "energy.csv").string() + "\"\n" +
+                "[[prices]]\nmatch = \"gpt-4o-mini*\"\nprompt_per_million = 0.15\ncompletion_per_million = 0.6\n";
+  ProxyUnderTest proxy(dir, config.render(dir, fake.base_url()));
+  const std::vector<std::pair<std::string, std::string>> bypass{{"X-Reprise-Namespace", "off"}, {"X-Reprise-Cache", "bypass"}};
+
+  auto plain = post_json(proxy.port(), "/v1/chat/completions", chat_body("Pay for this", 3), bypass);
+  REQUIRE(plain.status == 200);
+  REQUIRE(plain.header("X-Reprise-Cache") == "bypass");
+  auto streamed_body = chat_body("Pay for this stream", 2, true);
+  streamed_body["stream_options"] = {{"include_usage", true}};
+  auto streamed = post_json(proxy.port(), "/v1/chat/completions", streamed_body, bypass);
+  REQUIRE(streamed.status == 200);
+  // Without include_usage the answer never says its tokens: the call counts, no tokens.
+  auto silent = post_json(proxy.port(), "/v1/chat/completions", chat_body("Say nothing of cost", 1, true), bypass);
+  REQUIRE(silent.status == 200);
+  // A failed bypass is an error, not spending.
+  auto failed = post_json(proxy.port(), "/v1/chat/completions", json{{"model", "gpt-4o-mini"}}, bypass);
+  REQUIRE(failed.status == 400);
+
+  const double P1 = plain.json()["usage"]["prompt_tokens"].get<double>();
+  const double C1 = plain.json()["usage"]["completion_tokens"].get<double>();
+  auto usage_at = streamed.body.rfind("\"usage\":{");
+  REQUIRE(usage_at != std::string::npos);
+  json usage = json::parse(streamed.body.substr(usage_at + 8, streamed.body.find('}', usage_at) - usage_at - 7));
+  const double P2 = usage["prompt_tokens"].get<double>();
+  const double C2 = usage["completion_tokens"].get<double>();
+  REQUIRE(C1 > 0);
+  REQUIRE(C2 > 0);
+
+  auto s = admin_get(proxy.admin_port(), "/admin/stats");
+  auto& off = s["namespaces"]["off"];
+  CHECK(off["requests"] == 4);
+  CHECK(off["bypassed"] == 3);
+  CHECK(off["errors"] == 1);
+  CHECK(off["upstream_calls"] == 3);
+  CHECK(off["prompt_tokens_spent"].get<double>() == P1 + P2);
+  CHECK(off["completion_tokens_spent"].get<double>() == C1 + C2);
+  // frontier class (a=0.4 b=2 c=10), PUE 1.2; the silent stream adds nothing known.
+  const double spent_j = 1.2 * (0.4 * P1 + 2 * C1 + 10) + 1.2 * (0.4 * P2 + 2 * C2 + 10);
+  CHECK(off["energy_spent_wh"].get<double>() == doctest::Approx(wh(spent_j)).epsilon(1e-6));
+  CHECK(off["cost_spent_usd"].get<double>() == doctest::Approx((0.15 * (P1 + P2) + 0.6 * (C1 + C2)) / 1e6).epsilon(1e-6));
+  CHECK(off["energy_avoided_wh"].get<double>() == 0);
+  CHECK(s["samples_generated"] == 0);  // nothing was stored
+
+  proxy.process().signal(SIGTERM);
+  REQUIRE(proxy.process().wait_exit(std::chrono::seconds(10)) == 0);
+  std::string csv = read_file(dir / "energy.csv");
+  size_t rows = 0;
+  for (size_t at = 0; (at = csv.find(",miss,off,gpt-4o-mini,", at)) != std::string::npos; ++at) ++rows;
+  CHECK(rows == 3);
+}
+
 TEST_CASE("admin: namespaces are listed, summarised, reset and deleted") {
   Stack s;
   chat_in(s.proxy.port(), "exp-1", 3);
