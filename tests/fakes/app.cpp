@@ -87,7 +87,15 @@ Outcome App::handle_v1(Request& req, std::string_view path) {
     r = injected_failure(knobs.fail_status);
   else
     r = route_v1(req.method(), path, body, id, knobs, allow);
-  if (r.status == 200) state.samples += r.samples;
+  if (r.status == 200) {
+    state.samples += r.samples;
+    state.prompt_tokens += uint64_t(r.prompt_tokens);
+    state.completion_tokens += uint64_t(r.completion_tokens);
+    for (size_t k = 0; k < r.kinds.size(); ++k) state.calls_by_kind[k] += r.kinds[k];
+  }
+  // The simulated model takes time to write, like a real one.
+  const bool simulated = knobs.simulate_game24 && r.status == 200 && !injected &&
+                         (path == "/v1/chat/completions" || path == "/v1/completions");
 
   Outcome out;
   out.v1 = true;
@@ -95,6 +103,11 @@ Outcome App::handle_v1(Request& req, std::string_view path) {
   if (r.stream) {
     out.stream = true;
     out.events = knobs.malformed ? malformed_events() : std::move(r.events);
+    if (simulated) {
+      out.first_token_ms = knobs.sim_first_token_ms;
+      out.token_ms = knobs.sim_ms_per_token;
+      if (!knobs.malformed) out.paced = std::move(r.paced);
+    }
     out.res = Response{http::status::ok, req.version()};
     out.res.set(http::field::server, "fake_openai");
     out.res.set(http::field::content_type, "text/event-stream");
@@ -102,6 +115,7 @@ Outcome App::handle_v1(Request& req, std::string_view path) {
     out.res.keep_alive(req.keep_alive());
     out.res.chunked(true);
   } else {
+    if (simulated) out.generation_ms = knobs.sim_first_token_ms + knobs.sim_ms_per_token * r.longest_choice;
     std::string text = to_text(r.body);
     if (knobs.malformed && r.status == 200) text.resize(text.size() / 2);
     out.res = text_response(req.version(), req.keep_alive(), r.status, std::move(text));
@@ -129,7 +143,8 @@ Reply App::route_v1(http::verb method, std::string_view path, const json& body, 
   if (body.is_discarded() || !body.is_object())
     return error_reply(400, "invalid_request_error",
                        "We could not parse the JSON body of your request: expected a JSON object.");
-  CallContext ctx{id, int64_t(std::time(nullptr)), knobs.min_words, knobs.max_words, sampler_};
+  CallContext ctx{id, int64_t(std::time(nullptr)), knobs.min_words, knobs.max_words, sampler_,
+                  knobs.simulate_game24};
   if (path == "/v1/chat/completions") return chat_completions(body, ctx);
   if (path == "/v1/completions") return completions(body, ctx);
   return embeddings(body);

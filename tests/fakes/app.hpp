@@ -23,6 +23,13 @@ struct Outcome {
   std::vector<std::string> events;  // the SSE events of a stream
   bool v1 = false;                  // a /v1 request: latency and openai-processing-ms apply
   Settings knobs;                   // the settings the request runs under
+  // Simulated generation time (simulate mode), on top of latency_ms and chunk_delay_ms:
+  // a whole answer waits generation_ms before its headers; a stream waits
+  // first_token_ms before its first event and token_ms before each `paced` one.
+  int64_t generation_ms = 0;
+  int64_t first_token_ms = 0;
+  int64_t token_ms = 0;
+  std::vector<bool> paced;
 };
 
 // A JSON response with its Content-Length set.

@@ -13,7 +13,8 @@ namespace {
 constexpr std::string_view kUsage =
     "usage: fake_openai [--listen HOST:PORT] [--seed N] [--threads N]\n"
     "                   [--tls-cert FILE --tls-key FILE] [--require-key KEY]\n"
-    "                   [--latency-ms N] [--chunk-delay-ms N]\n";
+    "                   [--latency-ms N] [--chunk-delay-ms N]\n"
+    "                   [--simulate game24|off] [--sim-first-token-ms N] [--sim-ms-per-token N]\n";
 
 template <class Int>
 bool parse_int(std::string_view s, Int& out, Int lo) {
@@ -62,6 +63,13 @@ int main(int argc, char** argv) {
       ok = parse_int<int64_t>(value, opt.latency_ms, 0);
     } else if (flag == "--chunk-delay-ms") {
       ok = parse_int<int64_t>(value, opt.chunk_delay_ms, 0);
+    } else if (flag == "--simulate") {
+      ok = value == "game24" || value == "off";
+      opt.simulate_game24 = value == "game24";
+    } else if (flag == "--sim-first-token-ms") {
+      ok = parse_int<int64_t>(value, opt.sim_first_token_ms, 0) && opt.sim_first_token_ms <= 3'600'000;
+    } else if (flag == "--sim-ms-per-token") {
+      ok = parse_int<int64_t>(value, opt.sim_ms_per_token, 0) && opt.sim_ms_per_token <= 3'600'000;
     } else {
       return fail("unknown option " + std::string(flag));
     }

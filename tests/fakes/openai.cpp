@@ -4,6 +4,11 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <utility>
+
+#include "game24.hpp"
+#include "rng.hpp"
+#include "tokens.hpp"
 
 namespace reprise::fake {
 
@@ -21,17 +26,6 @@ constexpr std::array<std::string_view, 64> kWords = {
 
 constexpr std::array<std::string_view, 3> kModels = {"gpt-4o-mini", "fake-chat",
                                                      "text-embedding-3-small"};
-
-// SplitMix64: a tiny, fast generator for the per-choice and per-embedding streams.
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-    return z ^ (z >> 31);
-  }
-};
 
 uint64_t fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325) {
   for (unsigned char c : s) h = (h ^ c) * 0x100000001b3;
@@ -77,21 +71,23 @@ std::optional<Reply> require_model(const json& req, std::string& model) {
 }
 
 // Prompts (completions) and inputs (embeddings): a string, an array of strings or of
-// token arrays, or one token array. Each item comes with its token count.
+// token arrays, or one token array. Each item comes with its token count: words, or
+// the GPT-like estimate with gpt_tokens.
 struct Item {
   const json* value;
   int64_t tokens;
 };
-std::optional<std::vector<Item>> parse_items(const json& v) {
+std::optional<std::vector<Item>> parse_items(const json& v, bool gpt_tokens = false) {
+  auto count = [gpt_tokens](const std::string& s) { return gpt_tokens ? count_tokens(s) : count_words(s); };
   auto token_array = [](const json& a) {
     return a.is_array() && std::all_of(a.begin(), a.end(), [](const json& t) { return t.is_number_integer(); });
   };
-  if (v.is_string()) return std::vector<Item>{{&v, count_words(v.get_ref<const std::string&>())}};
+  if (v.is_string()) return std::vector<Item>{{&v, count(v.get_ref<const std::string&>())}};
   if (!v.is_array() || v.empty()) return std::nullopt;
   if (token_array(v)) return std::vector<Item>{{&v, int64_t(v.size())}};
   std::vector<Item> items;
   for (const json& e : v) {
-    if (e.is_string()) items.push_back({&e, count_words(e.get_ref<const std::string&>())});
+    if (e.is_string()) items.push_back({&e, count(e.get_ref<const std::string&>())});
     else if (token_array(e) && !e.empty()) items.push_back({&e, int64_t(e.size())});
     else return std::nullopt;
   }
@@ -141,34 +137,58 @@ std::optional<Reply> parse_gen(const json& req, GenRequest& g) {
   return std::nullopt;
 }
 
+// A choice's text and where each of its tokens ends: token k is text[ends[k-1], ends[k])
+// with the blank before it, so a stream sends " word" after "word".
 struct Choice {
-  std::vector<std::string_view> words;
+  std::string text;
+  std::vector<uint32_t> ends;
   bool truncated = false;  // cut by max_tokens
-  std::string text() const {
-    std::string s;
-    for (auto w : words) {
-      if (!s.empty()) s += ' ';
-      s += w;
-    }
-    return s;
+  std::string_view piece(size_t k) const {
+    size_t start = k ? ends[k - 1] : 0;
+    return std::string_view(text).substr(start, ends[k] - start);
   }
 };
 
-// Samples choices [0, count): from the body hash when seeded, else from the global RNG.
-std::vector<Choice> sample(const GenRequest& g, size_t count, const CallContext& ctx) {
-  std::vector<Choice> choices(count);
+// Words from the fixed list, one token each.
+Choice sample_words(SplitMix64& rng, const CallContext& ctx) {
+  Choice c;
+  auto span = uint64_t(ctx.max_words - ctx.min_words + 1);
+  int64_t len = ctx.min_words + int64_t(rng.next() % span);
+  c.ends.reserve(size_t(len));
+  for (int64_t w = 0; w < len; ++w) {
+    if (w) c.text += ' ';
+    c.text += kWords[rng.next() % kWords.size()];
+    c.ends.push_back(uint32_t(c.text.size()));
+  }
+  return c;
+}
+
+// Samples choices [0, tasks.size() * n), choice i answering tasks[i / n]: from the body
+// hash when seeded, else from the global RNG. A Game of 24 task gets the simulated
+// model, anything else the word list.
+std::vector<Choice> sample(const GenRequest& g, const std::vector<game24::Task>& tasks, const CallContext& ctx) {
+  const size_t count = tasks.size() * size_t(g.n);
+  std::vector<Choice> choices;
+  choices.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     uint64_t seed = g.seed_hash ? SplitMix64{*g.seed_hash ^ (i * 0xff51afd7ed558ccd)}.next()
                                 : ctx.sampler.draw();
     SplitMix64 rng{seed};
-    auto span = uint64_t(ctx.max_words - ctx.min_words + 1);
-    int64_t len = ctx.min_words + int64_t(rng.next() % span);
-    if (g.max_tokens && len > *g.max_tokens) {
-      len = *g.max_tokens;
-      choices[i].truncated = true;
+    const game24::Task& task = tasks[i / size_t(g.n)];
+    if (task.kind == game24::Kind::other) {
+      choices.push_back(sample_words(rng, ctx));
+    } else {
+      Choice c;
+      c.text = game24::answer(task, rng);
+      c.ends = token_ends(c.text);
+      choices.push_back(std::move(c));
     }
-    choices[i].words.reserve(size_t(len));
-    for (int64_t w = 0; w < len; ++w) choices[i].words.push_back(kWords[rng.next() % kWords.size()]);
+    Choice& c = choices.back();
+    if (g.max_tokens && int64_t(c.ends.size()) > *g.max_tokens) {
+      c.ends.resize(size_t(*g.max_tokens));
+      c.text.resize(c.ends.back());
+      c.truncated = true;
+    }
   }
   return choices;
 }
@@ -179,8 +199,11 @@ enum class Kind { chat, text };
 Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choices,
                int64_t prompt_tokens, const CallContext& ctx) {
   const bool chat = kind == Kind::chat;
-  int64_t completion_tokens = 0;
-  for (const auto& c : choices) completion_tokens += int64_t(c.words.size());
+  int64_t completion_tokens = 0, longest = 0;
+  for (const auto& c : choices) {
+    completion_tokens += int64_t(c.ends.size());
+    longest = std::max(longest, int64_t(c.ends.size()));
+  }
   ojson usage;
   usage["prompt_tokens"] = prompt_tokens;
   usage["completion_tokens"] = completion_tokens;
@@ -189,6 +212,9 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
 
   Reply r;
   r.samples = choices.size();
+  r.prompt_tokens = prompt_tokens;
+  r.completion_tokens = completion_tokens;
+  r.longest_choice = longest;
   ojson head;  // the fields every body or chunk starts with
   head["id"] = (chat ? "chatcmpl-fake-" : "cmpl-fake-") + std::to_string(ctx.id);
   head["object"] = chat ? (g.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
@@ -203,9 +229,9 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
       ojson c;
       if (chat) {
         c["index"] = i;
-        c["message"] = {{"role", "assistant"}, {"content", choices[i].text()}, {"refusal", nullptr}};
+        c["message"] = {{"role", "assistant"}, {"content", choices[i].text}, {"refusal", nullptr}};
       } else {
-        c["text"] = choices[i].text();
+        c["text"] = choices[i].text;
         c["index"] = i;
       }
       c["logprobs"] = nullptr;
@@ -218,11 +244,13 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
 
   // Streaming: one event per chunk, each chunk carrying one choice's piece.
   r.stream = true;
+  bool next_paced = false;  // the next event starts a round of tokens
   auto emit = [&](ojson choices_field, ojson usage_field) {
     ojson chunk = head;
     chunk["choices"] = std::move(choices_field);
     if (g.include_usage) chunk["usage"] = std::move(usage_field);
     r.events.push_back("data: " + chunk.dump() + "\n\n");
+    r.paced.push_back(std::exchange(next_paced, false));
   };
   auto piece = [&](size_t i, std::string text, ojson finish_reason) {
     ojson c;
@@ -248,15 +276,10 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
       c["finish_reason"] = nullptr;
       emit(ojson::array({std::move(c)}), nullptr);
     }
-  size_t longest = 0;
-  for (const auto& c : choices) longest = std::max(longest, c.words.size());
-  for (size_t w = 0; w < longest; ++w) {  // round-robin over the choices
+  for (size_t w = 0; w < size_t(longest); ++w) {  // round-robin over the choices
+    next_paced = w > 0;  // the choices are generated side by side, a token each per round
     for (size_t i = 0; i < choices.size(); ++i)
-      if (w < choices[i].words.size()) {
-        std::string text(w ? " " : "");
-        text += choices[i].words[w];
-        piece(i, std::move(text), nullptr);
-      }
+      if (w < choices[i].ends.size()) piece(i, std::string(choices[i].piece(w)), nullptr);
   }
   for (size_t i = 0; i < choices.size(); ++i) piece(i, "", finish(choices[i]));
   if (g.include_usage) emit(ojson::array(), std::move(usage));
@@ -312,20 +335,33 @@ Reply chat_completions(const json& req, const CallContext& ctx) {
   if (!messages->is_array() || messages->empty())
     return invalid("messages must be a non-empty array", "messages", "invalid_type");
 
+  auto count = [&](const std::string& s) { return ctx.simulate ? count_tokens(s) : count_words(s); };
   int64_t prompt_tokens = 0;
+  std::string last_user;  // what the simulated model answers
   for (const json& m : *messages) {
     if (!m.is_object()) return invalid("each message must be an object", "messages", "invalid_type");
     prompt_tokens += 3;
     auto content = m.find("content");
     if (content == m.end()) continue;
-    if (content->is_string()) prompt_tokens += count_words(content->get_ref<const std::string&>());
+    const bool keep = ctx.simulate && m.value("role", json()) == "user";
+    if (keep) last_user.clear();
+    if (content->is_string()) {
+      prompt_tokens += count(content->get_ref<const std::string&>());
+      if (keep) last_user = content->get_ref<const std::string&>();
+    }
     if (content->is_array())
       for (const json& part : *content)
         if (part.is_object() && part.value("type", json()) == "text" && part.contains("text") &&
-            part["text"].is_string())
-          prompt_tokens += count_words(part["text"].get_ref<const std::string&>());
+            part["text"].is_string()) {
+          prompt_tokens += count(part["text"].get_ref<const std::string&>());
+          if (keep) last_user += part["text"].get_ref<const std::string&>();
+        }
   }
-  return generate(Kind::chat, g, sample(g, size_t(g.n), ctx), prompt_tokens, ctx);
+  std::vector<game24::Task> tasks(1);
+  if (ctx.simulate) tasks[0] = game24::classify(last_user);
+  Reply r = generate(Kind::chat, g, sample(g, tasks, ctx), prompt_tokens, ctx);
+  if (ctx.simulate) ++r.kinds[size_t(tasks[0].kind)];
+  return r;
 }
 
 Reply completions(const json& req, const CallContext& ctx) {
@@ -334,15 +370,23 @@ Reply completions(const json& req, const CallContext& ctx) {
   auto prompt = req.find("prompt");
   if (prompt == req.end() || prompt->is_null())
     return invalid("Missing required parameter: 'prompt'.", "prompt");
-  auto prompts = parse_items(*prompt);
+  auto prompts = parse_items(*prompt, ctx.simulate);
   if (!prompts)
     return invalid("prompt must be a string, an array of strings, or token arrays", "prompt", "invalid_type");
   if (prompts->size() * size_t(g.n) > 4096)  // keeps a stream's events in bounds
     return invalid("at most 4096 choices (prompts times n) per request", "prompt", "invalid_value");
   int64_t prompt_tokens = 0;
-  for (const auto& p : *prompts) prompt_tokens += p.tokens;
+  std::vector<game24::Task> tasks(prompts->size());
+  for (size_t i = 0; i < prompts->size(); ++i) {
+    const Item& p = (*prompts)[i];
+    prompt_tokens += p.tokens;
+    if (ctx.simulate && p.value->is_string()) tasks[i] = game24::classify(p.value->get_ref<const std::string&>());
+  }
   // Choice index = prompt_index * n + j, so sampling all of them in order fits.
-  return generate(Kind::text, g, sample(g, prompts->size() * size_t(g.n), ctx), prompt_tokens, ctx);
+  Reply r = generate(Kind::text, g, sample(g, tasks, ctx), prompt_tokens, ctx);
+  if (ctx.simulate)
+    for (const auto& t : tasks) ++r.kinds[size_t(t.kind)];
+  return r;
 }
 
 Reply embeddings(const json& req) {
@@ -399,6 +443,7 @@ Reply embeddings(const json& req) {
   }
   r.body["model"] = model;
   r.body["usage"] = {{"prompt_tokens", tokens}, {"total_tokens", tokens}};
+  r.prompt_tokens = tokens;
   return r;
 }
 

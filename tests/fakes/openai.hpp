@@ -1,6 +1,7 @@
 #pragma once
 // The OpenAI side of the fake, with no I/O: request validation, text sampling, usage
 // accounting, and the JSON bodies and SSE events of each model endpoint.
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -35,7 +36,12 @@ struct Reply {
   ojson body;
   bool stream = false;
   std::vector<std::string> events;
+  std::vector<bool> paced;  // per event: it starts a new round of tokens (simulated pacing)
   uint64_t samples = 0;  // choices generated
+  int64_t prompt_tokens = 0;  // as the usage reports them
+  int64_t completion_tokens = 0;
+  int64_t longest_choice = 0;  // the most completion tokens of one choice
+  std::array<uint32_t, game24::kKinds> kinds{};  // simulate mode: prompts, by what they ask
 };
 
 // An OpenAI-shaped error reply; empty param or code become null.
@@ -49,6 +55,7 @@ struct CallContext {
   int64_t min_words;
   int64_t max_words;
   Sampler& sampler;
+  bool simulate = false;  // Game of 24 prompts get the simulated model, usage counts GPT-like tokens
 };
 
 Reply chat_completions(const json& req, const CallContext& ctx);

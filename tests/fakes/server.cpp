@@ -91,8 +91,10 @@ asio::awaitable<bool> send_stream(Stream& stream, Outcome& out, State& state) {
       co_return false;
     }
     if (i == out.events.size()) break;
-    if (i > 0 && k.chunk_delay_ms > 0) {
-      timer.expires_after(std::chrono::milliseconds(k.chunk_delay_ms));
+    int64_t delay_ms = i > 0 ? k.chunk_delay_ms : out.first_token_ms;
+    if (i < out.paced.size() && out.paced[i]) delay_ms += out.token_ms;
+    if (delay_ms > 0) {
+      timer.expires_after(std::chrono::milliseconds(delay_ms));
       co_await timer.async_wait(kTok);
     }
     tcp.expires_after(kIdle);
@@ -137,8 +139,8 @@ asio::awaitable<bool> session(Stream& stream, App& app) {
     const auto received = std::chrono::steady_clock::now();
     Outcome out = app.handle(req);
     if (out.v1) {
-      if (out.knobs.latency_ms > 0) {
-        asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds(out.knobs.latency_ms)};
+      if (const int64_t wait_ms = out.knobs.latency_ms + out.generation_ms; wait_ms > 0) {
+        asio::steady_timer timer{co_await asio::this_coro::executor, std::chrono::milliseconds(wait_ms)};
         co_await timer.async_wait(kTok);
       }
       auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - received);
@@ -228,6 +230,9 @@ int serve(const Options& opt) {
   Settings defaults;
   defaults.latency_ms = opt.latency_ms;
   defaults.chunk_delay_ms = opt.chunk_delay_ms;
+  defaults.simulate_game24 = opt.simulate_game24;
+  defaults.sim_first_token_ms = opt.sim_first_token_ms;
+  defaults.sim_ms_per_token = opt.sim_ms_per_token;
   App app{defaults, opt.seed, opt.require_key};  // outlives the io_context and its sessions
 
   asio::io_context ioc{opt.threads};

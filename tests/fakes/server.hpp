@@ -16,6 +16,9 @@ struct Options {
   std::string require_key;  // non-empty: /v1 needs "Authorization: Bearer <key>"
   int64_t latency_ms = 0;
   int64_t chunk_delay_ms = 0;
+  bool simulate_game24 = false;  // --simulate game24: the simulated Game of 24 model
+  int64_t sim_first_token_ms = 300;
+  int64_t sim_ms_per_token = 10;
 };
 
 // Binds, prints "listening HOST:PORT" on stdout, and serves until SIGINT or SIGTERM.

@@ -17,6 +17,9 @@ ojson to_json(const Settings& s) {
   j["malformed"] = s.malformed;
   j["min_words"] = s.min_words;
   j["max_words"] = s.max_words;
+  j["simulate"] = s.simulate_game24 ? "game24" : "off";
+  j["sim_first_token_ms"] = s.sim_first_token_ms;
+  j["sim_ms_per_token"] = s.sim_ms_per_token;
   return j;
 }
 
@@ -48,6 +51,13 @@ std::optional<std::string> apply(Settings& s, const std::string& key, const json
   if (key == "reset_after_chunks") return integer(s.reset_after_chunks, -1, kMaxInt);
   if (key == "min_words") return integer(s.min_words, 0, 4096);
   if (key == "max_words") return integer(s.max_words, 0, 4096);
+  if (key == "sim_first_token_ms") return integer(s.sim_first_token_ms, 0, 3'600'000);
+  if (key == "sim_ms_per_token") return integer(s.sim_ms_per_token, 0, 3'600'000);
+  if (key == "simulate") {
+    if (v != "game24" && v != "off") return "simulate must be \"game24\" or \"off\"";
+    s.simulate_game24 = v == "game24";
+    return std::nullopt;
+  }
   if (key == "retry_after") {
     if (v.is_null()) s.retry_after.reset();
     else if (v.is_string() && header_safe(v.get_ref<const std::string&>())) s.retry_after = v.get<std::string>();
@@ -115,6 +125,9 @@ void State::reset() {
   samples = 0;
   completed_streams = 0;
   connections = 0;
+  prompt_tokens = 0;
+  completion_tokens = 0;
+  for (auto& n : calls_by_kind) n = 0;
 }
 
 ojson State::stats() const {
@@ -127,6 +140,10 @@ ojson State::stats() const {
   j["active_streams"] = active_streams.load();
   j["completed_streams"] = completed_streams.load();
   j["connections"] = connections.load();
+  j["prompt_tokens"] = prompt_tokens.load();
+  j["completion_tokens"] = completion_tokens.load();
+  ojson& kinds = j["calls_by_kind"] = ojson::object();
+  for (size_t k = 0; k < game24::kKinds; ++k) kinds[std::string(game24::kKindNames[k])] = calls_by_kind[k].load();
   if (last_) {
     ojson& r = j["last_request"];
     r["method"] = last_->method;

@@ -1,6 +1,7 @@
 #pragma once
 // The shared state of the fake: the knobs set through /_fake/control and the counters
 // read through /_fake/stats. Every member is safe to use from several io threads.
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -12,13 +13,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "game24.hpp"
+
 namespace reprise::fake {
 
 using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;  // responses keep OpenAI's field order
 
 // Behaviour knobs. /_fake/control merges into them, /_fake/reset restores the defaults
-// (which are these values, with latency_ms and chunk_delay_ms taken from the CLI).
+// (which are these values, with latency_ms, chunk_delay_ms, simulate and the sim_*
+// delays taken from the CLI).
 struct Settings {
   int64_t fail_next = 0;      // the next N /v1 requests fail...
   int64_t fail_status = 500;  // ...with this status
@@ -31,6 +35,9 @@ struct Settings {
   bool malformed = false;                   // truncated bodies, broken SSE
   int64_t min_words = 4;                    // completion length range, in words
   int64_t max_words = 24;
+  bool simulate_game24 = false;             // the simulated Game of 24 model answers its prompts
+  int64_t sim_first_token_ms = 300;         // simulate mode: time to the first token...
+  int64_t sim_ms_per_token = 10;            // ...and per token after it
 };
 
 ojson to_json(const Settings& s);
@@ -70,6 +77,9 @@ class State {
   std::atomic<int64_t> active_streams{0};  // a gauge: reset() leaves it alone
   std::atomic<uint64_t> completed_streams{0};
   std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> prompt_tokens{0};      // the usage of 200 answers, summed
+  std::atomic<uint64_t> completion_tokens{0};
+  std::array<std::atomic<uint64_t>, game24::kKinds> calls_by_kind{};  // prompts, simulate mode
 
  private:
   mutable std::mutex mu_;
