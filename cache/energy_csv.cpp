@@ -46,12 +46,31 @@ std::string EnergyCsv::header() {
 std::string EnergyCsv::format(const EnergyRow& r) {
   // CodeCarbon's units: duration in s, emissions in kg CO2e, energy in kWh,
   // emissions_rate in kg/s.
-  double rate = r.duration_s > 0 ? r.emissions_kg / r.duration_s : 0;
-  return iso8601(r.timestamp) + ",reprise," + number(r.duration_s) + "," + number(r.emissions_kg) + "," +
-         number(rate) + "," + number(r.energy_kwh) + "," + number(r.pue) + "," + csv_field(r.event) + "," +
-         csv_field(r.ns) + "," + csv_field(r.model) + "," + std::to_string(r.prompt_tokens) + "," +
-         std::to_string(r.completion_tokens) + "," + number(r.avoided_energy_kwh) + "," +
-         number(r.avoided_emissions_kg) + "," + csv_field(r.method) + "," + csv_field(r.energy_class) + "\n";
+  const double rate = r.duration_s > 0 ? r.emissions_kg / r.duration_s : 0;
+  std::string out;
+  out.reserve(256);
+  auto field = [&out](const std::string& text) { out.append(csv_field(text)).push_back(','); };
+  auto num = [&out](double value) { out.append(number(value)).push_back(','); };
+  auto count = [&out](uint64_t value) {
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr).push_back(',');
+  };
+  out.append(iso8601(r.timestamp)).append(",reprise,");
+  num(r.duration_s);
+  num(r.emissions_kg);
+  num(rate);
+  num(r.energy_kwh);
+  num(r.pue);
+  field(r.event);
+  field(r.ns);
+  field(r.model);
+  count(r.prompt_tokens);
+  count(r.completion_tokens);
+  num(r.avoided_energy_kwh);
+  num(r.avoided_emissions_kg);
+  field(r.method);
+  out.append(csv_field(r.energy_class)).push_back('\n');
+  return out;
 }
 
 EnergyCsv::EnergyCsv(std::string path, uint64_t max_bytes)
@@ -67,15 +86,20 @@ EnergyCsv::~EnergyCsv() {
 }
 
 void EnergyCsv::append(EnergyRow row) {
+  bool was_empty;
   {
     std::lock_guard lock(mu_);
     if (queue_.size() >= kMaxQueued) {
       ++dropped_;
       return;
     }
+    was_empty = queue_.empty();
     queue_.push_back(std::move(row));
   }
-  wake_.notify_one();
+  // Only the first row of a batch wakes the writer. Waking it per row made it switch
+  // in and out once per response while it gathers (bench/peers.sh: a third of the hit
+  // path's throughput on one core); now it wakes once per 50 ms batch.
+  if (was_empty) wake_.notify_one();
 }
 
 void EnergyCsv::flush() {
