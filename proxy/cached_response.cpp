@@ -163,7 +163,6 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   set_cache_headers(response_head, assignment);
   response_head.set(http::field::content_type, "text/event-stream; charset=utf-8");
   response_head.set(http::field::cache_control, "no-cache");
-  if (!co_await writer.begin_stream(std::move(response_head))) co_return;
 
   format::ChunkHead head;
   head.endpoint = options.endpoint;
@@ -178,6 +177,28 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
 
   format::ChunkEncoder encoder;
   std::string batch;
+  if (assignment.stored() == slots.size()) {
+    // A full hit has every byte at hand: one response with a Content-Length, one
+    // write, instead of the header, the events and the last chunk as three chunked
+    // writes (bench/peers.sh: SSE hits were a third slower than JSON hits for it).
+    // SSE readers take either framing.
+    for (size_t i = 0; i < slots.size(); ++i)
+      for (auto& piece : format::rendered(options.endpoint, *slots[i].sample).pieces)
+        encoder.append_text(batch, head, static_cast<uint32_t>(i), piece);
+    if (head.model.empty()) head.model = options.fallback_model;
+    if (options.include_usage) {
+      std::vector<const Sample*> samples;
+      for (auto& slot : slots) samples.push_back(slot.sample.get());
+      batch += format::sse_event(format::usage_chunk(head, format::usage_of(options.endpoint, samples)));
+    }
+    batch += format::kSseDone;
+    http::response<http::string_body> res{std::move(response_head)};
+    res.body() = std::move(batch);
+    done(options, true);
+    co_await writer.send(std::move(res));
+    co_return;
+  }
+  if (!co_await writer.begin_stream(std::move(response_head))) co_return;
   for (size_t i = 0; i < slots.size();) {
     if (slots[i].sample) {  // stored: replayed at once
       for (auto& piece : format::rendered(options.endpoint, *slots[i].sample).pieces)
