@@ -1,0 +1,55 @@
+#pragma once
+// The Llama architecture as GGUF describes it: hyper-parameters from llama.* metadata
+// and the tensor table, with every tensor's shape checked against them so a loader
+// can trust what it gets (or report exactly which tensor is missing or mis-shaped).
+#include <cstdint>
+#include <vector>
+
+#include "engine/gguf.hpp"
+#include "engine/status.hpp"
+
+namespace reprise::engine {
+
+struct LlamaHParams {
+    uint32_t n_ctx_train = 0;   // llama.context_length
+    uint32_t n_embd = 0;        // llama.embedding_length
+    uint32_t n_layer = 0;       // llama.block_count
+    uint32_t n_ff = 0;          // llama.feed_forward_length
+    uint32_t n_head = 0;        // llama.attention.head_count
+    uint32_t n_head_kv = 0;     // llama.attention.head_count_kv (default: n_head)
+    uint32_t n_rot = 0;         // llama.rope.dimension_count (default: head dim)
+    uint32_t n_vocab = 0;       // length of tokenizer.ggml.tokens (else token_embd rows)
+    float rope_freq_base = 10000.0f;  // llama.rope.freq_base
+    float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
+
+    uint32_t head_dim() const { return n_embd / n_head; }
+    uint32_t n_embd_kv() const { return head_dim() * n_head_kv; }  // K/V width under GQA
+};
+
+struct LlamaLayerTensors {
+    const GgufTensorInfo* attn_norm = nullptr;    // [n_embd]
+    const GgufTensorInfo* wq = nullptr;           // [n_embd, n_embd]
+    const GgufTensorInfo* wk = nullptr;           // [n_embd, n_embd_kv]
+    const GgufTensorInfo* wv = nullptr;           // [n_embd, n_embd_kv]
+    const GgufTensorInfo* wo = nullptr;           // [n_embd, n_embd]
+    const GgufTensorInfo* ffn_norm = nullptr;     // [n_embd]
+    const GgufTensorInfo* ffn_gate = nullptr;     // [n_embd, n_ff]
+    const GgufTensorInfo* ffn_up = nullptr;       // [n_embd, n_ff]
+    const GgufTensorInfo* ffn_down = nullptr;     // [n_ff, n_embd]
+};
+
+struct LlamaTensors {
+    const GgufTensorInfo* tok_embd = nullptr;     // [n_embd, n_vocab]
+    const GgufTensorInfo* output_norm = nullptr;  // [n_embd]
+    const GgufTensorInfo* output = nullptr;       // [n_embd, n_vocab]; == tok_embd when tied
+    bool tied_output = false;
+    std::vector<LlamaLayerTensors> layers;
+};
+
+// Shapes are in ggml order (ne[0] first). Errors name the key or tensor.
+Status llama_read_hparams(const GgufFile& f, LlamaHParams* hp);
+// Finds and shape-checks every tensor; also rejects element types the engine cannot
+// dequantize.
+Status llama_find_tensors(const GgufFile& f, const LlamaHParams& hp, LlamaTensors* t);
+
+}  // namespace reprise::engine
