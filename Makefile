@@ -2,6 +2,11 @@
 #   make run    install what is missing, build, start the proxy on proxy.toml
 #   make test   install what is missing, build, run every test
 #
+# Benchmarks (not part of make test; they install wrk, nginx and gnuplot first):
+#   make experiments   ToT / FoA / CoT-SC on Game of 24 with and without the cache,
+#                      on a simulated LLM; tables and charts in bench/results/
+#   make bench-peers   cache hits through Reprise vs nginx vs the Portkey gateway
+#
 # Options: BUILD_DIR (default build), BUILD_TYPE (default Release), SANITIZE=1 for an
 # ASan/UBSan build (use with BUILD_DIR=build-asan), JOBS (default: all cores),
 # CONFIG (default proxy.toml).
@@ -14,7 +19,7 @@ SANITIZE   ?= 0
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DREPRISE_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF)
 
-.PHONY: all deps configure build run test sdk-deps clean
+.PHONY: all deps bench-deps configure build run test sdk-deps experiments bench-peers clean
 
 all: build
 
@@ -30,12 +35,24 @@ build: configure
 run: build
 	$(BUILD_DIR)/reprise --config $(CONFIG)
 
-# The official openai SDK for the client tests, at the version package-lock.json pins.
+bench-deps:
+	@bash scripts/install-deps.sh bench
+
+# The official openai SDK, at the version each package-lock.json pins: the client
+# tests, and the experiments (whose smoke run is a test).
 sdk-deps: deps
-	@cd tests/sdk && { [ -d node_modules/openai ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@for d in tests/sdk bench/experiments; do \
+	  (cd $$d && { [ -d node_modules/openai ] || npm ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
+	done
 
 test: build sdk-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+experiments: build sdk-deps bench-deps
+	REPRISE_BIN=$(BUILD_DIR)/reprise FAKE_OPENAI_BIN=$(BUILD_DIR)/fake_openai node bench/experiments/run.mjs --out bench/results
+
+bench-peers: build bench-deps
+	BUILD_DIR=$(BUILD_DIR) bash bench/peers.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log
