@@ -30,7 +30,11 @@ Status get_tensor(const GgufFile& f, const std::string& name, uint64_t ne0, uint
     const uint32_t want_dims = ne1 ? 2 : 1;
     const bool ok = t->n_dims == want_dims && t->ne[0] == ne0 && (ne1 == 0 || t->ne[1] == ne1);
     if (!ok) {
-        const std::string want = ne1 ? "[" + std::to_string(ne0) + ", " + std::to_string(ne1) + "]" : "[" + std::to_string(ne0) + "]";
+        // Built by appending: GCC 12 warns falsely (-Wrestrict) on "lit" + std::string&&.
+        std::string want = "[";
+        want.append(std::to_string(ne0));
+        if (ne1) want.append(", ").append(std::to_string(ne1));
+        want.append("]");
         return Status::error("llama: tensor '" + name + "' has shape " + shape_str(*t) + ", expected " + want);
     }
     if (!ggml_type_supported(t->type))

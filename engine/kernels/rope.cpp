@@ -1,0 +1,21 @@
+#include "engine/kernels/rope.hpp"
+
+#include <cmath>
+
+namespace reprise::engine {
+void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base) {
+    for (int j = 0; j < n_rot; j += 2) {
+        // Same formula as llama2.c (1 / base^(j / n_rot), in float) so converted
+        // checkpoints reproduce run.c's numbers.
+        const float freq = 1.0f / std::pow(freq_base, float(j) / float(n_rot));
+        const float theta = float(pos) * freq;
+        const float c = std::cos(theta), s = std::sin(theta);
+        for (int h = 0; h < n_heads; ++h) {
+            float* v = x + h * head_dim + j;
+            const float a = v[0], b = v[1];
+            v[0] = a * c - b * s;
+            v[1] = a * s + b * c;
+        }
+    }
+}
+}  // namespace reprise::engine

@@ -1,0 +1,10 @@
+#pragma once
+// Rotary position embedding, GGUF/llama.cpp "normal" (non-NeoX) convention for the
+// llama architecture: within each head, the adjacent pairs (x[2j], x[2j+1]) for
+// 2j < n_rot are rotated by pos * freq_base^(-2j / n_rot). llama2.c rotates the same
+// pairs with the same frequencies (its head_size == n_rot), which is why its weights
+// need no permutation (HF checkpoints do: they use the half-split NeoX layout).
+namespace reprise::engine {
+// x holds n_heads heads of head_dim floats each, rotated in place.
+void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base);
+}

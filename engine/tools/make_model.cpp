@@ -1,0 +1,79 @@
+// reprise-make-model: writes tiny deterministic Llama GGUF files for tests and
+// benchmarks, or converts a llama2.c checkpoint.
+//   reprise-make-model random --vocab VOCAB.gguf --out OUT.gguf [--dim 64 --hidden 192
+//       --layers 2 --heads 4 --kv-heads 2 --ctx 256 --type f32|f16|q8_0|q4_0 --seed 1
+//       --logit-scale 8 --tied]
+//   reprise-make-model llama2c --in model.bin --out OUT.gguf [--type f32|f16|q8_0|q4_0]
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "engine/gguf.hpp"
+#include "engine/llama2c_convert.hpp"
+#include "engine/model_maker.hpp"
+
+using namespace reprise::engine;
+
+static bool parse_type(const std::string& s, GgmlType* t) {
+    if (s == "f32") *t = GgmlType::F32;
+    else if (s == "f16") *t = GgmlType::F16;
+    else if (s == "q8_0") *t = GgmlType::Q8_0;
+    else if (s == "q4_0") *t = GgmlType::Q4_0;
+    else return false;
+    return true;
+}
+
+static int usage() {
+    std::fprintf(stderr,
+                 "usage: reprise-make-model random --vocab VOCAB.gguf --out OUT.gguf [--dim N --hidden N --layers N --heads N\n"
+                 "           --kv-heads N --ctx N --type f32|f16|q8_0|q4_0 --seed N --logit-scale X --tied]\n"
+                 "       reprise-make-model llama2c --in MODEL.bin --out OUT.gguf [--type f32|f16|q8_0|q4_0]\n");
+    return 2;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) return usage();
+    const std::string mode = argv[1];
+    std::string vocab, out, in;
+    TinyLlamaShape s;
+    for (int i = 2; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto val = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+        const char* v = nullptr;
+        auto u32 = [&](uint32_t* dst) { if (!(v = val())) return false; *dst = uint32_t(std::strtoul(v, nullptr, 10)); return true; };
+        bool ok = true;
+        if (a == "--vocab") ok = (v = val()) && (vocab = v, true);
+        else if (a == "--out") ok = (v = val()) && (out = v, true);
+        else if (a == "--in") ok = (v = val()) && (in = v, true);
+        else if (a == "--dim") ok = u32(&s.n_embd);
+        else if (a == "--hidden") ok = u32(&s.n_ff);
+        else if (a == "--layers") ok = u32(&s.n_layer);
+        else if (a == "--heads") ok = u32(&s.n_head);
+        else if (a == "--kv-heads") ok = u32(&s.n_head_kv);
+        else if (a == "--ctx") ok = u32(&s.n_ctx);
+        else if (a == "--seed") ok = (v = val()) && (s.seed = std::strtoull(v, nullptr, 10), true);
+        else if (a == "--logit-scale") ok = (v = val()) && (s.logit_scale = std::strtof(v, nullptr), true);
+        else if (a == "--tied") s.tie_output = true;
+        else if (a == "--type") ok = (v = val()) && parse_type(v, &s.type);
+        else ok = false;
+        if (!ok) return usage();
+    }
+    if (out.empty()) return usage();
+    Status st;
+    if (mode == "random") {
+        if (vocab.empty()) return usage();
+        auto vf = GgufFile::open(vocab);
+        if (!vf.ok()) { std::fprintf(stderr, "%s\n", vf.error().c_str()); return 1; }
+        GgufWriter w;
+        st = make_tiny_llama(s, **vf, &w);
+        if (st.ok()) st = w.write_file(out);
+    } else if (mode == "llama2c") {
+        if (in.empty()) return usage();
+        st = llama2c_convert_file(in, out, s.type);
+    } else {
+        return usage();
+    }
+    if (!st.ok()) { std::fprintf(stderr, "reprise-make-model: %s\n", st.message().c_str()); return 1; }
+    return 0;
+}
