@@ -54,6 +54,10 @@ int main(int argc, char** argv) {
     auto st = (*store)->Append(CrashTenant(k), CrashKey(k), length[k], samples, moves);
     if (!st.ok()) return Fail("append", st);
     length[k] += n;
+    if (op == 0) {  // tells the test that writes are landing (opening can be slow under load)
+      std::FILE* started = std::fopen((std::string(argv[1]) + ".started").c_str(), "w");
+      if (started) std::fclose(started);
+    }
     if (op % 50 == 49) {  // cursor-only writes and resets, interleaved with the appends
       const int other = static_cast<int>(rng() % kCrashKeys);
       st = (*store)->SetCursors({{kCrashNamespaces[0], CrashTenant(other), CrashKey(other), length[other]}});

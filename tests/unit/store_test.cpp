@@ -655,8 +655,15 @@ TEST_CASE("Store: kill -9 under write load loses no acknowledged structure") {
     std::string bin = STORE_CRASH_WRITER_BIN;
     std::vector<char*> argv = {bin.data(), const_cast<char*>(path.c_str()), nullptr};
     pid_t pid = 0;
+    const std::string started = path + ".started";
+    std::filesystem::remove(started);
     REQUIRE(posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ) == 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + 35 * round));
+    // Kill only once its first append is acknowledged: opening the store takes longer
+    // on a loaded machine (a fixed delay made this test fail under ctest -j2).
+    for (int waited = 0; !std::filesystem::exists(started) && waited < 2000; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(std::filesystem::exists(started));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + 35 * round));
     int wstatus = 0;
     // Still running (it never exits by itself; an early exit is a writer failure).
     REQUIRE(waitpid(pid, &wstatus, WNOHANG) == 0);
