@@ -2,14 +2,20 @@
 # start_stack, which starts the fake upstream and a proxy in front of it on
 # 127.0.0.1 (ports picked by the system), all stopped and removed on exit.
 # After start_stack: $work (a temp dir), $fake_port, $proxy_port, $admin_port.
+# The binaries come from $BUILD_DIR (default build). The pieces of start_stack,
+# start_fake and start_reprise, can be used on their own; both run their program
+# behind the command in the array $pin (empty by default; e.g. pin=(taskset -c 0)).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BUILD_DIR=${BUILD_DIR:-build}
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
-[ -x build/reprise ] && [ -x build/fake_openai ] || { echo "build first: make build (or make test)"; exit 1; }
+[ -x "$BUILD_DIR/reprise" ] && [ -x "$BUILD_DIR/fake_openai" ] ||
+  { echo "build first: make build (or make test), or set BUILD_DIR"; exit 1; }
 
 work=$(mktemp -d)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+pin=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 # Milliseconds from wrk's "123.45us" / "1.20ms" / "2.00s".
@@ -27,31 +33,57 @@ wrk_row() {
   printf '| %-12s | %11s | %7s | %9s | %9s | %6s |\n' "$label" "$conns" "$rps" "$p50" "$p99" "$errors"
 }
 
-start_stack() {
-  build/fake_openai --listen 127.0.0.1:0 > "$work/fake.out" &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
-  fake_port=$(sed -n 's/listening 127.0.0.1://p' "$work/fake.out")
+# wait_for FILE PATTERN: up to 10 s for PATTERN to appear in FILE.
+wait_for() {
+  for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2 || true; return 1
+}
 
-  cat > "$work/proxy.toml" <<TOML
+# start_fake [FLAGS...]: the fake upstream; sets $fake_port and $fake_pid.
+start_fake() {
+  ${pin[@]+"${pin[@]}"} "$BUILD_DIR/fake_openai" --listen 127.0.0.1:0 "$@" > "$work/fake.out" &
+  fake_pid=$!
+  pids+=($fake_pid)
+  wait_for "$work/fake.out" listening
+  fake_port=$(sed -n 's/listening 127.0.0.1://p' "$work/fake.out")
+}
+
+# start_reprise [NAME [SERVER_KEYS [OTHER_TOML [CSV_PATH]]]]: a proxy in front of the
+# fake, its store and files under $work/NAME (default reprise); SERVER_KEYS are more
+# lines of its [server] table, OTHER_TOML more tables; CSV_PATH its energy CSV (default
+# $work/NAME/energy.csv, "" for none). Sets $proxy_port, $admin_port, $proxy_pid.
+start_reprise() {
+  local name=${1:-reprise} server_keys=${2:-} other=${3:-}
+  local csv=$work/${1:-reprise}/energy.csv
+  [ $# -ge 4 ] && csv=$4
+  mkdir -p "$work/$name"
+  cat > "$work/$name/proxy.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
+$server_keys
 [admin]
 listen = "127.0.0.1:0"
 [cache]
-path = "$work/cache"
+path = "$work/$name/cache"
 [energy]
-csv_path = "$work/energy.csv"
+csv_path = "$csv"
 [log]
 access_log = false
 [[upstreams]]
 name = "fake"
 base_url = "http://127.0.0.1:$fake_port/v1"
 api_key_env = ""
+$other
 TOML
-  build/reprise --config "$work/proxy.toml" 2> "$work/proxy.log" &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q "admin listening" "$work/proxy.log" 2>/dev/null && break; sleep 0.05; done
-  proxy_port=$(sed -n 's/.*proxy listening on 127.0.0.1://p' "$work/proxy.log")
-  admin_port=$(sed -n 's/.*admin listening on 127.0.0.1://p' "$work/proxy.log")
+  ${pin[@]+"${pin[@]}"} "$BUILD_DIR/reprise" --config "$work/$name/proxy.toml" 2> "$work/$name/proxy.log" &
+  proxy_pid=$!
+  pids+=($proxy_pid)
+  wait_for "$work/$name/proxy.log" "admin listening"
+  proxy_port=$(sed -n 's/.*proxy listening on 127.0.0.1://p' "$work/$name/proxy.log")
+  admin_port=$(sed -n 's/.*admin listening on 127.0.0.1://p' "$work/$name/proxy.log")
+}
+
+start_stack() {
+  start_fake
+  start_reprise
 }
