@@ -337,13 +337,17 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
   const bool counted = ledger_ && planned.value().counted;
   const auto started = std::chrono::steady_clock::now();
   cache::Ledger::BypassUsage usage;
-  co_await forward(planned.value(), ours, writer, counted ? &usage : nullptr);
-  if (!counted) co_return;
-  if (writer.status() / 100 == 2)
-    ledger_->on_bypassed(planned.value().ns, planned.value().model, usage,
-                         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  else
-    ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error);
+  // Called by forward() once, before its last write, so that a client reading the
+  // stats right after its answer sees this request in them.
+  const Settle settle = [&](bool relayed) {
+    if (!counted) return;
+    if (relayed)
+      ledger_->on_bypassed(planned.value().ns, planned.value().model, usage,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    else
+      ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error);
+  };
+  co_await forward(planned.value(), ours, writer, counted ? &usage : nullptr, settle);
 }
 
 namespace {
@@ -437,11 +441,17 @@ class StreamUsageWatch {
 }  // namespace
 
 awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
-                                   cache::Ledger::BypassUsage* usage) {
+                                   cache::Ledger::BypassUsage* usage, const Settle& settle_once) {
+  bool settled = false;
+  auto settle = [&](bool relayed) {
+    if (!settled) settle_once(relayed);
+    settled = true;
+  };
   UpstreamClient& upstream = *plan.upstream;
   auto sent = co_await upstream.send(plan.request);
   if (!sent) {
     log::warn(sent.error().message);
+    settle(false);
     co_await writer.send_error(sent.error(), ours);
     co_return;
   }
@@ -454,7 +464,10 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
     http::response_header<> head;
     head.result(status);
     for (auto& field : headers) head.insert(field.name_string(), field.value());
-    if (!co_await writer.begin_stream(std::move(head))) co_return;
+    if (!co_await writer.begin_stream(std::move(head))) {
+      settle(true);  // the call was made, and paid for, even if the client is gone
+      co_return;
+    }
     StreamUsageWatch watch(usage);
     for (;;) {
       auto piece = co_await response.read_some();
@@ -464,14 +477,19 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
         // response short so no client mistakes it for a complete one.
         log::warn(piece.error().message);
         std::string event = "data: " + to_openai_json(piece.error()) + "\n\n";
+        settle(false);
         co_await writer.write_chunk(event);
         writer.abort();
         co_return;
       }
       if (!*piece) break;
       watch.feed(**piece);
-      if (!co_await writer.write_chunk(**piece)) co_return;  // client gone: drop the upstream
+      if (!co_await writer.write_chunk(**piece)) {  // client gone: drop the upstream
+        settle(true);
+        co_return;
+      }
     }
+    settle(true);
     co_await writer.end_stream();
     co_return;
   }
@@ -479,6 +497,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   auto body = co_await response.read_all(upstream.config().max_response_bytes);
   if (!body) {
     log::warn(body.error().message);
+    settle(false);
     co_await writer.send_error(body.error(), ours);
     co_return;
   }
@@ -490,6 +509,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
       if (doc.is_discarded()) {
         Error error{ErrorKind::upstream_bad_response, "upstream \"" + upstream.config().name + "\" returned malformed JSON", {}};
         log::warn(error.message);
+        settle(false);
         co_await writer.send_error(error, ours);
         co_return;
       }
@@ -502,6 +522,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   http::response<http::string_body> res{static_cast<http::status>(status), 11};
   for (auto& field : headers) res.insert(field.name_string(), field.value());
   res.body() = std::move(body.value());
+  settle(status / 100 == 2);
   co_await writer.send(std::move(res));
 }
 

@@ -3,6 +3,7 @@
 // then either runs it through the cache pipeline (chat, completions and embeddings)
 // and serves the samples assigned to it, or relays it to the upstream that [[models]]
 // picks (X-Reprise-Cache: bypass, and everything else under /v1).
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,9 +55,12 @@ class OpenAiApi {
   // Relays one request to an upstream and its answer to the client: SSE streams
   // piece by piece as they arrive, everything else whole (and checked).
   // `usage`, when given, receives the token usage the upstream's 2xx answer reported
-  // (JSON body, or a stream's usage chunk), for the ledger.
+  // (JSON body, or a stream's usage chunk), for the ledger. `settle` is called once,
+  // before the answer's last write: true when the upstream's answer was relayed
+  // (a call made), false for an error.
+  using Settle = std::function<void(bool relayed)>;
   awaitable<void> forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
-                          cache::Ledger::BypassUsage* usage);
+                          cache::Ledger::BypassUsage* usage, const Settle& settle);
   // Runs the request through the pipeline and serves its assignment.
   awaitable<void> serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer);
   // The cache's half of plan(): canonical form, tenant, key and how to pick indices.
