@@ -1,5 +1,6 @@
 # Reprise: two commands.
-#   make run    install what is missing, build, start the proxy on proxy.toml
+#   make run    install what is missing, build, make the demo model (random
+#               weights) if absent, start the proxy on proxy.toml
 #   make test   install what is missing, build, run every test
 #
 # Benchmarks (not part of make test; they install wrk, nginx and gnuplot first):
@@ -19,7 +20,7 @@ SANITIZE   ?= 0
 
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DREPRISE_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF)
 
-.PHONY: all deps bench-deps configure build run test sdk-deps experiments bench-peers clean
+.PHONY: all deps bench-deps configure build run demo-model test sdk-deps experiments bench-peers clean
 
 all: build
 
@@ -32,8 +33,19 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+run: build demo-model
 	$(BUILD_DIR)/reprise --config $(CONFIG)
+
+# The demo model proxy.toml serves as "reprise-demo": a 1 MB Llama with RANDOM
+# weights and a built-in byte-level vocabulary (its answers are gibberish), made once
+# so that the in-process engine can be called right away. Serve a real GGUF by
+# pointing [engine] model at it.
+DEMO_MODEL = data/models/reprise-demo.gguf
+demo-model: build
+	@[ -f $(DEMO_MODEL) ] || { mkdir -p $(dir $(DEMO_MODEL)) && \
+	  $(BUILD_DIR)/reprise-make-model random --vocab builtin --out $(DEMO_MODEL) --dim 128 --hidden 384 \
+	    --layers 4 --heads 4 --kv-heads 2 --ctx 2048 --type q8_0 --seed 1 --name reprise-demo && \
+	  echo "made $(DEMO_MODEL): a demo model with random weights"; }
 
 bench-deps:
 	@bash scripts/install-deps.sh bench

@@ -149,6 +149,7 @@ void Ledger::on_uncached(const std::string& ns, const std::string& model, Outcom
 void Ledger::on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage,
                          double duration_s) {
   const EnergyResolution energy = resolve(model);
+  const double pue = usage.local ? options_.pue_local : options_.pue_remote;
   Counters delta;
   delta.requests = 1;
   delta.bypassed = 1;
@@ -157,7 +158,7 @@ void Ledger::on_bypassed(const std::string& ns, const std::string& model, const 
     delta.prompt_tokens_spent = usage.prompt_tokens;
     delta.completion_tokens_spent = usage.completion_tokens;
     delta.energy_spent_j =
-        EnergyModel::joules(energy.coefficients, options_.pue_remote, usage.prompt_tokens, usage.completion_tokens, 1);
+        EnergyModel::joules(energy.coefficients, pue, usage.prompt_tokens, usage.completion_tokens, 1);
     delta.cost_spent_usd = cost(model, usage.prompt_tokens, usage.completion_tokens);
   }
   stats_.add(ns, model, delta);
@@ -165,14 +166,14 @@ void Ledger::on_bypassed(const std::string& ns, const std::string& model, const 
   EnergyRow row;
   row.timestamp = now_unix();
   row.duration_s = duration_s;
-  row.event = "miss";
+  row.event = usage.local ? "engine" : "miss";
   row.ns = ns;
   row.model = model;
   row.prompt_tokens = usage.prompt_tokens;
   row.completion_tokens = usage.completion_tokens;
   row.energy_kwh = delta.energy_spent_j / 3.6e6;
   row.emissions_kg = row.energy_kwh * options_.grid_g_per_kwh / 1000.0;
-  row.pue = options_.pue_remote;
+  row.pue = pue;
   row.method = "estimated";
   row.energy_class = energy.energy_class;
   csv_->append(std::move(row));

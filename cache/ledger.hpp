@@ -63,6 +63,7 @@ class Ledger {
     bool known = false;
     uint64_t prompt_tokens = 0;
     uint64_t completion_tokens = 0;
+    bool local = false;  // made by the in-process engine: pue_local, CSV event "engine"
   };
   void on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage, double duration_s);
 

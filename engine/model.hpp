@@ -7,6 +7,7 @@
 // activations (integer dot products, as llama.cpp); F32 stays F32; F16, BF16 and Q4_K
 // are converted to F32 at load. ModelOptions::quantize can requantize the F32/F16/BF16
 // matrices to Q8_0 or Q4_0 at load (norm vectors always stay F32).
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,6 +44,16 @@ public:
     int n_ctx() const { return n_ctx_; }
     float* k_row(int layer, int pos) { return k_.data() + (size_t(layer) * n_ctx_ + pos) * n_embd_kv_; }
     float* v_row(int layer, int pos) { return v_.data() + (size_t(layer) * n_ctx_ + pos) * n_embd_kv_; }
+    // Copies positions [0, n_tokens) of every layer from src (same shape but for
+    // n_ctx): the n samples of one prompt start from one prefill.
+    void copy_prefix(const KvCache& src, int n_tokens) {
+        for (int l = 0; l < n_layer_; ++l) {
+            const size_t rows = size_t(n_tokens) * n_embd_kv_;
+            std::copy_n(src.k_.data() + size_t(l) * src.n_ctx_ * n_embd_kv_, rows, k_.data() + size_t(l) * n_ctx_ * n_embd_kv_);
+            std::copy_n(src.v_.data() + size_t(l) * src.n_ctx_ * n_embd_kv_, rows, v_.data() + size_t(l) * n_ctx_ * n_embd_kv_);
+        }
+    }
+    size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
     struct View { const float* k; const float* v; size_t stride; };
     View view(int layer) const {
         return {k_.data() + size_t(layer) * n_ctx_ * n_embd_kv_, v_.data() + size_t(layer) * n_ctx_ * n_embd_kv_, size_t(n_embd_kv_)};
@@ -63,6 +74,8 @@ public:
     int n_vocab() const { return int(hp_.n_vocab); }
     bool tied_output() const { return tied_; }
     size_t n_params() const;
+    // The type the layers' matrices are multiplied in (F32, Q8_0 or Q4_0).
+    GgmlType matrix_type() const { return layers_.empty() ? GgmlType::F32 : layers_.front().wq.type; }
 
     // A cache for n_ctx positions (0: the training context length).
     std::unique_ptr<KvCache> new_kv_cache(int n_ctx = 0) const;

@@ -2,7 +2,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <set>
 #include <string_view>
+#include <utility>
+
+#include "engine/unicode.hpp"
 
 namespace reprise::engine {
 
@@ -31,7 +36,102 @@ uint32_t file_type_of(GgmlType t) {
     }
 }
 
+// The built-in vocabulary's training text: common English words plus a few of this
+// project's. Every word becomes a single token (with its leading space, as words
+// mostly appear in running text); everything else still encodes, byte by byte at worst.
+constexpr std::string_view kBuiltinWords =
+    "the of and to in is you that it he was for on are as with his they at be this have from or one had by word "
+    "but not what all were we when your can said there use an each which she do how their if will up other about "
+    "out many then them these so some her would make like him into time has look two more write go see number no "
+    "way could people my than first water been call who its now find long down day did get come made may part "
+    "over new sound take only little work know place year live me back give most very after thing our just name "
+    "good sentence man think say great where help through much before line right too mean old any same tell "
+    "follow came want show also around form three small set put end does another well large must big even such "
+    "because turn here why ask went men read need land different home us move try kind hand picture again change "
+    "off play spell air away animal house point page letter mother answer found study still learn should world "
+    "hello hi yes thanks please question model assistant user system chat text token cache proxy engine request "
+    "reply story today";
+
+// The standard ChatML template (as in Hugging Face's chat-template docs; Qwen2's minus
+// its default system message): what llama.cpp and chat_template.cpp detect as "chatml".
+constexpr std::string_view kChatmlTemplate =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+// A byte-level BPE trainer, small enough to run on every call (a few ms): each word is
+// a sequence of byte symbols; repeatedly merge the pair found in the most words (ties:
+// the lexicographically first, so the result is the same everywhere) until no word has
+// two symbols left. Training applies merges in the order the tokenizer ranks them, so
+// each listed word encodes to the single token it was merged into.
+std::vector<std::pair<std::string, std::string>> train_builtin_merges() {
+    std::vector<std::vector<std::string>> words;
+    for (size_t pos = 0; pos < kBuiltinWords.size();) {
+        size_t end = kBuiltinWords.find(' ', pos);
+        if (end == std::string_view::npos) end = kBuiltinWords.size();
+        std::vector<std::string> w{byte_to_unicode(' ')};
+        for (char c : kBuiltinWords.substr(pos, end - pos)) w.push_back(byte_to_unicode(uint8_t(c)));
+        words.push_back(std::move(w));
+        pos = end + 1;
+    }
+    std::vector<std::pair<std::string, std::string>> merges;
+    std::map<std::pair<std::string, std::string>, int> count;
+    while (!words.empty()) {
+        count.clear();
+        for (const auto& w : words)
+            for (size_t i = 0; i + 1 < w.size(); ++i) ++count[{w[i], w[i + 1]}];
+        auto best = count.begin();
+        for (auto it = count.begin(); it != count.end(); ++it)
+            if (it->second > best->second) best = it;
+        const auto [l, r] = best->first;
+        merges.emplace_back(l, r);
+        for (auto& w : words) {
+            size_t o = 0;
+            for (size_t i = 0; i < w.size(); ++i) {
+                if (i + 1 < w.size() && w[i] == l && w[i + 1] == r) w[o++] = l + r, ++i;
+                else if (o++ != i) w[o - 1] = std::move(w[i]);  // a self-move would empty it
+            }
+            w.resize(o);
+        }
+        std::erase_if(words, [](const auto& w) { return w.size() < 2; });
+    }
+    return merges;
+}
+
 }  // namespace
+
+void set_builtin_vocab(GgufWriter* w) {
+    constexpr int32_t kNormal = 1, kControl = 3;  // llama.cpp's token types
+    std::vector<std::string> tokens, merges;
+    for (int b = 0; b < 256; ++b) tokens.push_back(byte_to_unicode(uint8_t(b)));
+    std::set<std::string> seen(tokens.begin(), tokens.end());
+    for (const auto& [l, r] : train_builtin_merges()) {
+        merges.push_back(l + " " + r);
+        // Two merges can spell the same token ("ab"+"c", "a"+"bc"): one id for it.
+        if (seen.insert(l + r).second) tokens.push_back(l + r);
+    }
+    std::vector<int32_t> types(tokens.size(), kNormal);
+    const uint32_t eot = uint32_t(tokens.size());
+    for (const char* sp : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}) {
+        tokens.push_back(sp);
+        types.push_back(kControl);
+    }
+    w->set_string("tokenizer.ggml.model", "gpt2");
+    w->set_string("tokenizer.ggml.pre", "gpt-2");
+    w->set_array_strings("tokenizer.ggml.tokens", tokens);
+    (void)w->set_array("tokenizer.ggml.token_type", GgufType::INT32, types.data(), types.size());  // ok: a scalar type
+    w->set_array_strings("tokenizer.ggml.merges", merges);
+    w->set_u32("tokenizer.ggml.bos_token_id", eot);
+    w->set_u32("tokenizer.ggml.eos_token_id", eot + 2);  // <|im_end|>
+    w->set_u32("tokenizer.ggml.padding_token_id", eot);
+    w->set_bool("tokenizer.ggml.add_bos_token", false);
+    w->set_string("tokenizer.chat_template", kChatmlTemplate);
+}
+
+std::vector<uint8_t> builtin_vocab_gguf() {
+    GgufWriter w;
+    set_builtin_vocab(&w);
+    return w.to_bytes();
+}
 
 Status copy_tokenizer_metadata(const GgufFile& vocab, GgufWriter* w) {
     for (const GgufKV& kv : vocab.kvs()) {
@@ -110,7 +210,7 @@ Status make_tiny_llama(const TinyLlamaShape& s, const GgufFile& vocab, GgufWrite
     if ((s.type == GgmlType::Q8_0 || s.type == GgmlType::Q4_0) && (s.n_embd % 32 || s.n_ff % 32))
         return Status::error("make_tiny_llama: Q8_0/Q4_0 need n_embd and n_ff to be multiples of 32");
 
-    set_llama_hparams(w, "reprise-tiny-llama", s.n_ctx, s.n_embd, s.n_ff, s.n_layer, s.n_head, s.n_head_kv, s.rope_freq_base,
+    set_llama_hparams(w, s.name, s.n_ctx, s.n_embd, s.n_ff, s.n_layer, s.n_head, s.n_head_kv, s.rope_freq_base,
                       s.rms_eps, file_type_of(s.type));
     w->set_u64("reprise.seed", s.seed);
     if (Status st = copy_tokenizer_metadata(vocab, w); !st.ok()) return st;

@@ -1,7 +1,7 @@
 #pragma once
-// Deterministic tiny Llama GGUF files for tests and benchmarks: a given shape and
-// weight type, the real vocabulary copied from a vocabulary GGUF (all tokenizer.*
-// metadata), and seeded random weights.
+// Deterministic tiny Llama GGUF files for tests, benchmarks and the demo model: a given
+// shape and weight type, a vocabulary (every tokenizer.* key copied from a vocabulary
+// GGUF, or the small built-in one below), and seeded random weights.
 //
 // Weight scaling (why the top token wins clearly): matrices are uniform with standard
 // deviation 1/sqrt(fan_in), so every projection keeps activations at unit scale and the
@@ -35,7 +35,26 @@ struct TinyLlamaShape {
     bool tie_output = false;
     float rope_freq_base = 10000.0f;
     float rms_eps = 1e-5f;
+    std::string name = "reprise-tiny-llama";  // general.name
 };
+
+// The built-in vocabulary, so a demo model can be made on a machine without any
+// vocabulary file (the real ones are test fixtures that never enter the tree). A GPT-2
+// style byte-level BPE ("gpt2" model, "gpt-2" pre-tokenizer) that Tokenizer loads:
+//   ids 0..255     the 256 bytes (id b = byte b, in GPT-2's byte-to-unicode spelling), so
+//                  any byte string encodes and decodes back exactly;
+//   then           one token per merge, in rank order: merges learnt by a tiny BPE
+//                  trainer over an embedded list of common English words (every listed
+//                  word, with its leading space, ends up a single token);
+//   last three     <|endoftext|>, <|im_start|>, <|im_end|> (control tokens).
+// ChatML like Qwen2: eos = <|im_end|> (so a chat reply stops there), bos = pad =
+// <|endoftext|> with add_bos_token false, and tokenizer.chat_template the standard
+// ChatML Jinja template (detected as "chatml" by chat_template.hpp).
+// Deterministic: the same keys and values on every build and platform.
+void set_builtin_vocab(GgufWriter* w);
+// The built-in vocabulary as a metadata-only GGUF, for make_tiny_llama's `vocab`
+// argument: parse it with GgufFile::from_memory (keep the bytes alive while in use).
+std::vector<uint8_t> builtin_vocab_gguf();
 
 // Copies every tokenizer.* key of `vocab` into w.
 Status copy_tokenizer_metadata(const GgufFile& vocab, GgufWriter* w);

@@ -52,6 +52,7 @@ json AdminApi::stats() const {
   out["store_bytes"] = context_.store ? context_.store->SizeOnDisk() : 0;
   out["batches"] = context_.pipeline ? context_.pipeline->batch_stats() : json::object();
   if (context_.ledger && context_.ledger->csv()) out["energy_csv_rows_dropped"] = context_.ledger->csv()->dropped();
+  if (context_.engine_stats) out["engine"] = context_.engine_stats();
   return out;
 }
 

@@ -21,6 +21,7 @@
 //                                           [server] max_body_bytes (8 MiB by default): raise
 //                                           it to import a larger file.
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +43,8 @@ struct AdminContext {
   // shares one tenant ([cache] share_across_keys).
   std::string server_secret;
   bool share_across_keys = false;
+  // The in-process engine, when one is loaded: its object in /admin/stats.
+  std::function<nlohmann::json()> engine_stats;
 };
 
 class AdminApi {

@@ -52,8 +52,8 @@ class Subscription {
 };
 
 
-void set_cache_headers(http::fields& fields, const cache::Assignment& assignment) {
-  fields.set("X-Reprise-Cache", cache_outcome(assignment));
+void set_cache_headers(http::fields& fields, const cache::Assignment& assignment, const ServeOptions& options) {
+  fields.set("X-Reprise-Cache", options.outcome.empty() ? cache_outcome(assignment) : std::string_view(options.outcome));
   fields.set("X-Reprise-Samples", samples_header(assignment.slots));
 }
 
@@ -76,7 +76,7 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
   auto gens = generations_of(assignment);
   co_await wait_until_ended(gens);
   http::fields out = headers;
-  set_cache_headers(out, assignment);
+  set_cache_headers(out, assignment, options);
   for (auto& gen : gens) {
     if (gen->view().state == Generation::State::failed) {
       for (auto& [name, value] : gen->error().headers) out.set(name, value);
@@ -160,7 +160,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   http::response_header<> response_head;
   response_head.result(http::status::ok);
   for (auto& field : headers) response_head.set(field.name_string(), field.value());
-  set_cache_headers(response_head, assignment);
+  set_cache_headers(response_head, assignment, options);
   response_head.set(http::field::content_type, "text/event-stream; charset=utf-8");
   response_head.set(http::field::cache_control, "no-cache");
 

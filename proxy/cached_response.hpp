@@ -20,6 +20,7 @@ struct ServeOptions {
   bool include_usage = false;
   std::string encoding_format = "float";  // embeddings
   std::string fallback_model;             // the request's model, when samples carry none
+  std::string outcome;                    // X-Reprise-Cache; "" = from the assignment
   // Called once with whether every sample was there to serve, just before the
   // response's last bytes are written (so a client that has its answer finds it
   // accounted), or once the generations end if the client left first.

@@ -312,11 +312,22 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
   {
     TableReader r(subtable(root, "engine", source, errors), "engine", source, errors);
     r.read("model", c.engine.model);
+    r.read("name", c.engine.name);
+    r.read("quantize", c.engine.quantize);
+    r.read("context", c.engine.context, 0, 1 << 20);
+    r.read("max_queued", c.engine.max_queued, 0, 100'000);
     r.read("threads", c.engine.threads, 0, 1024);
     r.read("kv_block_tokens", c.engine.kv_block_tokens, 1, 4096);
     r.read("early_exit_layer", c.engine.early_exit_layer, 0, 1024);
     r.read("draft_tokens", c.engine.draft_tokens, 1, 64);
+    if (!c.engine.quantize.empty() && c.engine.quantize != "q8_0" && c.engine.quantize != "q4_0")
+      r.error_at("quantize", "must be \"\", \"q8_0\" or \"q4_0\"");
     r.finish();
+    if (c.engine.model.empty())
+      for (const auto& route : c.models)
+        if (route.backend == "engine")
+          errors.push_back(std::string(source) + ": [[models]] routes \"" + route.match +
+                           "\" to the engine, but [engine] model is empty");
   }
   {
     TableReader r(subtable(root, "energy", source, errors), "energy", source, errors);

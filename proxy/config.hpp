@@ -82,6 +82,10 @@ struct ModelRoute {
 
 struct EngineConfig {
   std::string model;  // path to a GGUF file; empty = no engine
+  std::string name;   // the model's id in /v1/models; empty = the file name without .gguf
+  std::string quantize;  // "" = keep the file's types; "q8_0" or "q4_0" = requantize at load
+  int context = 4096;    // tokens per sequence, capped at the model's; 0 = the model's
+  int max_queued = 64;   // generations waiting for the engine; beyond, 503 + Retry-After
   int threads = 0;
   int kv_block_tokens = 16;
   int early_exit_layer = 0;

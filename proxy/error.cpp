@@ -7,6 +7,7 @@ namespace reprise {
 unsigned to_http_status(const Error& error) {
   switch (error.kind) {
     case ErrorKind::bad_request: return 400;
+    case ErrorKind::context_length_exceeded: return 400;
     case ErrorKind::invalid_json: return 400;
     case ErrorKind::unauthorized: return 401;
     case ErrorKind::not_found: return 404;
@@ -29,6 +30,7 @@ unsigned to_http_status(const Error& error) {
 std::string_view openai_error_type(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::bad_request:
+    case ErrorKind::context_length_exceeded:
     case ErrorKind::invalid_json:
     case ErrorKind::not_found:
     case ErrorKind::method_not_allowed:
@@ -50,6 +52,7 @@ std::string_view openai_error_type(ErrorKind kind) {
 std::string_view openai_error_code(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::bad_request: return "bad_request";
+    case ErrorKind::context_length_exceeded: return "context_length_exceeded";
     case ErrorKind::invalid_json: return "invalid_json";
     case ErrorKind::unauthorized: return "invalid_token";
     case ErrorKind::not_found: return "not_found";

@@ -14,6 +14,7 @@ namespace reprise {
 
 enum class ErrorKind {
   bad_request,           // 400: malformed HTTP framing, bad parameter
+  context_length_exceeded, // 400: the prompt does not fit the engine's context
   invalid_json,          // 400: body is not the JSON object the endpoint wants
   unauthorized,          // 401: admin token missing or wrong
   not_found,             // 404: unknown route, unknown model

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cache/ledger.hpp"
+#include "engine/engine.hpp"
 #include "proxy/admin_api.hpp"
 #include "proxy/admin_cli.hpp"
 #include "proxy/config.hpp"
@@ -178,6 +179,42 @@ int run(const Config& config) {
     if (!client) { log::error(client.error().message); return 2; }
     clients.push_back(std::move(client.value()));
   }
+  // The engine, when [engine] model is set: loaded before anything listens, so a bad
+  // file stops the start with its reason instead of failing requests later.
+  std::unique_ptr<engine::Engine> loaded_engine;
+  if (!config.engine.model.empty()) {
+    engine::EngineOptions eo;
+    eo.model_path = config.engine.model;
+    eo.name = config.engine.name;
+    eo.threads = config.engine.threads;
+    eo.context = config.engine.context;
+    eo.max_queued = config.engine.max_queued;
+    eo.quantize = config.engine.quantize == "q8_0"   ? engine::GgmlType::Q8_0
+                  : config.engine.quantize == "q4_0" ? engine::GgmlType::Q4_0
+                                                     : engine::GgmlType::F32;
+    if (!std::filesystem::exists(config.engine.model)) {
+      log::error("[engine] model " + config.engine.model + " does not exist" +
+                 (config.engine.model == "data/models/reprise-demo.gguf"
+                      ? " (`make demo-model` generates this demo; or set [engine] model = \"\" and remove the engine's [[models]] entry)"
+                      : ""));
+      return 1;
+    }
+    auto loaded = engine::Engine::load(eo);
+    if (!loaded.ok()) {
+      log::error(loaded.error());
+      return 1;
+    }
+    loaded_engine = std::move(loaded.value());
+    const engine::EngineInfo& info = loaded_engine->info();
+    log::info("engine: " + info.name + " from " + info.path + ", " + std::to_string(info.n_params / 1'000'000) + "M parameters in " +
+              info.weight_type + ", context " + std::to_string(info.n_ctx) + ", " + std::to_string(info.threads) +
+              " threads on the " + info.device + ", chat template " +
+              (info.chat_family.empty() ? "none (" + info.chat_error + ")" : info.chat_family));
+    const ModelRoute* route = route_model(config.models, info.name);
+    if (!route || route->backend != "engine")
+      log::warn("engine: [[models]] does not route the engine's own name \"" + info.name +
+                "\" to it; /v1/models lists it under that name");
+  }
   // The cache: opened before anything listens. A damaged store is moved aside and an
   // empty one started, so the proxy keeps serving (Store::Open); other failures (a
   // lock held by another proxy, permissions) stop the start.
@@ -215,6 +252,15 @@ int run(const Config& config) {
     if (rule.a >= 0) r.coefficients = cache::EnergyCoefficients{rule.a, rule.b, rule.c};
     accounting.rules.push_back(std::move(r));
   }
+  // The engine's energy is estimated like an API's, in the class its size gives
+  // (DESIGN.md section 5), for every model routed to it; [[energy.models]] rules,
+  // read first, still win.
+  if (loaded_engine) {
+    const uint64_t params = loaded_engine->info().n_params;
+    const char* cls = params <= 10'000'000'000ull ? "small" : params <= 40'000'000'000ull ? "medium" : "large";
+    for (auto& route : config.models)
+      if (route.backend == "engine") accounting.rules.push_back(cache::EnergyRule{route.match, cls, std::nullopt});
+  }
   cache::Ledger ledger(std::move(accounting));
   if (auto saved = store.value()->GetMeta(kStatsRecord); saved.ok() && saved->has_value()) {
     auto parsed = nlohmann::json::parse(**saved, nullptr, false);
@@ -229,9 +275,14 @@ int run(const Config& config) {
   caching.on_store_error = [](const cache::Status& st) { log::error("cache write failed: " + st.message()); };
   cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
 
+  // Declared after the pipeline and the ledger, so it stops (and fails what it still
+  // holds) while they exist.
+  std::unique_ptr<engine::Engine> engine = std::move(loaded_engine);
   AdminContext admin_context{&pipeline, &ledger, store.value().get(), secret.value(),
-                             config.cache.share_across_keys};
-  OpenAiApi api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()), &ledger);
+                             config.cache.share_across_keys, {}};
+  if (engine) admin_context.engine_stats = [e = engine.get()] { return engine_stats_json(*e); };
+  OpenAiApi api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()), &ledger,
+                engine.get());
   AdminApi admin(config.admin.token, std::move(admin_context));
 
   HttpServer proxy_server(ioc, "proxy", config.server, config.log.access_log,

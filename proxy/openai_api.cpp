@@ -88,10 +88,11 @@ http::fields relay_headers(const http::fields& upstream) {
 
 OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
                      std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
-                     std::string server_secret, cache::Ledger* ledger)
-    : config_(config), upstreams_(std::move(upstreams)), pipeline_(pipeline), ledger_(ledger),
+                     std::string server_secret, cache::Ledger* ledger, engine::Engine* engine)
+    : config_(config), upstreams_(std::move(upstreams)), engine_(engine), pipeline_(pipeline), ledger_(ledger),
       server_secret_(std::move(server_secret)) {
   for (auto& up : upstreams_) backends_.push_back(std::make_unique<UpstreamBackend>(executor, *up));
+  if (engine_) engine_backend_ = std::make_unique<EngineBackend>(*engine_);
 }
 
 UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
@@ -101,6 +102,7 @@ UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
 }
 
 cache::Backend* OpenAiApi::backend_named(std::string_view name) const {
+  if (name == "engine") return engine_backend_.get();
   for (size_t i = 0; i < upstreams_.size(); ++i)
     if (upstreams_[i]->config().name == name) return backends_[i].get();
   return nullptr;
@@ -184,11 +186,14 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
 
   const ModelRoute* backend = route_model(config_.models, request->model);
   if (!backend) return Error{ErrorKind::not_found, "no [[models]] route matches model \"" + request->model + "\"", "model"};
-  if (backend->backend == "engine")
-    return Error{ErrorKind::backend_unavailable,
-                 "model \"" + request->model + "\" routes to the in-process engine, which has no model loaded", "model"};
-  plan.upstream = upstream_named(backend->backend);
-  if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
+  if (backend->backend == "engine") {
+    if (!engine_backend_)
+      return Error{ErrorKind::backend_unavailable,
+                   "model \"" + request->model + "\" routes to the in-process engine, which has no model loaded", "model"};
+  } else {
+    plan.upstream = upstream_named(backend->backend);
+    if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
+  }
 
   cache::CacheRequest& c = plan.cache_request;
   c.tenant = tenant_for(server_secret_, config_.cache.share_across_keys ? std::string_view() : api_key_of(req));
@@ -216,9 +221,11 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   c.only_cached = only_cached;
   c.stream = request->stream;
   c.backend = backend_named(backend->backend);
-  auto context = std::make_shared<UpstreamCallContext>();
-  context->headers = upstream_headers(req.base(), plan.upstream->config());
-  c.context = std::move(context);
+  if (plan.upstream) {
+    auto context = std::make_shared<UpstreamCallContext>();
+    context->headers = upstream_headers(req.base(), plan.upstream->config());
+    c.context = std::move(context);
+  }
 
   plan.serve.endpoint = kind;
   plan.serve.stream = request->stream;
@@ -282,6 +289,10 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     return Error{ErrorKind::not_cached, "X-Reprise-Cache: only-cached, and " + what + " is never cached", {}};
   ours.set("X-Reprise-Cache", "bypass");
 
+  if (route.endpoint == Endpoint::models_list && engine_backend_) {
+    plan.models_list = true;
+    if (upstreams_.empty()) return plan;  // the engine's model alone
+  }
   if (route.endpoint == Endpoint::models_list || route.endpoint == Endpoint::passthrough) {
     // Not about one model: the first [[upstreams]] entry answers.
     if (upstreams_.empty()) return Error{ErrorKind::not_found, "no [[upstreams]] configured to relay " + what + " to", {}};
@@ -306,8 +317,22 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   plan.model = model;
   const ModelRoute* backend = route_model(config_.models, model);
   if (!backend) return Error{ErrorKind::not_found, "no [[models]] route matches model \"" + model + "\"", "model"};
-  if (backend->backend == "engine")
-    return Error{ErrorKind::backend_unavailable, "model \"" + model + "\" routes to the in-process engine, which has no model loaded", "model"};
+  if (backend->backend == "engine") {
+    if (!engine_backend_)
+      return Error{ErrorKind::backend_unavailable, "model \"" + model + "\" routes to the in-process engine, which has no model loaded", "model"};
+    if (route.endpoint == Endpoint::model_get) {
+      plan.engine_model = true;
+      return plan;
+    }
+    // Bypassed (or no cache at all): the engine answers, nothing is stored.
+    auto direct = plan_cached(req, route.endpoint, route.ns, false, plan);
+    if (!direct) return direct.error();
+    if (!direct.value()) return Error{ErrorKind::bad_request, "the engine answers one prompt per request", "prompt"};
+    plan.cached = false;
+    plan.engine_direct = true;
+    plan.serve.outcome = "bypass";
+    return plan;
+  }
   plan.upstream = upstream_named(backend->backend);
   if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
 
@@ -332,6 +357,14 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
   }
   if (planned.value().cached) {
     co_await serve_cached(planned.value(), ours, writer);
+    co_return;
+  }
+  if (planned.value().engine_direct) {
+    co_await serve_engine_direct(planned.value(), ours, writer);
+    co_return;
+  }
+  if (planned.value().engine_model || planned.value().models_list) {
+    co_await serve_models_list(planned.value(), ours, writer);
     co_return;
   }
   const bool counted = ledger_ && planned.value().counted;
@@ -399,6 +432,78 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
     };
   }
   co_await serve_assignment(assignment, plan.serve, ours, writer);
+}
+
+awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+  const auto start = std::chrono::steady_clock::now();
+  const cache::CacheRequest& c = plan.cache_request;
+  // The same indices the cache would have given a fresh namespace: the engine's
+  // samples are a function of (request, index), so bypassing the cache changes
+  // nothing but that the result is not stored.
+  const uint64_t first = c.pick == cache::Pick::explicit_range ? c.first : 0;
+  const uint32_t size = c.pick == cache::Pick::greedy ? 1 : c.n;
+  auto gen = std::make_shared<cache::Generation>(c.canonical, c.endpoint, size, c.stream, nullptr);
+  gen->set_origin(c.ns);
+  gen->set_first_index(first);
+  cache::Assignment assignment;
+  for (uint32_t i = 0; i < c.n; ++i) {
+    cache::Slot slot;
+    slot.gen = gen;
+    slot.choice = c.pick == cache::Pick::greedy ? 0 : i;
+    slot.created = true;
+    assignment.slots.push_back(std::move(slot));
+  }
+  if (ledger_) {
+    plan.serve.on_done = [this, &plan, gen, start](bool served) {
+      if (!served) {
+        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+        return;
+      }
+      cache::Ledger::BypassUsage usage;
+      usage.known = true;
+      usage.local = true;
+      for (auto& sample : gen->samples()) {
+        usage.prompt_tokens = sample.prompt_tokens;
+        usage.completion_tokens += sample.completion_tokens;
+      }
+      ledger_->on_bypassed(plan.ns, plan.model, usage,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    };
+  }
+  engine_backend_->generate(gen);
+  co_await serve_assignment(assignment, plan.serve, ours, writer);
+}
+
+awaitable<void> OpenAiApi::serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+  const std::string engine_id = engine_->info().name;
+  if (plan.engine_model) {
+    std::string body = engine_model_json(*engine_, plan.model).dump(-1, ' ', false, json::error_handler_t::replace);
+    co_await writer.send_json(200, std::move(body), ours);
+    co_return;
+  }
+  json list = {{"object", "list"}, {"data", json::array()}};
+  if (plan.upstream) {
+    // The upstream's list first; if it cannot be had, the engine's model is still
+    // served, so it is still listed (and the failure logged).
+    auto sent = co_await plan.upstream->send(plan.request);
+    std::string failure;
+    if (!sent) {
+      failure = sent.error().message;
+    } else {
+      const unsigned status = sent.value()->status();
+      auto body = co_await sent.value()->read_all(plan.upstream->config().max_response_bytes);
+      json doc = body ? json::parse(body.value(), nullptr, false) : json();
+      if (status / 100 == 2 && doc.is_object() && doc.contains("data") && doc["data"].is_array())
+        list = std::move(doc);
+      else
+        failure = "answered " + std::to_string(status) + " without a model list";
+    }
+    if (!failure.empty())
+      log::warn("GET /v1/models: upstream \"" + plan.upstream->config().name + "\" " + failure + "; listing the engine's model only");
+  }
+  list["data"].push_back(engine_model_json(*engine_, engine_id));
+  std::string body = list.dump(-1, ' ', false, json::error_handler_t::replace);
+  co_await writer.send_json(200, std::move(body), ours);
 }
 
 namespace {

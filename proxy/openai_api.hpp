@@ -13,6 +13,7 @@
 #include "cache/pipeline.hpp"
 #include "proxy/cached_response.hpp"
 #include "proxy/config.hpp"
+#include "proxy/engine_backend.hpp"
 #include "proxy/net.hpp"
 #include "proxy/response_writer.hpp"
 #include "proxy/routes.hpp"
@@ -24,10 +25,11 @@ class OpenAiApi {
  public:
   // `pipeline` may be null: then nothing is cached (every request is relayed).
   // `server_secret` keys the tenant HMAC.
-  // `ledger` may be null too: then nothing is accounted.
+  // `ledger` may be null too: then nothing is accounted. `engine`, when given, serves
+  // the models that [[models]] routes to "engine"; it must outlive this object.
   OpenAiApi(const Config& config, asio::any_io_executor executor,
             std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
-            std::string server_secret, cache::Ledger* ledger = nullptr);
+            std::string server_secret, cache::Ledger* ledger = nullptr, engine::Engine* engine = nullptr);
 
   awaitable<void> handle(Request& req, ResponseWriter& writer);
 
@@ -47,6 +49,13 @@ class OpenAiApi {
     std::string model;
     cache::CacheRequest cache_request;
     ServeOptions serve;
+    // Answered by the engine without the cache (X-Reprise-Cache: bypass): the
+    // generation is made from cache_request, and nothing is stored.
+    bool engine_direct = false;
+    // GET /v1/models/{id} for a model the engine serves: answered here.
+    bool engine_model = false;
+    // GET /v1/models with an engine loaded: the upstream's list (if any) plus it.
+    bool models_list = false;
   };
   // `ours` receives the X-Reprise-* response headers, also for refusals.
   Result<Plan> plan(const Request& req, http::fields& ours) const;
@@ -63,6 +72,9 @@ class OpenAiApi {
                           cache::Ledger::BypassUsage* usage, const Settle& settle);
   // Runs the request through the pipeline and serves its assignment.
   awaitable<void> serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer);
+  // The engine's answer without the cache, and the model lists that include it.
+  awaitable<void> serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer);
+  awaitable<void> serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer);
   // The cache's half of plan(): canonical form, tenant, key and how to pick indices.
   Result<bool> plan_cached(const Request& req, Endpoint endpoint, const std::string& ns, bool only_cached,
                            Plan& plan) const;
@@ -72,6 +84,8 @@ class OpenAiApi {
   const Config& config_;
   std::vector<std::unique_ptr<UpstreamClient>> upstreams_;
   std::vector<std::unique_ptr<cache::Backend>> backends_;  // one per upstream, same order
+  engine::Engine* engine_ = nullptr;
+  std::unique_ptr<EngineBackend> engine_backend_;  // set when engine_ is
   cache::Pipeline* pipeline_;
   cache::Ledger* ledger_;
   mutable cache::CanonicalMemo canonical_memo_;

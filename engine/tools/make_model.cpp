@@ -1,13 +1,17 @@
 // reprise-make-model: writes tiny deterministic Llama GGUF files for tests and
-// benchmarks, or converts a llama2.c checkpoint.
-//   reprise-make-model random --vocab VOCAB.gguf --out OUT.gguf [--dim 64 --hidden 192
-//       --layers 2 --heads 4 --kv-heads 2 --ctx 256 --type f32|f16|q8_0|q4_0 --seed 1
-//       --logit-scale 8 --tied]
+// benchmarks, the demo model (random weights: it runs, it does not talk sense), or
+// converts a llama2.c checkpoint.
+//   reprise-make-model random --vocab VOCAB.gguf|builtin --out OUT.gguf [--dim 64
+//       --hidden 192 --layers 2 --heads 4 --kv-heads 2 --ctx 256 --type f32|f16|q8_0|q4_0
+//       --seed 1 --logit-scale 8 --tied --name NAME]
+//   --vocab builtin: the small built-in ChatML byte-level BPE vocabulary (model_maker.hpp),
+//   so no vocabulary file is needed (write ./builtin for a file of that name).
 //   reprise-make-model llama2c --in model.bin --out OUT.gguf [--type f32|f16|q8_0|q4_0]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "engine/gguf.hpp"
 #include "engine/llama2c_convert.hpp"
@@ -26,8 +30,8 @@ static bool parse_type(const std::string& s, GgmlType* t) {
 
 static int usage() {
     std::fprintf(stderr,
-                 "usage: reprise-make-model random --vocab VOCAB.gguf --out OUT.gguf [--dim N --hidden N --layers N --heads N\n"
-                 "           --kv-heads N --ctx N --type f32|f16|q8_0|q4_0 --seed N --logit-scale X --tied]\n"
+                 "usage: reprise-make-model random --vocab VOCAB.gguf|builtin --out OUT.gguf [--dim N --hidden N --layers N\n"
+                 "           --heads N --kv-heads N --ctx N --type f32|f16|q8_0|q4_0 --seed N --logit-scale X --tied --name NAME]\n"
                  "       reprise-make-model llama2c --in MODEL.bin --out OUT.gguf [--type f32|f16|q8_0|q4_0]\n");
     return 2;
 }
@@ -55,6 +59,7 @@ int main(int argc, char** argv) {
         else if (a == "--seed") ok = (v = val()) && (s.seed = std::strtoull(v, nullptr, 10), true);
         else if (a == "--logit-scale") ok = (v = val()) && (s.logit_scale = std::strtof(v, nullptr), true);
         else if (a == "--tied") s.tie_output = true;
+        else if (a == "--name") ok = (v = val()) && (s.name = v, true);
         else if (a == "--type") ok = (v = val()) && parse_type(v, &s.type);
         else ok = false;
         if (!ok) return usage();
@@ -63,7 +68,9 @@ int main(int argc, char** argv) {
     Status st;
     if (mode == "random") {
         if (vocab.empty()) return usage();
-        auto vf = GgufFile::open(vocab);
+        std::vector<uint8_t> builtin;  // outlives vf, which views it
+        if (vocab == "builtin") builtin = builtin_vocab_gguf();
+        auto vf = builtin.empty() ? GgufFile::open(vocab) : GgufFile::from_memory(builtin.data(), builtin.size());
         if (!vf.ok()) { std::fprintf(stderr, "%s\n", vf.error().c_str()); return 1; }
         GgufWriter w;
         st = make_tiny_llama(s, **vf, &w);

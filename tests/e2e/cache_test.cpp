@@ -115,7 +115,7 @@ TEST_CASE("cache: the paper's example: namespaces share one list, each with its 
   CHECK(usage["completion_tokens"].get<int>() > 0);
 }
 
-TEST_CASE("cache: no sample repeats within a namespace; a fresh one replays; a restart continues") {
+TEST_CASE("cache: no sample repeats within a namespace - a fresh one replays - a restart continues") {
   TempDir dir;
   FakeUpstream fake(dir);
   ProxyConfig config;

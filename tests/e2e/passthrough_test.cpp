@@ -316,21 +316,24 @@ TEST_CASE("a streamed request is retried before its first byte too") {
   CHECK(s.fake.stats()["calls"] == 2);
 }
 
-TEST_CASE("models routed to the engine answer 503 while no engine is loaded") {
+TEST_CASE("an engine route without a model, or with a missing or broken file, stops the start with the reason") {
   TempDir dir;
   FakeUpstream fake(dir);
-  ProxyConfig config;
-  config.tail = "";
-  std::string toml = config.render(dir, fake.base_url());
+  std::string base = ProxyConfig{}.render(dir, fake.base_url());
   // Put an engine route in front of the catch-all.
-  toml.replace(toml.find("[[models]]"), 0, "[[models]]\nmatch = \"local-*\"\nbackend = \"engine\"\n\n");
-  ProxyUnderTest proxy(dir, toml);
-  auto body = chat_body();
-  body["model"] = "local-llama";
-  auto r = post_json(proxy.port(), "/v1/chat/completions", body);
-  CHECK(r.status == 503);
-  CHECK(r.json()["error"]["code"] == "backend_unavailable");
-  CHECK(post_json(proxy.port(), "/v1/chat/completions", chat_body()).status == 200);
+  base.replace(base.find("[[models]]"), 0, "[[models]]\nmatch = \"local-*\"\nbackend = \"engine\"\n\n");
+  auto start = [&](const std::string& toml, const std::string& name) {
+    write_file(dir / (name + ".toml"), toml);
+    Process proxy({REPRISE_BIN, "--config", (dir / (name + ".toml")).string()}, dir.path(), name);
+    CHECK(proxy.wait_exit(std::chrono::seconds(10)) != 0);
+    return proxy.err();
+  };
+  CHECK(start(base, "no-model").find("routes \"local-*\" to the engine, but [engine] model is empty") != std::string::npos);
+  CHECK(start(base + "[engine]\nmodel = \"" + (dir / "absent.gguf").string() + "\"\n", "missing")
+            .find("absent.gguf does not exist") != std::string::npos);
+  write_file(dir / "broken.gguf", "GGUF but not really a model");
+  CHECK(start(base + "[engine]\nmodel = \"" + (dir / "broken.gguf").string() + "\"\n", "broken")
+            .find("broken.gguf") != std::string::npos);
 }
 
 TEST_CASE("requests for a model no route matches are a 404") {

@@ -2,7 +2,7 @@
 // the fake upstream. Run by ctest (which sets REPRISE_BIN and FAKE_OPENAI_BIN).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,9 @@ import OpenAI from 'openai';
 
 const REPRISE_BIN = process.env.REPRISE_BIN;
 const FAKE_BIN = process.env.FAKE_OPENAI_BIN;
-assert.ok(REPRISE_BIN && FAKE_BIN, 'REPRISE_BIN and FAKE_OPENAI_BIN must be set (ctest sets them)');
+const MAKE_MODEL_BIN = process.env.REPRISE_MAKE_MODEL_BIN;
+assert.ok(REPRISE_BIN && FAKE_BIN && MAKE_MODEL_BIN,
+  'REPRISE_BIN, FAKE_OPENAI_BIN and REPRISE_MAKE_MODEL_BIN must be set (ctest sets them)');
 
 const dir = mkdtempSync(join(tmpdir(), 'reprise-sdk-'));
 const children = [];
@@ -38,6 +40,10 @@ async function fakeStats() {
 
 before(async () => {
   fakePort = await start(FAKE_BIN, ['--listen', '127.0.0.1:0'], 'stdout', /listening 127\.0\.0\.1:(\d+)/);
+  // A tiny engine model (built-in vocabulary, random weights) for the "tiny" models.
+  const model = join(dir, 'tiny.gguf');
+  execFileSync(MAKE_MODEL_BIN, ['random', '--vocab', 'builtin', '--out', model, '--dim', '64', '--hidden', '128',
+    '--layers', '2', '--ctx', '256', '--type', 'q8_0']);
   const config = join(dir, 'proxy.toml');
   writeFileSync(config, `
 [server]
@@ -50,6 +56,15 @@ path = "${join(dir, 'cache')}"
 name = "fake"
 base_url = "http://127.0.0.1:${fakePort}/v1"
 api_key_env = ""
+[[models]]
+match = "tiny*"
+backend = "engine"
+[[models]]
+match = "*"
+backend = "fake"
+[engine]
+model = "${model}"
+threads = 1
 `);
   proxyPort = await start(REPRISE_BIN, ['--config', config], 'stderr', /proxy listening on 127\.0\.0\.1:(\d+)/);
 });
@@ -152,4 +167,45 @@ test('cache: a namespace replays another one\'s samples, as JSON and as an SSE s
   const floats = await inNs('sdk-b').embeddings.create({ ...emb, encoding_format: 'float' });
   assert.equal(b64.data[0].embedding.length, floats.data[0].embedding.length);
   b64.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - floats.data[0].embedding[i]) < 1e-6));
+});
+
+test('the in-process engine through the SDK: JSON, a stream with usage, the models list', async () => {
+  const res = await client().chat.completions.create({
+    model: 'tiny', messages: [{ role: 'user', content: 'Hello engine' }], n: 2, max_tokens: 8,
+  });
+  assert.equal(res.choices.length, 2);
+  assert.equal(res.usage.total_tokens, res.usage.prompt_tokens + res.usage.completion_tokens);
+  for (const c of res.choices) assert.ok(['stop', 'length'].includes(c.finish_reason));
+
+  const stream = await client().chat.completions.create({
+    model: 'tiny', messages: [{ role: 'user', content: 'Stream, engine' }], max_tokens: 8, stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = '';
+  let chunks = 0;
+  let usage = null;
+  let finish = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      if (c.delta?.content) { text += c.delta.content; chunks++; }
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.ok(chunks >= 2, `text arrives in pieces (${chunks})`);
+  assert.ok(['stop', 'length'].includes(finish));
+  assert.ok(usage && usage.completion_tokens >= 1 && usage.completion_tokens <= 8);
+  // The streamed sample is stored: a JSON request in another namespace reads it back.
+  const ns = new OpenAI({ apiKey: 'sk-sdk-test-key', baseURL: `http://127.0.0.1:${proxyPort}/ns/other/v1`, maxRetries: 0 });
+  const replay = await ns.chat.completions.create({
+    model: 'tiny', messages: [{ role: 'user', content: 'Stream, engine' }], max_tokens: 8,
+  });
+  assert.equal(replay.choices[0].message.content, text);
+
+  const models = await client().models.list();
+  assert.ok(models.data.some((m) => m.id === 'tiny' && m.owned_by === 'reprise-engine'));
+  await assert.rejects(
+    client().chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], logprobs: true }),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === 'logprobs',
+  );
 });

@@ -106,10 +106,19 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(su.max_idle_connections == du.max_idle_connections);
   CHECK(su.max_n == du.max_n);
   CHECK(su.max_response_bytes == du.max_response_bytes);
-  REQUIRE(s.models.size() == 1);
-  CHECK(s.models[0].match == d.models[0].match);
-  CHECK(s.models[0].backend == d.models[0].backend);
-  CHECK(s.engine.model == d.engine.model);
+  // The one deliberate difference: the shipped file serves the demo model that
+  // `make run` generates, under the model name "reprise-demo".
+  REQUIRE(s.models.size() == 2);
+  CHECK(s.models[0].match == "reprise-demo");
+  CHECK(s.models[0].backend == "engine");
+  CHECK(s.models[1].match == d.models[0].match);
+  CHECK(s.models[1].backend == d.models[0].backend);
+  CHECK(d.engine.model.empty());
+  CHECK(s.engine.model == "data/models/reprise-demo.gguf");
+  CHECK(s.engine.name == d.engine.name);
+  CHECK(s.engine.quantize == d.engine.quantize);
+  CHECK(s.engine.context == d.engine.context);
+  CHECK(s.engine.max_queued == d.engine.max_queued);
   CHECK(s.engine.threads == d.engine.threads);
   CHECK(s.engine.kv_block_tokens == d.engine.kv_block_tokens);
   CHECK(s.engine.early_exit_layer == d.engine.early_exit_layer);
@@ -183,6 +192,10 @@ threads = 2
 kv_block_tokens = 32
 early_exit_layer = 4
 draft_tokens = 6
+name = "mine"
+quantize = "q4_0"
+context = 512
+max_queued = 3
 [energy]
 grid_intensity_g_per_kwh = 300
 pue = 1
@@ -255,6 +268,10 @@ access_log = false
   CHECK(c.engine.kv_block_tokens == 32);
   CHECK(c.engine.early_exit_layer == 4);
   CHECK(c.engine.draft_tokens == 6);
+  CHECK(c.engine.name == "mine");
+  CHECK(c.engine.quantize == "q4_0");
+  CHECK(c.engine.context == 512);
+  CHECK(c.engine.max_queued == 3);
   CHECK(c.energy.grid_intensity_g_per_kwh == 300);
   CHECK(c.energy.pue == 1.0);
   CHECK(c.energy.pue_local == doctest::Approx(1.1));
@@ -307,6 +324,8 @@ TEST_CASE("addresses, URLs and routes are validated") {
   CHECK(parse_error("[[upstreams]]\nname = \"a\"\nbase_url = \"http://x\"\n[[upstreams]]\nname = \"a\"\nbase_url = \"http://y\"\n")
             .find("duplicate name \"a\"") != std::string::npos);
   CHECK(parse_error("[[models]]\nmatch = \"*\"\nbackend = \"nowhere\"\n").find("models[0].backend: \"nowhere\" is neither") != std::string::npos);
+  CHECK(parse_error("[[models]]\nmatch = \"l*\"\nbackend = \"engine\"\n").find("routes \"l*\" to the engine, but [engine] model is empty") != std::string::npos);
+  CHECK(parse_error("[engine]\nmodel = \"m.gguf\"\nquantize = \"q5\"\n").find("engine.quantize: must be") != std::string::npos);
 }
 
 TEST_CASE("all problems are reported at once") {

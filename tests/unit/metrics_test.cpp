@@ -335,7 +335,7 @@ TEST_CASE("metrics: cardinality cap keeps the top 100 namespaces and sums the re
   check_structure(zero);
 }
 
-TEST_CASE("metrics: cardinality ties break by name; a real _other namespace never duplicates") {
+TEST_CASE("metrics: cardinality ties break by name - a real _other namespace never duplicates") {
   json stats = example();
   stats["namespaces"] = {{"b", {{"requests", 1}}}, {"a", {{"requests", 1}}},
                          {"c", {{"requests", 1}}}, {"z", {{"requests", 2}}}};

@@ -482,7 +482,7 @@ TEST_CASE("pipeline: deduplicate merges same tenant+key+namespace, and only thos
     }
 }
 
-TEST_CASE("pipeline: fan_out hands consecutive slots in member order; errors reach everyone") {
+TEST_CASE("pipeline: fan_out hands consecutive slots in member order - errors reach everyone") {
   FakeBackend backend;
   std::map<std::string, Assignment> answers;
   std::vector<PendingRequest> batch;
@@ -581,7 +581,7 @@ TEST_CASE("pipeline: Batcher lets a lone request without id through, holds reque
   CHECK(clock.tasks.empty());
 }
 
-TEST_CASE("pipeline: Batcher closes a full batch at once; its stale timer does nothing") {
+TEST_CASE("pipeline: Batcher closes a full batch at once - its stale timer does nothing") {
   FakeBackend backend;
   ManualClock clock;
   std::vector<std::vector<PendingRequest>> flushed;
@@ -759,7 +759,7 @@ TEST_CASE("pipeline: a deficit is split by the backend's max_n and committed in 
 // ---------------------------------------------------------------------------------
 // 7. No repeats, replay, restart
 
-TEST_CASE("pipeline: no sample repeats within a namespace; a fresh namespace replays; restarts continue") {
+TEST_CASE("pipeline: no sample repeats within a namespace - a fresh namespace replays - restarts continue") {
   Harness h(/*max_n=*/4, /*immediate=*/true);
   auto base = make_request(&h.backend, "first", 1);
   std::mt19937 rng(12345);
@@ -1169,7 +1169,7 @@ TEST_CASE("pipeline: one batch, two namespaces: merged per namespace, one genera
   CHECK(contents(answers["req2"]) == a);
 }
 
-TEST_CASE("pipeline: reset_namespace replays from 0; requests in flight keep what they reserved") {
+TEST_CASE("pipeline: reset_namespace replays from 0 - requests in flight keep what they reserved") {
   TempDir dir;
   auto store = open_store(dir.db());
   FakeBackend backend;

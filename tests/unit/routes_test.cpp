@@ -29,7 +29,7 @@ TEST_CASE("OpenAI routes, with and without a namespace prefix") {
   CHECK(parse_route("/v1")->endpoint == Endpoint::passthrough);
 }
 
-TEST_CASE("paths outside /v1 are not found; bad namespaces are refused") {
+TEST_CASE("paths outside /v1 are not found - bad namespaces are refused") {
   CHECK(parse_route("/")->endpoint == Endpoint::not_found);
   CHECK(parse_route("/v10/chat/completions")->endpoint == Endpoint::not_found);
   CHECK(parse_route("/ns/a/v2/x")->endpoint == Endpoint::not_found);

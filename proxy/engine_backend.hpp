@@ -1,0 +1,48 @@
+#pragma once
+// The cache's Backend over the in-process engine (DESIGN.md section 7): the adapter
+// between the OpenAI wire format and engine/engine.hpp. A generation becomes one
+// engine job of n samples; streamed text is published as chat or completions chunk
+// choices as the engine makes it, and the finished samples carry the engine's own
+// token counts. Requests the engine cannot honour exactly (tools, logprobs,
+// penalties, ...) are refused with a 400 naming the parameter rather than answered
+// as if they had been applied.
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cache/backend.hpp"
+#include "engine/engine.hpp"
+#include "proxy/error.hpp"
+
+namespace reprise {
+
+class EngineBackend : public cache::Backend {
+ public:
+  explicit EngineBackend(engine::Engine& engine) : engine_(engine) {}
+
+  std::string_view name() const override { return "engine"; }
+  // Each sample keeps its own KV cache until the job ends (issue 7 shares them), so
+  // one job is kept to a size whose memory is easy to predict.
+  uint32_t max_n() const override { return 16; }
+  void generate(std::shared_ptr<cache::Generation> gen) override;
+
+  engine::Engine& engine() { return engine_; }
+
+ private:
+  engine::Engine& engine_;
+};
+
+// The engine job for a canonical chat or completions body (without n, which the
+// generation's size gives). Errors name the offending parameter.
+Result<engine::Submission> engine_submission(cache::Endpoint endpoint, const nlohmann::json& body);
+
+// The seed basis of a request: the first 8 bytes of its canonical SHA-256, little
+// endian (no tenant, no secret: anyone with the request regenerates its samples).
+uint64_t engine_key_hash(const cache::Sha256& sha256);
+
+// The "engine" object of /admin/stats.
+nlohmann::json engine_stats_json(const engine::Engine& engine);
+
+// The model object of /v1/models for the engine, under `id`.
+nlohmann::json engine_model_json(const engine::Engine& engine, const std::string& id);
+
+}  // namespace reprise
