@@ -168,6 +168,13 @@ class PeriodicSaver {
   std::thread thread_;
 };
 
+// "0.8M", "39M", "1236M": a model's size for the log.
+std::string params_text(uint64_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, n < 10'000'000 ? "%.1fM" : "%.0fM", double(n) / 1e6);
+  return buf;
+}
+
 int run(const Config& config) {
   int threads = config.server.threads > 0 ? config.server.threads
                                           : std::max(1u, std::thread::hardware_concurrency());
@@ -206,7 +213,7 @@ int run(const Config& config) {
     }
     loaded_engine = std::move(loaded.value());
     const engine::EngineInfo& info = loaded_engine->info();
-    log::info("engine: " + info.name + " from " + info.path + ", " + std::to_string(info.n_params / 1'000'000) + "M parameters in " +
+    log::info("engine: " + info.name + " from " + info.path + ", " + params_text(info.n_params) + " parameters in " +
               info.weight_type + ", context " + std::to_string(info.n_ctx) + ", " + std::to_string(info.threads) +
               " threads on the " + info.device + ", chat template " +
               (info.chat_family.empty() ? "none (" + info.chat_error + ")" : info.chat_family));
