@@ -51,11 +51,23 @@ bench-deps:
 	@bash scripts/install-deps.sh bench
 
 # The official openai SDK, at the version each package-lock.json pins: the client
-# tests, and the experiments (whose smoke run is a test).
+# tests, and the experiments (whose smoke run is a test). And llama.cpp as the engine's
+# reference (node-llama-cpp with its prebuilt linux-x64 CPU build, ~85 MB; no optional
+# GPU/other-platform packages, no install scripts): the test "engine: matches llama.cpp"
+# and bench-engine.
 sdk-deps: deps
 	@for d in tests/sdk bench/experiments; do \
 	  (cd $$d && { [ -d node_modules/openai ] || npm ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
 	done
+	@cd tests/engine/llamacpp && { [ -f node_modules/@node-llama-cpp/linux-x64/package.json ] || \
+	  npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error; }
+
+# The engine vs llama.cpp on the CPU: prefill and decode tokens/s of one generated
+# ~100M-parameter model (Q8_0, Q4_0) at 1 and 2 threads; writes
+# bench/results/engine_vs_llamacpp.md. Not part of make test.
+.PHONY: bench-engine
+bench-engine: build sdk-deps
+	node bench/engine/run.mjs --build $(BUILD_DIR)
 
 test: build sdk-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)

@@ -74,6 +74,20 @@ Status llama_read_hparams(const GgufFile& f, LlamaHParams* hp) {
         return bad("rope.dimension_count " + std::to_string(hp->n_rot) + " must be even and within the head dimension " +
                    std::to_string(hp->head_dim()));
     if (!(hp->rms_eps > 0.0f) || !(hp->rope_freq_base > 0.0f)) return bad("layer_norm_rms_epsilon and rope.freq_base must be > 0");
+    // RoPE scaling: none, or linear (positions divided by the factor). YaRN and others
+    // change attention itself and are refused rather than computed wrongly.
+    if (f.find("llama.rope.scaling.type")) {
+        std::string_view type;
+        if (Status s = f.get_string("llama.rope.scaling.type", &type); !s.ok()) return Status::error("llama: " + s.message());
+        if (type == "linear") {
+            float factor = 1.0f;
+            if (Status s = f.get_f32("llama.rope.scaling.factor", &factor); !s.ok()) return Status::error("llama: " + s.message());
+            if (!(factor > 0.0f)) return bad("rope.scaling.factor must be > 0");
+            hp->rope_freq_scale = 1.0f / factor;
+        } else if (type != "none") {
+            return bad("rope.scaling.type \"" + std::string(type) + "\" is not supported (none, linear, or llama3 via rope_freqs)");
+        }
+    }
 
     if (const GgufKV* toks = f.find("tokenizer.ggml.tokens"); toks && toks->type == GgufType::ARRAY) {
         if (toks->arr_n == 0 || toks->arr_n > INT32_MAX) return bad("tokenizer.ggml.tokens has " + std::to_string(toks->arr_n) + " entries");
@@ -93,6 +107,9 @@ Status llama_find_tensors(const GgufFile& f, const LlamaHParams& hp, LlamaTensor
     if (Status s = get_tensor(f, "output.weight", E, V, &t->output, /*optional=*/true); !s.ok()) return s;
     t->tied_output = t->output == nullptr;  // no output.weight: the LM head is token_embd
     if (t->tied_output) t->output = t->tok_embd;
+    t->rope_freqs = f.find_tensor("rope_freqs.weight");
+    if (t->rope_freqs && (t->rope_freqs->n_dims != 1 || t->rope_freqs->ne[0] != hp.n_rot / 2 || t->rope_freqs->type != uint32_t(GgmlType::F32)))
+        return Status::error("llama: rope_freqs.weight must be F32 with n_rot/2 = " + std::to_string(hp.n_rot / 2) + " elements");
     t->layers.clear();
     for (uint32_t i = 0; i < hp.n_layer; ++i) {
         const std::string p = "blk." + std::to_string(i) + ".";

@@ -20,6 +20,7 @@ struct LlamaHParams {
     uint32_t n_rot = 0;         // llama.rope.dimension_count (default: head dim)
     uint32_t n_vocab = 0;       // length of tokenizer.ggml.tokens (else token_embd rows)
     float rope_freq_base = 10000.0f;  // llama.rope.freq_base
+    float rope_freq_scale = 1.0f;     // 1 / llama.rope.scaling.factor when scaling.type is "linear"
     float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
 
     uint32_t head_dim() const { return n_embd / n_head; }
@@ -43,6 +44,9 @@ struct LlamaTensors {
     const GgufTensorInfo* output_norm = nullptr;  // [n_embd]
     const GgufTensorInfo* output = nullptr;       // [n_embd, n_vocab]; == tok_embd when tied
     bool tied_output = false;
+    // Optional [n_rot/2] F32: Llama 3.1+'s "llama3" RoPE scaling, written by llama.cpp's
+    // converter as per-frequency divisors (ggml_rope_ext's freq_factors).
+    const GgufTensorInfo* rope_freqs = nullptr;
     std::vector<LlamaLayerTensors> layers;
 };
 

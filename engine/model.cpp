@@ -89,6 +89,8 @@ Result<std::unique_ptr<Model>> Model::from_gguf(const GgufFile& f, const ModelOp
     if (!m->tied_)
         if (Status s = load_weight(*t.output, opt.quantize, &m->output_); !s.ok()) return s;
     if (Status s = vec(t.output_norm, &m->output_norm_); !s.ok()) return s;
+    if (t.rope_freqs)
+        if (Status s = vec(t.rope_freqs, &m->rope_freqs_); !s.ok()) return s;
     for (const auto& L : t.layers) {
         Layer l;
         if (Status s = vec(L.attn_norm, &l.attn_norm); !s.ok()) return s;
@@ -121,7 +123,12 @@ void Model::matmul(const Weight& w, const float* X, int n, float* Y, std::vector
         case GgmlType::Q8_0:
         case GgmlType::Q4_0:
             q8.resize(size_t(n) * (w.cols / kQK8_0));
-            quantize_activations_q8_0(X, n, w.cols, q8.data());
+            // Per token, over the pool: in a prefill this is ~8% of the work, and on
+            // the calling thread alone it kept two threads from scaling.
+            parallel_for(pool_.get(), n, [&](int64_t t0, int64_t t1) {
+                const size_t nb = size_t(w.cols / kQK8_0);
+                quantize_activations_q8_0(X + size_t(t0) * w.cols, int(t1 - t0), w.cols, q8.data() + size_t(t0) * nb);
+            });
             if (w.type == GgmlType::Q8_0)
                 matmul_q8_0(reinterpret_cast<const BlockQ8_0*>(w.data.data()), w.rows, w.cols, q8.data(), n, Y, pool_.get());
             else
@@ -155,8 +162,9 @@ Status Model::forward(KvCache& kv, const int32_t* tokens, int n, int pos0, float
         matmul(L.wk, xb.data(), n, k.data(), q8);
         matmul(L.wv, xb.data(), n, v.data(), q8);
         for (int t = 0; t < n; ++t) {
-            rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), pos0 + t, hp_.rope_freq_base);
-            rope_f32(&k[size_t(t) * EKV], HKV, HD, int(hp_.n_rot), pos0 + t, hp_.rope_freq_base);
+            const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+            rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), pos0 + t, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
+            rope_f32(&k[size_t(t) * EKV], HKV, HD, int(hp_.n_rot), pos0 + t, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
             std::memcpy(kv.k_row(int(l), pos0 + t), &k[size_t(t) * EKV], sizeof(float) * EKV);
             std::memcpy(kv.v_row(int(l), pos0 + t), &v[size_t(t) * EKV], sizeof(float) * EKV);
         }

@@ -101,6 +101,7 @@ private:
     Weight tok_embd_, output_;
     bool tied_ = false;
     std::vector<float> output_norm_;
+    std::vector<float> rope_freqs_;  // empty: no per-frequency factors
     std::vector<Layer> layers_;
     std::unique_ptr<ThreadPool> pool_;
 };

@@ -1,6 +1,7 @@
 #include "engine/kernels/matmul_q4_0.hpp"
 
 #include "engine/kernels/cpu.hpp"
+#include "engine/kernels/qgemm.hpp"
 #include "engine/kernels/simd_q8.hpp"
 
 namespace reprise::engine {
@@ -34,48 +35,18 @@ __attribute__((target("avx2,fma,f16c"))) static float vec_dot_q4_0_q8_0_avx2(int
 
 float vec_dot_q4_0_q8_0(int n, const BlockQ4_0* x, const BlockQ8_0* y) {
 #if defined(__x86_64__)
-    if (kernels_use_simd()) return vec_dot_q4_0_q8_0_avx2(n, x, y);
+    if (kernels_isa() != KernelIsa::Scalar) return vec_dot_q4_0_q8_0_avx2(n, x, y);
 #endif
     return vec_dot_q4_0_q8_0_ref(n, x, y);
 }
 
-#if defined(__x86_64__)
-// Prefill micro-kernel: one weight row against 4 tokens, so each weight block is
-// loaded (and, for Q4_0, unpacked) once per 4 tokens. Each token's accumulator sees
-// exactly the operations of vec_dot_q4_0_q8_0_avx2 in the same order, so results are
-// bit-identical to the one-token path (batch prefill == token by token).
-__attribute__((target("avx2,fma,f16c"))) static void dot4_avx2(int n, const BlockQ4_0* w, const BlockQ8_0* y0, size_t ystride,
-                                                               float* out) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < n / 32; ++b) {
-        const float dw = _cvtsh_ss(w[b].d);
-        const __m256i qx = _mm256_sub_epi8(simd::bytes_from_nibbles_32(w[b].qs), _mm256_set1_epi8(8));
-        for (int t = 0; t < 4; ++t) {
-            const BlockQ8_0* y = y0 + t * ystride + b;
-            const __m256 d = _mm256_set1_ps(dw * _cvtsh_ss(y->d));
-            const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs));
-            acc[t] = _mm256_fmadd_ps(d, simd::mul_sum_i8_pairs_float(qx, qy), acc[t]);
-        }
-    }
-    for (int t = 0; t < 4; ++t) out[t] = simd::hsum_float_8(acc[t]);
-}
-#endif
-
 void matmul_q4_0(const BlockQ4_0* W, int rows, int cols, const BlockQ8_0* Xq, int n_tok, float* Y, ThreadPool* pool) {
-    const int nb = cols / kQK4_0;
+    // SIMD: register-tiled (kernels/qgemm.cpp), bit-identical to vec_dot_q4_0_q8_0 per (row, token).
+    if (qgemm_q4_0(W, rows, cols, Xq, n_tok, Y, pool)) return;
+    const int nb = cols / 32;
     parallel_for(pool, rows, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            int t = 0;
-#if defined(__x86_64__)
-            if (kernels_use_simd())
-                for (; t + 4 <= n_tok; t += 4) {
-                    float o[4];
-                    dot4_avx2(cols, W + r * nb, Xq + int64_t(t) * nb, size_t(nb), o);
-                    for (int j = 0; j < 4; ++j) Y[int64_t(t + j) * rows + r] = o[j];
-                }
-#endif
-            for (; t < n_tok; ++t) Y[int64_t(t) * rows + r] = vec_dot_q4_0_q8_0(cols, W + r * nb, Xq + int64_t(t) * nb);
-        }
+        for (int64_t r = r0; r < r1; ++r)
+            for (int t = 0; t < n_tok; ++t) Y[int64_t(t) * rows + r] = vec_dot_q4_0_q8_0_ref(cols, W + r * nb, Xq + int64_t(t) * nb);
     }, 16);
 }
 

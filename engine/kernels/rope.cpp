@@ -3,12 +3,15 @@
 #include <cmath>
 
 namespace reprise::engine {
-void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base) {
+void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
+              const float* freq_factors) {
     for (int j = 0; j < n_rot; j += 2) {
         // Same formula as llama2.c (1 / base^(j / n_rot), in float) so converted
         // checkpoints reproduce run.c's numbers.
         const float freq = 1.0f / std::pow(freq_base, float(j) / float(n_rot));
-        const float theta = float(pos) * freq;
+        float theta = float(pos) * freq;
+        if (freq_scale != 1.0f) theta *= freq_scale;
+        if (freq_factors) theta /= freq_factors[j / 2];
         const float c = std::cos(theta), s = std::sin(theta);
         for (int h = 0; h < n_heads; ++h) {
             float* v = x + h * head_dim + j;

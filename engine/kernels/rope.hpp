@@ -5,6 +5,9 @@
 // pairs with the same frequencies (its head_size == n_rot), which is why its weights
 // need no permutation (HF checkpoints do: they use the half-split NeoX layout).
 namespace reprise::engine {
-// x holds n_heads heads of head_dim floats each, rotated in place.
-void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base);
+// x holds n_heads heads of head_dim floats each, rotated in place. As ggml_rope_ext
+// without YaRN: theta_j = freq_scale * pos * base^(-j/n_rot) / freq_factors[j/2]
+// (freq_factors may be null: all 1).
+void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale = 1.0f,
+              const float* freq_factors = nullptr);
 }

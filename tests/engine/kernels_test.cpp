@@ -211,6 +211,83 @@ TEST_CASE("kernels: quantized matmuls split over threads give identical results"
         }
 }
 
+TEST_CASE("kernels: tiled quantized matmuls - every ISA path, odd shapes, 1..3 threads") {
+    // The tiled SIMD kernels (kernels/qgemm.cpp) compute each (row, token) dot with the
+    // same exact integer lane sums and the same float operation order as the AVX2
+    // vec_dot, whatever the ISA (AVX2 maddubs, AVX512-VNNI vpdpbusd with an offset
+    // correction), tile shape or thread split: so SIMD results must be bit-identical to
+    // vec_dot_* and to each other. The scalar reference sums blocks in another order:
+    // tolerance 1e-6 of sum |w*x| (integer block sums are exact; only float rounds).
+    std::vector<KernelIsa> isas{KernelIsa::Scalar};
+    if (cpu_has_avx2()) isas.push_back(KernelIsa::Avx2);
+    if (cpu_has_avx512vnni()) isas.push_back(KernelIsa::Avx512Vnni);
+    MESSAGE("quantized matmul paths tested: " << isas.size());
+    ThreadPool pool2(2), pool3(3);
+    for (int cols : {32, 96, 256}) {
+        for (int rows : {1, 3, 5, 17, 46}) {
+            for (int ntok : {1, 2, 3, 4, 5, 7, 9}) {
+                CAPTURE(cols);
+                CAPTURE(rows);
+                CAPTURE(ntok);
+                const int nb = cols / 32;
+                auto W = randv(size_t(rows * cols), uint64_t(100 + rows), 2.0f);
+                auto X = randv(size_t(ntok * cols), uint64_t(200 + ntok), 0.5f);
+                W[0] = 4.0f;  // a block maximum (quantizes to +-127) and a negative one
+                if (W.size() > 40) W[40] = -4.0f;
+                std::vector<BlockQ8_0> w8(size_t(rows * nb)), x8(size_t(ntok * nb));
+                std::vector<BlockQ4_0> w4(size_t(rows * nb));
+                quantize_row_q8_0_ref(W.data(), w8.data(), rows * cols);
+                quantize_row_q4_0_ref(W.data(), w4.data(), rows * cols);
+                quantize_activations_q8_0(X.data(), ntok, cols, x8.data());
+                std::vector<float> dw8(W.size()), dw4(W.size()), dx(X.size());
+                dequantize_row_q8_0(w8.data(), dw8.data(), rows * cols);
+                dequantize_row_q4_0(w4.data(), dw4.data(), rows * cols);
+                dequantize_row_q8_0(x8.data(), dx.data(), ntok * cols);
+                std::vector<float> first8, first4;  // first SIMD path's results
+                for (KernelIsa isa : isas) {
+                    kernels_set_max_isa(isa);
+                    REQUIRE(kernels_isa() == isa);
+                    for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+                        std::vector<float> y8(size_t(rows * ntok)), y4(y8.size());
+                        matmul_q8_0(w8.data(), rows, cols, x8.data(), ntok, y8.data(), pool);
+                        matmul_q4_0(w4.data(), rows, cols, x8.data(), ntok, y4.data(), pool);
+                        for (int t = 0; t < ntok; ++t)
+                            for (int r = 0; r < rows; ++r) {
+                                const size_t o = size_t(t * rows + r);
+                                double r8 = 0, m8 = 0, r4 = 0, m4 = 0;
+                                for (int c = 0; c < cols; ++c) {
+                                    const double xv = dx[size_t(t * cols + c)];
+                                    r8 += dw8[size_t(r * cols + c)] * xv;
+                                    m8 += std::fabs(dw8[size_t(r * cols + c)] * xv);
+                                    r4 += dw4[size_t(r * cols + c)] * xv;
+                                    m4 += std::fabs(dw4[size_t(r * cols + c)] * xv);
+                                }
+                                CHECK(std::fabs(y8[o] - r8) <= 1e-6 * m8 + 1e-30);
+                                CHECK(std::fabs(y4[o] - r4) <= 1e-6 * m4 + 1e-30);
+                                if (isa != KernelIsa::Scalar) {  // bit-identical to the one-token AVX2 dot
+                                    CHECK(y8[o] == vec_dot_q8_0_q8_0(cols, &w8[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                    CHECK(y4[o] == vec_dot_q4_0_q8_0(cols, &w4[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                } else {
+                                    CHECK(y8[o] == vec_dot_q8_0_q8_0_ref(cols, &w8[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                    CHECK(y4[o] == vec_dot_q4_0_q8_0_ref(cols, &w4[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                }
+                            }
+                        if (isa == KernelIsa::Scalar) continue;
+                        if (first8.empty()) {
+                            first8 = y8;
+                            first4 = y4;
+                        } else {  // AVX2 == AVX512-VNNI, any thread count
+                            CHECK(y8 == first8);
+                            CHECK(y4 == first4);
+                        }
+                    }
+                }
+                kernels_set_max_isa(KernelIsa::Avx512Vnni);
+            }
+        }
+    }
+}
+
 TEST_CASE("kernels: GQA attention vs double reference (abs 1e-5)") {
     const int n_head = 8, n_head_kv = 2, hd = 16, n_kv = 13, ekv = n_head_kv * hd;
     auto q = randv(size_t(n_head * hd), 21, 2.0f);
@@ -248,4 +325,26 @@ TEST_CASE("thread pool: parallel_for covers 0..n exactly once - grain respected"
         for (auto& h : hits) CHECK(h.load() == 1);
         CHECK(misaligned.load() == 0);
     }
+}
+
+TEST_CASE("kernels: rope with linear scaling and per-frequency factors, as ggml_rope_ext (abs 1e-5)") {
+    // theta_j = freq_scale * pos * base^(-j/n_rot) / ff[j/2]; checked in double.
+    const int hd = 16, n_rot = 16, pos = 37;
+    const float base = 500000.0f, scale = 0.25f;
+    std::vector<float> ff(n_rot / 2);
+    for (int i = 0; i < n_rot / 2; ++i) ff[size_t(i)] = 1.0f + float(i) * 0.75f;  // like llama3's 1..8
+    std::vector<float> x(hd), y(hd);
+    for (int i = 0; i < hd; ++i) x[size_t(i)] = std::sin(float(i) * 0.7f) + 0.1f;
+    y = x;
+    rope_f32(y.data(), 1, hd, n_rot, pos, base, scale, ff.data());
+    for (int j = 0; j < n_rot; j += 2) {
+        const double theta = double(scale) * pos * std::pow(double(base), -double(j) / n_rot) / ff[size_t(j / 2)];
+        CHECK(std::abs(y[size_t(j)] - (x[size_t(j)] * std::cos(theta) - x[size_t(j) + 1] * std::sin(theta))) < 1e-5);
+        CHECK(std::abs(y[size_t(j) + 1] - (x[size_t(j)] * std::sin(theta) + x[size_t(j) + 1] * std::cos(theta))) < 1e-5);
+    }
+    // Without factors and scale it is the plain rotation.
+    std::vector<float> plain = x, scaled1 = x;
+    rope_f32(plain.data(), 1, hd, n_rot, pos, base);
+    rope_f32(scaled1.data(), 1, hd, n_rot, pos, base, 1.0f, nullptr);
+    CHECK(plain == scaled1);
 }
