@@ -7,6 +7,7 @@
 #   make experiments   ToT / FoA / CoT-SC on Game of 24 with and without the cache,
 #                      on a simulated LLM; tables and charts in bench/results/
 #   make bench-peers   cache hits through Reprise vs nginx vs the Portkey gateway
+#   make bench-engine  the in-process engine vs llama.cpp on the CPU (prefill, decode)
 #
 # Options: BUILD_DIR (default build), BUILD_TYPE (default Release), SANITIZE=1 for an
 # ASan/UBSan build (use with BUILD_DIR=build-asan), JOBS (default: all cores),
