@@ -242,12 +242,7 @@ void Engine::run(Job& job) {
         for (int i = 0; i < s.n; ++i) {
             SampleState& st = *samples[size_t(i)];
             if (st.done) continue;
-            bool stopping = false;
-            {
-                std::lock_guard lock(mu_);
-                stopping = stopping_;
-            }
-            if (stopping) return fail(EngineErrc::shutting_down, "the engine is shutting down");
+            if (stopping_.load(std::memory_order_relaxed)) return fail(EngineErrc::shutting_down, "the engine is shutting down");
             const TokenId tok = st.sampler.sample(st.logits.data(), info_.n_vocab);
             ++st.result.completion_tokens;
             ++generated;

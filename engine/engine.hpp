@@ -162,7 +162,7 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<Job> queue_;
-    bool stopping_ = false;
+    std::atomic<bool> stopping_{false};  // written under mu_ (for cv_), read per token without it
     EngineStats stats_;
     std::thread thread_;
 };

@@ -102,10 +102,6 @@ Result<double> number_in(const json& body, const char* name, double lo, double h
   return it->get<double>();
 }
 
-cache::GenerationError to_generation_error(const Error& error) {
-  return {to_http_status(error), to_openai_json(error), {}};
-}
-
 cache::GenerationError engine_error(const engine::EngineError& e) {
   switch (e.code) {
     case engine::EngineErrc::invalid_request: return to_generation_error(bad(e.message, {}));

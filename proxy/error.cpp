@@ -1,5 +1,7 @@
 #include "proxy/error.hpp"
 
+#include "cache/generation.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace reprise {
@@ -80,6 +82,10 @@ std::string to_openai_json(const Error& error) {
         {"code", openai_error_code(error.kind)}}}};
   // Replace invalid UTF-8 (e.g. echoed from a bad request) instead of throwing.
   return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+cache::GenerationError to_generation_error(const Error& error) {
+  return {to_http_status(error), to_openai_json(error), {}};
 }
 
 std::string upstream_error_body(unsigned status, const std::string& body, const std::string& upstream) {

@@ -10,6 +10,10 @@
 
 #include "cache/expected.hpp"
 
+namespace reprise::cache {
+struct GenerationError;
+}
+
 namespace reprise {
 
 enum class ErrorKind {
@@ -43,6 +47,9 @@ unsigned to_http_status(const Error& error);
 std::string_view openai_error_type(ErrorKind kind);
 std::string_view openai_error_code(ErrorKind kind);
 std::string to_openai_json(const Error& error);
+
+// The same, for the clients waiting on a failed generation (both backends use it).
+cache::GenerationError to_generation_error(const Error& error);
 
 // An upstream's non-2xx body for the client: relayed as is when it already has
 // OpenAI's error shape; anything else (an HTML page from a load balancer, say) is

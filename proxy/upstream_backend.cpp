@@ -17,10 +17,6 @@ using cache::Sample;
 // grow the proxy's memory without limit.
 constexpr size_t kMaxSseEventBytes = 8u << 20;
 
-GenerationError to_generation_error(const Error& error) {
-  return {to_http_status(error), to_openai_json(error), {}};
-}
-
 GenerationError bad_response(const std::string& upstream, const std::string& what) {
   Error error{ErrorKind::upstream_bad_response, "upstream \"" + upstream + "\" " + what, {}};
   return to_generation_error(error);
