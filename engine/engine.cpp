@@ -9,30 +9,11 @@
 namespace reprise::engine {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
 // Tokens that end a turn besides EOS, by their text, as llama.cpp's llama-vocab.cpp
 // collects its "end of generation" set: a chat model ends its answer with its
 // template's end-of-turn token, which is often not the vocabulary's EOS.
 constexpr std::string_view kEndOfTurnTexts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<end_of_turn>", "<|end_of_text|>", "<|eom_id|>", "</s>",
-};
-
-// One sample of a job while it decodes.
-struct SampleState {
-    std::unique_ptr<KvCache> kv;
-    Sampler sampler;
-    StopMatcher stop;
-    Utf8Stream utf8;
-    std::vector<float> logits;
-    SampleResult result;
-    int pos = 0;
-    bool done = false;
-
-    SampleState(const SamplerParams& p, uint64_t key, uint64_t index, std::vector<std::string> stops)
-        : sampler(p, key, index), stop(std::move(stops)) {}
 };
 
 }  // namespace
@@ -74,29 +55,51 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& o) {
     }
 
     const Tokenizer& t = *e->tokenizer_;
-    if (t.eos() != kNoToken) e->end_of_generation_.push_back(t.eos());
+    std::vector<TokenId> end_of_generation;
+    if (t.eos() != kNoToken) end_of_generation.push_back(t.eos());
     for (auto text : kEndOfTurnTexts) {
         const TokenId id = t.find(text);
         if (id != kNoToken && (t.token_type(id) == TokenType::Control || t.token_type(id) == TokenType::UserDefined) &&
-            std::find(e->end_of_generation_.begin(), e->end_of_generation_.end(), id) == e->end_of_generation_.end())
-            e->end_of_generation_.push_back(id);
+            std::find(end_of_generation.begin(), end_of_generation.end(), id) == end_of_generation.end())
+            end_of_generation.push_back(id);
     }
+
+    const int n_layer = e->model_->n_layer();
+    if (o.exit_layer < 0 || o.exit_layer >= n_layer)
+        return Status::error("engine: exit_layer " + std::to_string(o.exit_layer) + " must be below the model's " +
+                             std::to_string(n_layer) + " layers (0 = off)");
+    SchedulerOptions so;
+    so.n_ctx = info.n_ctx;
+    so.block_size = std::max(1, o.kv_block_size);
+    const auto block_bytes = uint64_t(2) * n_layer * e->model_->hparams().n_embd_kv() * sizeof(float) * so.block_size;
+    so.n_blocks = int(std::min<uint64_t>(uint64_t(std::max(0, o.kv_cache_mb)) * (1u << 20) / block_bytes, 1u << 30));
+    so.max_batch_tokens = o.max_batch_tokens;
+    so.max_sequences = o.max_sequences;
+    so.exit_layer = o.exit_layer;
+    so.draft_tokens = o.draft_tokens;
+    so.early_exit_only = o.early_exit_only;
+    e->scheduler_ = std::make_unique<Scheduler>(*e->model_, t, std::move(end_of_generation), so);
+    info.n_layer = n_layer;
+    info.exit_layer = o.exit_layer;
+    info.draft_tokens = o.exit_layer > 0 ? o.draft_tokens : 0;
+    info.early_exit_only = o.exit_layer > 0 && o.early_exit_only;
+    e->publish_stats();
     e->thread_ = std::thread([raw = e.get()] { raw->worker(); });
     return e;
 }
 
 Engine::~Engine() {
-    std::deque<Job> abandoned;
     {
         std::lock_guard lock(mu_);
         stopping_ = true;
-        abandoned.swap(queue_);
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    // The worker is gone: what it had and what is still queued fail here, once each.
     const EngineError error{EngineErrc::shutting_down, "the engine is shutting down"};
-    for (auto& job : abandoned)
-        if (job.callbacks.on_done) job.callbacks.on_done(nullptr, &error);
+    scheduler_->fail_all(error);
+    for (auto& q : queue_)
+        if (q.callbacks.on_done) q.callbacks.on_done(nullptr, &error);
 }
 
 std::optional<EngineError> Engine::submit(Submission s, Callbacks cb) {
@@ -107,40 +110,76 @@ std::optional<EngineError> Engine::submit(Submission s, Callbacks cb) {
                                                             info_.chat_error + "); use /v1/completions with a raw prompt"};
     std::lock_guard lock(mu_);
     if (stopping_) return EngineError{EngineErrc::shutting_down, "the engine is shutting down"};
-    if (int(queue_.size()) >= max_queued_ + (stats_.running ? 0 : 1))
+    // Jobs not yet admitted: those handed over to the scheduler plus the new queue.
+    if (stats_.queued + int(queue_.size()) >= max_queued_ + (stats_.running ? 0 : 1))
         return EngineError{EngineErrc::overloaded, "the engine's queue is full (" + std::to_string(max_queued_) + " jobs waiting)"};
-    queue_.push_back(Job{std::move(s), std::move(cb)});
-    stats_.queued = int(queue_.size());
+    queue_.push_back(Queued{std::move(s), std::move(cb)});
     cv_.notify_one();
     return std::nullopt;
 }
 
 EngineStats Engine::stats() const {
     std::lock_guard lock(mu_);
-    return stats_;
+    EngineStats st = stats_;
+    st.queued += int(queue_.size());
+    return st;
+}
+
+void Engine::publish_stats() {
+    const Scheduler& sc = *scheduler_;
+    const SchedulerCounters& c = sc.counters();
+    const KvBlockPool& pool = sc.pool();
+    std::lock_guard lock(mu_);
+    EngineStats& st = stats_;
+    st.jobs = c.jobs;
+    st.jobs_failed = c.jobs_failed + prompt_failures_;
+    st.jobs_cancelled = c.jobs_cancelled;
+    st.samples = c.samples;
+    st.prompt_tokens = c.prompt_tokens;
+    st.generated_tokens = c.generated_tokens;
+    st.steps = c.steps;
+    st.full_passes = c.full_passes;
+    st.drafted = c.drafted;
+    st.accepted = c.accepted;
+    st.preemptions = c.preemptions;
+    st.prefill_seconds = c.prefill_seconds;
+    st.decode_seconds = c.decode_seconds;
+    st.queued = sc.waiting();
+    st.running_jobs = sc.running_jobs();
+    st.running_sequences = sc.running_sequences();
+    st.running = !sc.idle();
+    st.kv_block_size = pool.block_size();
+    st.kv_blocks_total = pool.n_blocks();
+    st.kv_blocks_used = pool.used_blocks();
+    st.kv_bytes_per_token = pool.bytes_per_token();
+    st.kv_bytes_in_use = uint64_t(pool.used_blocks()) * pool.bytes_per_block();
+    st.kv_waste = pool.waste();
 }
 
 void Engine::worker() {
     for (;;) {
-        Job job;
+        std::deque<Queued> arrived;
         {
             std::unique_lock lock(mu_);
-            cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !scheduler_->idle(); });
             if (stopping_) return;
-            job = std::move(queue_.front());
-            queue_.pop_front();
-            stats_.queued = int(queue_.size());
-            stats_.running = true;
+            arrived.swap(queue_);
         }
-        run(job);
-        std::lock_guard lock(mu_);
-        stats_.running = false;
-        stats_.kv_bytes_in_use = 0;
+        // Tokenizing on this thread keeps submit() cheap for the proxy's I/O threads.
+        for (auto& q : arrived) {
+            EngineError error;
+            auto prompt = prompt_tokens(q.submission, &error);
+            if (!prompt.ok()) {
+                error.message = prompt.error();
+                if (q.callbacks.on_done) q.callbacks.on_done(nullptr, &error);
+                ++prompt_failures_;
+                continue;
+            }
+            scheduler_->add(std::move(q.submission), std::move(q.callbacks), std::move(prompt.value()));
+        }
+        scheduler_->step();
+        publish_stats();
     }
-}
-
-bool Engine::is_end_of_generation(TokenId id) const {
-    return std::find(end_of_generation_.begin(), end_of_generation_.end(), id) != end_of_generation_.end();
 }
 
 Result<std::vector<TokenId>> Engine::prompt_tokens(const Submission& s, EngineError* error) const {
@@ -167,120 +206,6 @@ Result<std::vector<TokenId>> Engine::prompt_tokens(const Submission& s, EngineEr
                              std::to_string(info_.n_ctx) + " (prompt and completion together)");
     }
     return tokens;
-}
-
-void Engine::run(Job& job) {
-    const Submission& s = job.submission;
-    EngineError error;
-    auto fail = [&](EngineErrc code, std::string message) {
-        error.code = code;
-        error.message = std::move(message);
-        {
-            std::lock_guard lock(mu_);
-            ++stats_.jobs_failed;
-        }
-        if (job.callbacks.on_done) job.callbacks.on_done(nullptr, &error);
-    };
-    auto prompt = prompt_tokens(s, &error);
-    if (!prompt.ok()) return fail(error.code, prompt.error());
-    const int n_prompt = int(prompt->size());
-    // Each sample's cache is sized for what it can use: the prompt plus max_tokens,
-    // within the context. (A paged cache, issue 7, will share the prompt's rows.)
-    const int room = info_.n_ctx - n_prompt;
-    const int max_new = s.max_tokens < 0 ? room : std::min(s.max_tokens, room);
-    const int ctx = n_prompt + max_new;
-    const uint64_t first = s.first_index ? s.first_index() : 0;
-
-    const auto prefill_start = Clock::now();
-    auto base = model_->new_kv_cache(ctx);
-    std::vector<float> logits(size_t(info_.n_vocab));
-    if (Status st = model_->forward(*base, prompt->data(), n_prompt, 0, logits.data()); !st.ok())
-        return fail(EngineErrc::internal, "prefill failed: " + st.message());
-    const double prefill_s = seconds_since(prefill_start);
-
-    std::vector<std::unique_ptr<SampleState>> samples;
-    for (int i = 0; i < s.n; ++i) {
-        auto st = std::make_unique<SampleState>(s.sampler, s.key_hash, first + uint64_t(i), s.stop);
-        if (i + 1 == s.n) {
-            st->kv = std::move(base);  // the last sample keeps the prefilled cache itself
-        } else {
-            st->kv = model_->new_kv_cache(ctx);
-            st->kv->copy_prefix(*base, n_prompt);
-        }
-        st->logits = logits;
-        st->pos = n_prompt;
-        samples.push_back(std::move(st));
-    }
-    {
-        std::lock_guard lock(mu_);
-        uint64_t bytes = 0;
-        for (auto& st : samples) bytes += st->kv->bytes();
-        stats_.kv_bytes_in_use = bytes;
-        stats_.prompt_tokens += uint64_t(n_prompt);
-        stats_.forward_passes += 1;
-        stats_.prefill_seconds += prefill_s;
-    }
-
-    const auto decode_start = Clock::now();
-    uint64_t generated = 0, passes = 0;
-    auto emit = [&](int i, const std::string& text) {
-        if (!text.empty() && job.callbacks.on_text) job.callbacks.on_text(i, text);
-    };
-    auto finish = [&](int i, Finish reason) {
-        SampleState& st = *samples[size_t(i)];
-        if (reason != Finish::stop || !st.stop.stopped()) {
-            std::string tail = st.stop.feed(st.utf8.flush());
-            if (!st.stop.stopped()) tail += st.stop.flush();
-            st.result.text += tail;
-            emit(i, tail);
-        }
-        st.result.finish = reason;
-        st.done = true;
-    };
-    for (bool any = true; any;) {
-        any = false;
-        for (int i = 0; i < s.n; ++i) {
-            SampleState& st = *samples[size_t(i)];
-            if (st.done) continue;
-            if (stopping_.load(std::memory_order_relaxed)) return fail(EngineErrc::shutting_down, "the engine is shutting down");
-            const TokenId tok = st.sampler.sample(st.logits.data(), info_.n_vocab);
-            ++st.result.completion_tokens;
-            ++generated;
-            if (is_end_of_generation(tok)) {
-                finish(i, Finish::stop);
-                continue;
-            }
-            std::string text = st.stop.feed(st.utf8.feed(tokenizer_->token_to_piece(tok)));
-            st.result.text += text;
-            emit(i, text);
-            if (st.stop.stopped()) {
-                finish(i, Finish::stop);
-                continue;
-            }
-            if (st.result.completion_tokens >= max_new) {
-                finish(i, Finish::length);
-                continue;
-            }
-            if (Status fs = model_->forward(*st.kv, &tok, 1, st.pos, st.logits.data()); !fs.ok())
-                return fail(EngineErrc::internal, "decode failed: " + fs.message());
-            ++st.pos;
-            ++passes;
-            any = true;
-        }
-    }
-
-    Completion done;
-    done.prompt_tokens = n_prompt;
-    for (auto& st : samples) done.samples.push_back(std::move(st->result));
-    {
-        std::lock_guard lock(mu_);
-        ++stats_.jobs;
-        stats_.samples += uint64_t(s.n);
-        stats_.generated_tokens += generated;
-        stats_.forward_passes += passes;
-        stats_.decode_seconds += seconds_since(decode_start);
-    }
-    if (job.callbacks.on_done) job.callbacks.on_done(&done, nullptr);
 }
 
 }  // namespace reprise::engine

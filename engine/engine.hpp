@@ -5,15 +5,15 @@
 //
 // Threads: submit() never computes. It queues the job (bounded: a full queue is an
 // immediate `overloaded` error, so a burst cannot pile up unbounded work) and one
-// engine thread runs jobs in order, each forward pass spread over the model's thread
-// pool. Callbacks run on the engine thread; they must be quick and must not call back
-// into the engine.
+// engine thread runs the continuous-batching scheduler (scheduler.hpp), each forward
+// pass spread over the model's thread pool. Callbacks run on the engine thread; they
+// must be quick and must not call back into the engine.
 //
-// A job makes n samples of one prompt: the prompt is prefilled once and its KV rows
-// copied into each sample's cache, then the samples decode round-robin, one token each
-// per turn, so n streams progress together. Sample i is drawn with the RNG seeded by
-// sample_seed(key_hash, first_index + i): the same request and index give the same
-// text on any machine with the same model (sampler.hpp).
+// A job makes n samples of one prompt: the prompt is prefilled once and the samples
+// share its KV blocks, decoding together with every other running job's samples.
+// Sample i is drawn with the RNG seeded by sample_seed(key_hash, first_index + i): the
+// same request and index give the same text on any machine with the same model and
+// speculation settings (sampler.hpp, speculative.hpp).
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -29,8 +29,10 @@
 
 #include "engine/chat_template.hpp"
 #include "engine/ggml_types.hpp"
+#include "engine/job.hpp"
 #include "engine/model.hpp"
 #include "engine/sampler.hpp"
+#include "engine/scheduler.hpp"
 #include "engine/status.hpp"
 #include "engine/tokenizer.hpp"
 
@@ -43,7 +45,20 @@ struct EngineOptions {
     GgmlType quantize = GgmlType::F32;   // F32 = keep the file's types; Q8_0/Q4_0 = requantize at load
     int context = 4096;                  // tokens per sequence (prompt + completion), capped at the
                                          // model's training context; 0 = the training context
-    int max_queued = 64;                 // jobs waiting behind the running one
+    int max_queued = 64;                 // jobs waiting to be admitted; beyond, submit() says overloaded
+    // Scheduling and memory (scheduler.hpp). The KV pool takes kv_cache_mb (at least one
+    // full context); a step runs at most max_batch_tokens tokens of at most
+    // max_sequences samples.
+    int kv_block_size = 16;
+    int kv_cache_mb = 1024;
+    int max_batch_tokens = 512;
+    int max_sequences = 64;
+    // Self-speculative decoding (speculative.hpp): draft with the first exit_layer
+    // layers (0 = off), draft_tokens per verification; early_exit_only skips the
+    // verification (lossy: the output is the E-layer model's, not the model's).
+    int exit_layer = 0;
+    int draft_tokens = 4;
+    bool early_exit_only = false;
 };
 
 // What the engine tells a client about itself (/v1/models, /admin/stats).
@@ -58,70 +73,30 @@ struct EngineInfo {
     int n_ctx = 0;
     int n_vocab = 0;
     int threads = 1;
+    int n_layer = 0;
+    int exit_layer = 0;        // speculation as configured (0: off)
+    int draft_tokens = 0;
+    bool early_exit_only = false;
     int64_t loaded_at = 0;     // unix seconds ("created" in /v1/models)
 };
 
-enum class EngineErrc {
-    invalid_request,   // the client's fault: bad messages, token ids, parameters
-    context_exceeded,  // the prompt does not fit the context
-    overloaded,        // the queue is full: retry later
-    shutting_down,
-    internal,          // a forward pass failed
-};
-
-struct EngineError {
-    EngineErrc code = EngineErrc::internal;
-    std::string message;
-};
-
-enum class Finish { stop, length };  // OpenAI's finish_reason "stop" / "length"
-
-struct Submission {
-    // The prompt: chat messages rendered with the model's template, else `text`, else
-    // `tokens` (ids as given). Text is tokenized with BOS as the vocabulary says and
-    // special tokens parsed, as llama.cpp's server does.
-    bool chat = false;
-    std::vector<ChatMessage> messages;
-    std::string text;
-    std::vector<TokenId> tokens;
-    bool use_tokens = false;
-
-    int n = 1;
-    SamplerParams sampler;
-    int max_tokens = -1;             // < 0: until the context is full
-    std::vector<std::string> stop;   // stop strings: cut before the match, never streamed
-    uint64_t key_hash = 0;
-    // Read when the job starts, not when it is queued: the cache may move a
-    // generation's first index down while it waits (an earlier one failed).
-    std::function<uint64_t()> first_index;
-};
-
-struct SampleResult {
-    std::string text;
-    Finish finish = Finish::length;
-    int completion_tokens = 0;  // generated tokens, the end-of-generation token included
-};
-
-struct Completion {
-    int prompt_tokens = 0;
-    std::vector<SampleResult> samples;
-};
-
-struct Callbacks {
-    // A piece of sample i's text: whole UTF-8 characters, never part of a stop string.
-    std::function<void(int sample, std::string_view text)> on_text;
-    // Exactly once: the completion, or the error (then nothing else follows).
-    std::function<void(const Completion*, const EngineError*)> on_done;
-};
-
 struct EngineStats {
-    uint64_t jobs = 0, jobs_failed = 0, samples = 0;
+    uint64_t jobs = 0, jobs_failed = 0, jobs_cancelled = 0, samples = 0;
     uint64_t prompt_tokens = 0, generated_tokens = 0;
-    uint64_t forward_passes = 0;     // each one full pass over every layer
+    uint64_t steps = 0;        // batched forward passes
+    uint64_t full_passes = 0;  // per sample: passes through every layer that produced tokens
+    uint64_t drafted = 0, accepted = 0, preemptions = 0;
     double prefill_seconds = 0, decode_seconds = 0;
-    int queued = 0;
+    int queued = 0;            // jobs not admitted yet
+    int running_jobs = 0, running_sequences = 0;
     bool running = false;
-    uint64_t kv_bytes_in_use = 0;
+    // The paged KV cache now.
+    int kv_block_size = 0, kv_blocks_total = 0, kv_blocks_used = 0;
+    uint64_t kv_bytes_per_token = 0, kv_bytes_in_use = 0;
+    double kv_waste = 0;       // idle slots in used blocks / all slots in used blocks
+    // Speculation: drafts kept / drafted, generated tokens / full passes.
+    double draft_acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
+    double tokens_per_full_pass() const { return full_passes ? double(generated_tokens) / double(full_passes) : 0.0; }
 };
 
 class Engine {
@@ -140,29 +115,29 @@ public:
     EngineStats stats() const;
 
 private:
-    struct Job {
+    struct Queued {
         Submission submission;
         Callbacks callbacks;
     };
 
     Engine() = default;
     void worker();
-    void run(Job& job);
     Result<std::vector<TokenId>> prompt_tokens(const Submission& s, EngineError* error) const;
-    bool is_end_of_generation(TokenId id) const;
+    void publish_stats();
 
     EngineInfo info_;
     std::unique_ptr<Model> model_;
     std::unique_ptr<Tokenizer> tokenizer_;
     ChatFamily chat_family_ = ChatFamily::Chatml;
     bool chat_ok_ = false;
-    std::vector<TokenId> end_of_generation_;
     int max_queued_ = 64;
+    std::unique_ptr<Scheduler> scheduler_;  // the worker thread's alone
+    uint64_t prompt_failures_ = 0;          // jobs refused before the scheduler (worker thread)
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<Job> queue_;
-    std::atomic<bool> stopping_{false};  // written under mu_ (for cv_), read per token without it
+    std::deque<Queued> queue_;
+    bool stopping_ = false;
     EngineStats stats_;
     std::thread thread_;
 };

@@ -13,10 +13,6 @@
 
 namespace reprise::engine {
 
-KvCache::KvCache(int n_layer, int n_ctx, int n_embd_kv)
-    : n_layer_(n_layer), n_ctx_(n_ctx), n_embd_kv_(n_embd_kv),
-      k_(size_t(n_layer) * n_ctx * n_embd_kv), v_(size_t(n_layer) * n_ctx * n_embd_kv) {}
-
 namespace {
 
 Status tensor_to_f32(const GgufTensorInfo& t, std::vector<float>* out) {
@@ -118,6 +114,10 @@ std::unique_ptr<KvCache> Model::new_kv_cache(int n_ctx) const {
     return std::make_unique<KvCache>(int(hp_.n_layer), n_ctx, int(hp_.n_embd_kv()));
 }
 
+std::unique_ptr<KvBlockPool> Model::new_kv_pool(int block_size, int n_blocks) const {
+    return std::make_unique<KvBlockPool>(int(hp_.n_layer), int(hp_.n_embd_kv()), block_size, n_blocks);
+}
+
 void Model::matmul(const Weight& w, const float* X, int n, float* Y, std::vector<BlockQ8_0>& q8) const {
     switch (w.type) {
         case GgmlType::Q8_0:
@@ -140,57 +140,136 @@ void Model::matmul(const Weight& w, const float* X, int n, float* Y, std::vector
 }
 
 Status Model::forward(KvCache& kv, const int32_t* tokens, int n, int pos0, float* logits, bool all_logits) const {
-    if (n <= 0) return Status::error("forward: no tokens");
-    if (pos0 < 0 || int64_t(pos0) + n > kv.n_ctx())
+    if (n > 0 && (pos0 < 0 || int64_t(pos0) + n > kv.n_ctx()))
         return Status::error("forward: positions " + std::to_string(pos0) + ".." + std::to_string(pos0 + n - 1) +
                              " exceed the KV cache (" + std::to_string(kv.n_ctx()) + ")");
-    for (int i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab()) return Status::error("forward: token id " + std::to_string(tokens[i]) + " out of range");
+    BatchItem item;
+    item.kv = &kv.sequence();
+    item.tokens = tokens;
+    item.n = n;
+    item.pos0 = pos0;
+    item.n_logits = all_logits ? n : 1;
+    item.logits = logits;
+    if (Status s = forward_batch(&item, 1); !s.ok()) return s;
+    kv.sequence().set_size(pos0 + n);
+    return Status();
+}
+
+Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const {
+    const int L = n_layer();
+    if (layer_end <= 0 || layer_end > L) layer_end = L;
     const int E = int(hp_.n_embd), F = int(hp_.n_ff), H = int(hp_.n_head), HKV = int(hp_.n_head_kv);
     const int HD = int(hp_.head_dim()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
-    std::vector<float> x(size_t(n) * E), xb(size_t(n) * E), q(size_t(n) * E), k(size_t(n) * EKV), v(size_t(n) * EKV),
-        att(size_t(n) * E), o(size_t(n) * E), g(size_t(n) * F), u(size_t(n) * F);
-    std::vector<BlockQ8_0> q8;
-
-    for (int t = 0; t < n; ++t)
-        dequantize_row(uint32_t(tok_embd_.type), tok_embd_.data.data() + size_t(tokens[t]) * tok_embd_.row_bytes, x.data() + size_t(t) * E, E);
-
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        const Layer& L = layers_[l];
-        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], L.attn_norm.data(), E, hp_.rms_eps);
-        matmul(L.wq, xb.data(), n, q.data(), q8);
-        matmul(L.wk, xb.data(), n, k.data(), q8);
-        matmul(L.wv, xb.data(), n, v.data(), q8);
-        for (int t = 0; t < n; ++t) {
-            const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
-            rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), pos0 + t, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
-            rope_f32(&k[size_t(t) * EKV], HKV, HD, int(hp_.n_rot), pos0 + t, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
-            std::memcpy(kv.k_row(int(l), pos0 + t), &k[size_t(t) * EKV], sizeof(float) * EKV);
-            std::memcpy(kv.v_row(int(l), pos0 + t), &v[size_t(t) * EKV], sizeof(float) * EKV);
-        }
-        const KvCache::View view = kv.view(int(l));
-        const KvView kvv{view.k, view.v, view.stride};
-        // Token t attends to positions 0..pos0+t (causal); tokens are independent here.
-        parallel_for(pool_.get(), n, [&](int64_t t0, int64_t t1) {
-            std::vector<float> scratch(size_t(pos0 + n));
-            for (int64_t t = t0; t < t1; ++t)
-                attention_f32(&q[size_t(t) * E], kvv, pos0 + int(t) + 1, H, HKV, HD, &att[size_t(t) * E], scratch.data());
-        });
-        matmul(L.wo, att.data(), n, o.data(), q8);
-        for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
-
-        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], L.ffn_norm.data(), E, hp_.rms_eps);
-        matmul(L.gate, xb.data(), n, g.data(), q8);
-        matmul(L.up, xb.data(), n, u.data(), q8);
-        swiglu_f32(g.data(), g.data(), u.data(), n * F);
-        matmul(L.down, g.data(), n, o.data(), q8);
-        for (size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+    if (n_items <= 0) return Status::error("forward: no sequences");
+    int T = 0, M = 0, blocks_needed = 0;
+    for (int i = 0; i < n_items; ++i) {
+        const BatchItem& it = items[i];
+        if (it.n <= 0 || !it.kv) return Status::error("forward: no tokens");
+        if (it.pos0 < 0) return Status::error("forward: negative position");
+        if (it.layer_begin < 0 || it.layer_begin > layer_end || (it.layer_begin > 0 && !it.hidden))
+            return Status::error("forward: a pass from layer " + std::to_string(it.layer_begin) + " needs its hidden state");
+        if (it.n_logits < 0 || it.n_logits > it.n || (it.n_logits > 0 && !it.logits))
+            return Status::error("forward: bad logits request");
+        if (!it.hidden)
+            for (int t = 0; t < it.n; ++t)
+                if (it.tokens[t] < 0 || it.tokens[t] >= V)
+                    return Status::error("forward: token id " + std::to_string(it.tokens[t]) + " out of range");
+        T += it.n;
+        M += it.n_logits;
+        blocks_needed += it.kv->blocks_needed(it.pos0, it.n);
     }
-    const int first = all_logits ? 0 : n - 1;
-    const int m = n - first;
-    for (int t = first; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], output_norm_.data(), E, hp_.rms_eps);
-    matmul(tied_ ? tok_embd_ : output_, &xb[size_t(first) * E], m, logits, q8);
-    (void)V;
+    if (blocks_needed > 0 && blocks_needed > items[0].kv->pool()->free_blocks())
+        return Status::error("forward: the KV cache is full (" + std::to_string(blocks_needed) + " blocks needed, " +
+                             std::to_string(items[0].kv->pool()->free_blocks()) + " free)");
+    for (int i = 0; i < n_items; ++i)
+        if (!items[i].kv->prepare(items[i].pos0, items[i].n)) return Status::error("forward: the KV cache is full");
+
+    // Tokens in order of layer_begin, so the tokens a layer runs on are a prefix.
+    std::vector<int> order(size_t(n_items), 0);
+    for (int i = 0; i < n_items; ++i) order[size_t(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return items[a].layer_begin < items[b].layer_begin; });
+    struct Tok { KvSequence* kv; int pos; };
+    std::vector<Tok> toks(size_t(T), Tok{nullptr, 0});
+    std::vector<int> first_tok(size_t(n_items), 0);  // row of item i's token 0
+    std::vector<float> x(size_t(T) * E);
+    int max_pos = 0;
+    for (int r = 0, oi = 0; oi < n_items; ++oi) {
+        const BatchItem& it = items[order[size_t(oi)]];
+        first_tok[size_t(order[size_t(oi)])] = r;
+        for (int t = 0; t < it.n; ++t, ++r) {
+            toks[size_t(r)] = {it.kv, it.pos0 + t};
+            float* row = &x[size_t(r) * E];
+            if (it.hidden) std::memcpy(row, it.hidden + size_t(t) * E, sizeof(float) * E);
+            else dequantize_row(uint32_t(tok_embd_.type), tok_embd_.data.data() + size_t(it.tokens[t]) * tok_embd_.row_bytes, row, E);
+        }
+        max_pos = std::max(max_pos, it.pos0 + it.n);
+    }
+
+    std::vector<float> xb(size_t(T) * E), q(size_t(T) * E), k(size_t(T) * EKV), v(size_t(T) * EKV), att(size_t(T) * E),
+        o(size_t(T) * E), g(size_t(T) * F), u(size_t(T) * F);
+    std::vector<BlockQ8_0> q8;
+    const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+    const KvBlockPool& pool = *items[0].kv->pool();
+    for (int l = 0, active = 0, next = 0; l < layer_end; ++l) {
+        // Items whose pass starts at or before this layer join (the order makes them a prefix).
+        while (next < n_items && items[order[size_t(next)]].layer_begin <= l) active += items[order[size_t(next++)]].n;
+        const int n = active;
+        if (n == 0) continue;
+        const Layer& Ly = layers_[size_t(l)];
+        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps);
+        matmul(Ly.wq, xb.data(), n, q.data(), q8);
+        matmul(Ly.wk, xb.data(), n, k.data(), q8);
+        matmul(Ly.wv, xb.data(), n, v.data(), q8);
+        for (int t = 0; t < n; ++t) {
+            const Tok& tk = toks[size_t(t)];
+            rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
+            rope_f32(&k[size_t(t) * EKV], HKV, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
+            std::memcpy(tk.kv->k_row(l, tk.pos), &k[size_t(t) * EKV], sizeof(float) * EKV);
+            std::memcpy(tk.kv->v_row(l, tk.pos), &v[size_t(t) * EKV], sizeof(float) * EKV);
+        }
+        // Token t attends to its own sequence's positions 0..pos (causal); tokens are
+        // independent here, and every row they read was written above or before.
+        parallel_for(pool_.get(), n, [&](int64_t t0, int64_t t1) {
+            std::vector<float> scratch(static_cast<size_t>(max_pos));
+            for (int64_t t = t0; t < t1; ++t) {
+                const Tok& tk = toks[size_t(t)];
+                const KvView view{pool.data(), tk.kv->blocks().data(), pool.block_size(), pool.block_stride(),
+                                  pool.k_offset(l), pool.v_offset(l), size_t(EKV)};
+                attention_f32(&q[size_t(t) * E], view, tk.pos + 1, H, HKV, HD, &att[size_t(t) * E], scratch.data());
+            }
+        });
+        matmul(Ly.wo, att.data(), n, o.data(), q8);
+        for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
+
+        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps);
+        matmul(Ly.gate, xb.data(), n, g.data(), q8);
+        matmul(Ly.up, xb.data(), n, u.data(), q8);
+        swiglu_f32(g.data(), g.data(), u.data(), n * F);
+        matmul(Ly.down, g.data(), n, o.data(), q8);
+        for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
+    }
+
+    for (int i = 0; i < n_items; ++i)
+        if (items[i].hidden_out)
+            std::memcpy(items[i].hidden_out, &x[size_t(first_tok[size_t(i)]) * E], sizeof(float) * size_t(items[i].n) * E);
+    if (M == 0) return Status();
+    // The head over the rows that want logits, gathered so it is one product.
+    std::vector<float> rows(size_t(M) * E);
+    for (int i = 0, m = 0; i < n_items; ++i)
+        for (int t = items[i].n - items[i].n_logits; t < items[i].n; ++t, ++m)
+            rmsnorm_f32(&rows[size_t(m) * E], &x[size_t(first_tok[size_t(i)] + t) * E], output_norm_.data(), E, hp_.rms_eps);
+    const Weight& head = tied_ ? tok_embd_ : output_;
+    if (n_items == 1) {
+        matmul(head, rows.data(), M, items[0].logits, q8);
+        return Status();
+    }
+    std::vector<float> out(size_t(M) * V);
+    matmul(head, rows.data(), M, out.data(), q8);
+    for (int i = 0, m = 0; i < n_items; ++i) {
+        if (items[i].n_logits == 0) continue;
+        std::memcpy(items[i].logits, &out[size_t(m) * V], sizeof(float) * size_t(items[i].n_logits) * V);
+        m += items[i].n_logits;
+    }
     return Status();
 }
 

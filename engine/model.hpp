@@ -1,7 +1,13 @@
 #pragma once
-// A Llama model on the CPU: weights loaded from GGUF (checked by llama_meta), a
-// contiguous per-sequence KV cache, and a forward pass that takes a batch of tokens
-// (prefill as matrix-matrix products) and returns logits.
+// A Llama model on the CPU: weights loaded from GGUF (checked by llama_meta) and a
+// forward pass over a batch of sequences (their tokens concatenated, so prefill and
+// batched decode are matrix-matrix products) reading and writing a paged KV cache.
+//
+// Batch invariance: a token's result depends only on its own inputs and its
+// sequence's cache, never on what else is in the batch or how a prompt is split into
+// chunks (every kernel computes each (row, token) the same way for any batch size).
+// So a request's output is identical alone or batched, after a preemption, and under
+// self-speculative verification: the scheduler relies on it and tests check it.
 //
 // Weight storage: Q8_0 and Q4_0 stay quantized and are multiplied with Q8_0-quantized
 // activations (integer dot products, as llama.cpp); F32 stays F32; F16, BF16 and Q4_K
@@ -14,6 +20,7 @@
 #include <vector>
 
 #include "engine/ggml_types.hpp"
+#include "engine/kv_cache.hpp"
 #include "engine/gguf.hpp"
 #include "engine/llama_meta.hpp"
 #include "engine/status.hpp"
@@ -35,33 +42,17 @@ struct Weight {
     size_t row_bytes = 0;
 };
 
-// Contiguous KV cache of one sequence: per layer, [n_ctx][n_embd_kv] for K and for V.
-// The model reaches it only through view() and row pointers, so a paged cache can
-// replace it without touching the kernels.
-class KvCache {
-public:
-    KvCache(int n_layer, int n_ctx, int n_embd_kv);
-    int n_ctx() const { return n_ctx_; }
-    float* k_row(int layer, int pos) { return k_.data() + (size_t(layer) * n_ctx_ + pos) * n_embd_kv_; }
-    float* v_row(int layer, int pos) { return v_.data() + (size_t(layer) * n_ctx_ + pos) * n_embd_kv_; }
-    // Copies positions [0, n_tokens) of every layer from src (same shape but for
-    // n_ctx): the n samples of one prompt start from one prefill.
-    void copy_prefix(const KvCache& src, int n_tokens) {
-        for (int l = 0; l < n_layer_; ++l) {
-            const size_t rows = size_t(n_tokens) * n_embd_kv_;
-            std::copy_n(src.k_.data() + size_t(l) * src.n_ctx_ * n_embd_kv_, rows, k_.data() + size_t(l) * n_ctx_ * n_embd_kv_);
-            std::copy_n(src.v_.data() + size_t(l) * src.n_ctx_ * n_embd_kv_, rows, v_.data() + size_t(l) * n_ctx_ * n_embd_kv_);
-        }
-    }
-    size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
-    struct View { const float* k; const float* v; size_t stride; };
-    View view(int layer) const {
-        return {k_.data() + size_t(layer) * n_ctx_ * n_embd_kv_, v_.data() + size_t(layer) * n_ctx_ * n_embd_kv_, size_t(n_embd_kv_)};
-    }
-
-private:
-    int n_layer_, n_ctx_, n_embd_kv_;
-    std::vector<float> k_, v_;
+// One sequence's share of a batched forward pass (Model::forward_batch).
+struct BatchItem {
+    KvSequence* kv = nullptr;        // positions [pos0, pos0 + n) are written (prepare()d here)
+    const int32_t* tokens = nullptr; // n ids, embedded at layer 0; unused when `hidden` is set
+    const float* hidden = nullptr;   // or n * n_embd: the residual stream entering layer_begin
+    int n = 0;
+    int pos0 = 0;                    // the tokens attend to positions [0, pos0 + t]
+    int layer_begin = 0;             // 0, or the early-exit layer (verification of drafts)
+    int n_logits = 0;                // logits for the last n_logits tokens (0..n) ...
+    float* logits = nullptr;         // ... written here, n_logits * n_vocab
+    float* hidden_out = nullptr;     // if set: n * n_embd, the residual stream after the pass's last layer
 };
 
 class Model {
@@ -77,14 +68,24 @@ public:
     // The type the layers' matrices are multiplied in (F32, Q8_0 or Q4_0).
     GgmlType matrix_type() const { return layers_.empty() ? GgmlType::F32 : layers_.front().wq.type; }
 
-    // A cache for n_ctx positions (0: the training context length).
+    int n_layer() const { return int(hp_.n_layer); }
+    // A pool-backed single sequence for n_ctx positions (0: the training context length).
     std::unique_ptr<KvCache> new_kv_cache(int n_ctx = 0) const;
+    // A block pool for this model's K/V shape.
+    std::unique_ptr<KvBlockPool> new_kv_pool(int block_size, int n_blocks) const;
 
-    // Runs tokens[0..n) at positions pos0..pos0+n-1 (the cache holds 0..pos0-1) and
-    // writes logits: for every token (n * n_vocab) when all_logits, else only the last
-    // (n_vocab). Errors (no crash) on bad token ids or a full cache. Safe to call from
-    // several threads with separate caches (the thread pool serialises their matmuls).
+    // Runs tokens[0..n) of one sequence at positions pos0..pos0+n-1 (the cache holds
+    // 0..pos0-1) and writes logits: for every token (n * n_vocab) when all_logits,
+    // else only the last (n_vocab). Errors (no crash) on bad token ids or a full cache.
     Status forward(KvCache& kv, const int32_t* tokens, int n, int pos0, float* logits, bool all_logits = false) const;
+
+    // One pass over layers [item.layer_begin, layer_end) for every item (layer_end 0 =
+    // all layers), then the final norm and the output head for the requested logits.
+    // Layers run once for all items' tokens together. Every item's positions are
+    // prepare()d in its sequence first; if the pool is short, nothing is computed and
+    // the error says so. Sequence sizes are the caller's to set. Safe from several
+    // threads on distinct sequences (the thread pool serialises their matmuls).
+    Status forward_batch(BatchItem* items, int n_items, int layer_end = 0) const;
 
     ThreadPool* pool() const { return pool_.get(); }
 

@@ -46,6 +46,9 @@ public:
         : p_(p), rng_(sample_seed(key_hash, sample_index)) {}
     // Picks a token from n logits (not modified). Returns -1 only when n <= 0.
     int32_t sample(const float* logits, int n);
+    const SamplerParams& params() const { return p_; }
+    // The sample's RNG, for speculative decoding's draws (speculative.hpp).
+    Rng& rng() { return rng_; }
 
     // The candidates (ids, probabilities) that survive top_k/top_p at the temperature,
     // in decreasing probability; exposed for tests. Empty for greedy.

@@ -112,7 +112,9 @@ cache::GenerationError engine_error(const engine::EngineError& e) {
       g.headers.emplace_back("Retry-After", "1");
       return g;
     }
-    case engine::EngineErrc::shutting_down: return to_generation_error(Error{ErrorKind::overloaded, e.message, {}});
+    case engine::EngineErrc::shutting_down:
+    // Every client of the generation left; one who joins it late may simply retry.
+    case engine::EngineErrc::cancelled: return to_generation_error(Error{ErrorKind::overloaded, e.message, {}});
     case engine::EngineErrc::internal: break;
   }
   log::error("engine: " + e.message);

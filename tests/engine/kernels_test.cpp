@@ -293,7 +293,32 @@ TEST_CASE("kernels: GQA attention vs double reference (abs 1e-5)") {
     auto q = randv(size_t(n_head * hd), 21, 2.0f);
     auto K = randv(size_t(n_kv * ekv), 22, 2.0f), Vv = randv(size_t(n_kv * ekv), 23);
     std::vector<float> out(size_t(n_head * hd)), scratch(static_cast<size_t>(n_kv));
-    attention_f32(q.data(), KvView{K.data(), Vv.data(), size_t(ekv)}, n_kv, n_head, n_head_kv, hd, out.data(), scratch.data());
+    // Paged: blocks of 4 positions (K rows then V rows), laid out in reverse order
+    // through the block table, as kv_cache.hpp does.
+    const int bs = 4, n_blocks = (n_kv + bs - 1) / bs;
+    const size_t block_stride = size_t(2 * bs * ekv);
+    std::vector<float> pool(block_stride * size_t(n_blocks), -7.0f);
+    std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+    for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = n_blocks - 1 - b;
+    for (int p = 0; p < n_kv; ++p)
+        for (int i = 0; i < ekv; ++i) {
+            float* blk = pool.data() + size_t(table[size_t(p / bs)]) * block_stride;
+            blk[size_t((p % bs) * ekv + i)] = K[size_t(p * ekv + i)];
+            blk[size_t(bs * ekv + (p % bs) * ekv + i)] = Vv[size_t(p * ekv + i)];
+        }
+    attention_f32(q.data(), KvView{pool.data(), table.data(), bs, block_stride, 0, size_t(bs * ekv), size_t(ekv)}, n_kv,
+                  n_head, n_head_kv, hd, out.data(), scratch.data());
+    // The same values in one contiguous "block" give bit-identical output.
+    {
+        std::vector<float> flat(size_t(2 * n_kv * ekv));
+        std::copy(K.begin(), K.end(), flat.begin());
+        std::copy(Vv.begin(), Vv.end(), flat.begin() + n_kv * ekv);
+        const int32_t zero = 0;
+        std::vector<float> out_flat(out.size());
+        attention_f32(q.data(), KvView{flat.data(), &zero, n_kv, 0, 0, size_t(n_kv * ekv), size_t(ekv)}, n_kv, n_head,
+                      n_head_kv, hd, out_flat.data(), scratch.data());
+        CHECK(out_flat == out);
+    }
     for (int h = 0; h < n_head; ++h) {
         const int kvh = h / (n_head / n_head_kv);
         std::vector<double> s(static_cast<size_t>(n_kv));
