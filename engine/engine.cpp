@@ -97,7 +97,7 @@ Engine::~Engine() {
     if (thread_.joinable()) thread_.join();
     // The worker is gone: what it had and what is still queued fail here, once each.
     const EngineError error{EngineErrc::shutting_down, "the engine is shutting down"};
-    scheduler_->fail_all(error);
+    if (scheduler_) scheduler_->fail_all(error);  // null when load() failed half-way
     for (auto& q : queue_)
         if (q.callbacks.on_done) q.callbacks.on_done(nullptr, &error);
 }

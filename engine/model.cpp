@@ -15,6 +15,18 @@ namespace reprise::engine {
 
 namespace {
 
+struct ForwardScratch {
+    std::vector<float> xb, q, k, v, att, o, g, u;
+    std::vector<BlockQ8_0> q8;
+    void fit(size_t T, size_t E, size_t EKV, size_t F) {
+        auto grow = [](std::vector<float>& b, size_t n) {
+            if (b.size() < n) b.resize(n);
+        };
+        grow(xb, T * E), grow(q, T * E), grow(k, T * EKV), grow(v, T * EKV), grow(att, T * E), grow(o, T * E);
+        grow(g, T * F), grow(u, T * F);
+    }
+};
+
 Status tensor_to_f32(const GgufTensorInfo& t, std::vector<float>* out) {
     out->resize(t.n_elements);
     const uint64_t row = t.ne[0];
@@ -205,9 +217,13 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
         max_pos = std::max(max_pos, it.pos0 + it.n);
     }
 
-    std::vector<float> xb(size_t(T) * E), q(size_t(T) * E), k(size_t(T) * EKV), v(size_t(T) * EKV), att(size_t(T) * E),
-        o(size_t(T) * E), g(size_t(T) * F), u(size_t(T) * F);
-    std::vector<BlockQ8_0> q8;
+    // Activations live in per-thread buffers that only grow: a decode step is small
+    // and frequent, and fresh vectors each step cost page faults on every call.
+    thread_local ForwardScratch buf;
+    buf.fit(size_t(T), size_t(E), size_t(EKV), size_t(F));
+    float *xb = buf.xb.data(), *q = buf.q.data(), *k = buf.k.data(), *v = buf.v.data(), *att = buf.att.data(),
+          *o = buf.o.data(), *g = buf.g.data(), *u = buf.u.data();
+    std::vector<BlockQ8_0>& q8 = buf.q8;
     const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
     const KvBlockPool& pool = *items[0].kv->pool();
     for (int l = 0, active = 0, next = 0; l < layer_end; ++l) {
@@ -217,9 +233,9 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
         if (n == 0) continue;
         const Layer& Ly = layers_[size_t(l)];
         for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps);
-        matmul(Ly.wq, xb.data(), n, q.data(), q8);
-        matmul(Ly.wk, xb.data(), n, k.data(), q8);
-        matmul(Ly.wv, xb.data(), n, v.data(), q8);
+        matmul(Ly.wq, xb, n, q, q8);
+        matmul(Ly.wk, xb, n, k, q8);
+        matmul(Ly.wv, xb, n, v, q8);
         for (int t = 0; t < n; ++t) {
             const Tok& tk = toks[size_t(t)];
             rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
@@ -238,14 +254,14 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
                 attention_f32(&q[size_t(t) * E], view, tk.pos + 1, H, HKV, HD, &att[size_t(t) * E], scratch.data());
             }
         });
-        matmul(Ly.wo, att.data(), n, o.data(), q8);
+        matmul(Ly.wo, att, n, o, q8);
         for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
 
         for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps);
-        matmul(Ly.gate, xb.data(), n, g.data(), q8);
-        matmul(Ly.up, xb.data(), n, u.data(), q8);
-        swiglu_f32(g.data(), g.data(), u.data(), n * F);
-        matmul(Ly.down, g.data(), n, o.data(), q8);
+        matmul(Ly.gate, xb, n, g, q8);
+        matmul(Ly.up, xb, n, u, q8);
+        swiglu_f32(g, g, u, n * F);
+        matmul(Ly.down, g, n, o, q8);
         for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
     }
 

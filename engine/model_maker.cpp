@@ -210,19 +210,30 @@ Status make_tiny_llama(const TinyLlamaShape& s, const GgufFile& vocab, GgufWrite
     if ((s.type == GgmlType::Q8_0 || s.type == GgmlType::Q4_0) && (s.n_embd % 32 || s.n_ff % 32))
         return Status::error("make_tiny_llama: Q8_0/Q4_0 need n_embd and n_ff to be multiples of 32");
 
+    if (!(s.late_layer_scale >= 0.0f) || !std::isfinite(s.late_layer_scale))
+        return Status::error("make_tiny_llama: late_layer_scale must be a finite number >= 0");
+    const bool late = s.late_layer_scale != 1.0f && s.late_from < s.n_layer;
+
     set_llama_hparams(w, s.name, s.n_ctx, s.n_embd, s.n_ff, s.n_layer, s.n_head, s.n_head_kv, s.rope_freq_base,
                       s.rms_eps, file_type_of(s.type));
     w->set_u64("reprise.seed", s.seed);
+    if (late) {  // only then: a default model's file stays byte for byte as before
+        w->set_f32("reprise.late_layer_scale", s.late_layer_scale);
+        w->set_u32("reprise.late_from", s.late_from);
+    }
     if (Status st = copy_tokenizer_metadata(vocab, w); !st.ok()) return st;
 
     SplitMix64 rng{s.seed};
     const uint64_t E = s.n_embd, F = s.n_ff, KV = uint64_t(s.n_embd / s.n_head) * s.n_head_kv;
     std::vector<float> buf;
     // std = a / sqrt(3) for uniform [-a, a].
-    auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, float stddev) {
+    // scale: the synthetic early-exit option; 1 leaves the values (and the file) as they were.
+    auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, float stddev, float scale = 1.0f) {
         buf.resize(rows * cols);
         const float a = stddev * std::sqrt(3.0f);
         for (auto& x : buf) x = a * rng.uniform_pm1();
+        if (scale != 1.0f)
+            for (auto& x : buf) x *= scale;
         return add_matrix(w, name, s.type, buf.data(), rows, cols);
     };
     auto norm = [&](const std::string& name, uint64_t n) {
@@ -235,12 +246,13 @@ Status make_tiny_llama(const TinyLlamaShape& s, const GgufFile& vocab, GgufWrite
     for (uint32_t l = 0; l < s.n_layer; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         const float se = 1.0f / std::sqrt(float(E)), sf = 1.0f / std::sqrt(float(F));
+        const float out_scale = late && l >= s.late_from ? s.late_layer_scale : 1.0f;
         Status st;
         if ((st = norm(p + "attn_norm.weight", E)).ok() && (st = matrix(p + "attn_q.weight", E, E, se)).ok() &&
             (st = matrix(p + "attn_k.weight", KV, E, se)).ok() && (st = matrix(p + "attn_v.weight", KV, E, se)).ok() &&
-            (st = matrix(p + "attn_output.weight", E, E, se)).ok() && (st = norm(p + "ffn_norm.weight", E)).ok() &&
+            (st = matrix(p + "attn_output.weight", E, E, se, out_scale)).ok() && (st = norm(p + "ffn_norm.weight", E)).ok() &&
             (st = matrix(p + "ffn_gate.weight", F, E, se)).ok() && (st = matrix(p + "ffn_up.weight", F, E, se)).ok() &&
-            (st = matrix(p + "ffn_down.weight", E, F, sf)).ok()) {
+            (st = matrix(p + "ffn_down.weight", E, F, sf, out_scale)).ok()) {
         }
         if (!st.ok()) return st;
     }

@@ -16,6 +16,20 @@
 // tests/engine/model_test.cpp. A wider model averages quantization noise better.
 // The RNG is splitmix64 -> uniform floats via exact integer arithmetic, so the same
 // seed gives bit-identical files on every platform.
+//
+// SYNTHETIC early-exit models (late_layer_scale < 1): for benchmarking self-speculative
+// decoding (speculative.hpp) without trained weights. Layers l >= late_from get their
+// attention output (attn_output) and FFN down (ffn_down) projections multiplied by
+// late_layer_scale, so their residual updates are late_layer_scale times smaller: the
+// stream after layer late_from (and any later exit) is close to the final one, and an
+// early exit at E >= late_from agrees with the full model on most greedy tokens. The
+// same random draws are made (the scale multiplies them), so only those two matrices
+// of those layers differ from the unscaled model with the same seed, and the file
+// records reprise.late_layer_scale / reprise.late_from. This is NOT how trained models
+// behave: it is a knob that makes the draft model good on purpose, to measure the
+// engine's speculation overhead and best-case speed-up; for acceptance on real
+// weights use a trained checkpoint (bench/engine/batching.cpp section d). Off by
+// default (scale 1): the output is bit-identical to a model made without the option.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,6 +50,10 @@ struct TinyLlamaShape {
     float rope_freq_base = 10000.0f;
     float rms_eps = 1e-5f;
     std::string name = "reprise-tiny-llama";  // general.name
+    // Synthetic early-exit model (see above): attn_output and ffn_down of layers
+    // >= late_from scaled by late_layer_scale. 1 = off (the default).
+    float late_layer_scale = 1.0f;
+    uint32_t late_from = 0;
 };
 
 // The built-in vocabulary, so a demo model can be made on a machine without any

@@ -3,9 +3,13 @@
 // converts a llama2.c checkpoint.
 //   reprise-make-model random --vocab VOCAB.gguf|builtin --out OUT.gguf [--dim 64
 //       --hidden 192 --layers 2 --heads 4 --kv-heads 2 --ctx 256 --type f32|f16|q8_0|q4_0
-//       --seed 1 --logit-scale 8 --tied --name NAME]
+//       --seed 1 --logit-scale 8 --tied --name NAME --late-layer-scale 1 --late-from 0]
 //   --vocab builtin: the small built-in ChatML byte-level BPE vocabulary (model_maker.hpp),
 //   so no vocabulary file is needed (write ./builtin for a file of that name).
+//   --late-layer-scale S --late-from L: a SYNTHETIC early-exit model for self-speculative
+//   decoding benchmarks: layers >= L have their attn_output and ffn_down matrices
+//   multiplied by S (e.g. 0.05), so an early exit at E >= L predicts the full model's
+//   tokens most of the time (model_maker.hpp). Not a property of real models.
 //   reprise-make-model llama2c --in model.bin --out OUT.gguf [--type f32|f16|q8_0|q4_0]
 #include <cstdio>
 #include <cstdlib>
@@ -31,7 +35,8 @@ static bool parse_type(const std::string& s, GgmlType* t) {
 static int usage() {
     std::fprintf(stderr,
                  "usage: reprise-make-model random --vocab VOCAB.gguf|builtin --out OUT.gguf [--dim N --hidden N --layers N\n"
-                 "           --heads N --kv-heads N --ctx N --type f32|f16|q8_0|q4_0 --seed N --logit-scale X --tied --name NAME]\n"
+                 "           --heads N --kv-heads N --ctx N --type f32|f16|q8_0|q4_0 --seed N --logit-scale X --tied --name NAME\n"
+                 "           --late-layer-scale X --late-from N]\n"
                  "       reprise-make-model llama2c --in MODEL.bin --out OUT.gguf [--type f32|f16|q8_0|q4_0]\n");
     return 2;
 }
@@ -59,6 +64,8 @@ int main(int argc, char** argv) {
         else if (a == "--seed") ok = (v = val()) && (s.seed = std::strtoull(v, nullptr, 10), true);
         else if (a == "--logit-scale") ok = (v = val()) && (s.logit_scale = std::strtof(v, nullptr), true);
         else if (a == "--tied") s.tie_output = true;
+        else if (a == "--late-layer-scale") ok = (v = val()) && (s.late_layer_scale = std::strtof(v, nullptr), true);
+        else if (a == "--late-from") ok = u32(&s.late_from);
         else if (a == "--name") ok = (v = val()) && (s.name = v, true);
         else if (a == "--type") ok = (v = val()) && parse_type(v, &s.type);
         else ok = false;
