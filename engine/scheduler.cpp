@@ -182,8 +182,12 @@ std::vector<Scheduler::Planned> Scheduler::plan() {
                     out.push_back({Planned::Kind::verify, &job, &s, s.kv.size(), k_eff + 1});
                     budget -= k_eff + 1;
                 } else {
-                    // pending > 1 only after a preemption: the generated tokens are recomputed in chunks.
-                    const int n = std::min(pending, std::max(budget, out.empty() ? 1 : 0));
+                    // pending > 1 only after a preemption: the generated tokens but the last
+                    // are recomputed (in chunks, no logits), so the last one then takes the
+                    // same decode or verification step, with the same random draws, as it
+                    // would have without the preemption.
+                    const int want = pending > 1 ? pending - 1 : 1;
+                    const int n = std::min(want, std::max(budget, out.empty() ? 1 : 0));
                     if (n <= 0) continue;
                     out.push_back({Planned::Kind::decode, &job, &s, s.kv.size(), n});
                     budget -= n;
@@ -368,7 +372,7 @@ void Scheduler::step() {
             Seq& s = *p.seq;
             it.kv = &s.kv;
             it.tokens = s.tokens.data() + p.pos0;
-            it.n_logits = p.pos0 + p.n == int(s.tokens.size()) ? 1 : 0;
+            it.n_logits = p.pos0 + p.n == int(s.tokens.size()) ? 1 : 0;  // 0: a recomputation chunk
             s.logits.resize(size_t(V));
             it.logits = s.logits.data();
             (p.n == 1 ? decode_tokens : prefill_tokens) += p.n;

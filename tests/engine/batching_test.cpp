@@ -244,3 +244,22 @@ TEST_CASE("scheduler: cancellation frees the job's blocks at the next step") {
     CHECK(other->ok);  // the other request finished normally
     CHECK(s.pool().used_blocks() == 0);
 }
+
+TEST_CASE("scheduler: with speculation too, outputs are identical alone, batched and preempted") {
+    const auto reqs = mixed_requests(8, 9);
+    SchedulerOptions spec = options();
+    spec.exit_layer = 1;
+    spec.draft_tokens = 3;
+    std::vector<std::vector<std::vector<TokenId>>> alone;
+    for (auto& r : reqs) alone.push_back(run_together({r}, spec)[0]);
+    SchedulerCounters c;
+    CHECK(run_together(reqs, spec, &c) == alone);
+    CHECK(c.drafted > 0);
+    SchedulerOptions squeezed = spec;
+    squeezed.n_blocks = 16;
+    squeezed.n_ctx = 128;
+    CHECK(run_together(reqs, squeezed, &c) == alone);
+    CHECK(c.preemptions > 0);
+    squeezed.max_batch_tokens = 9;  // verification (4 tokens) and prompt chunks share 9
+    CHECK(run_together(reqs, squeezed) == alone);
+}

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <future>
+#include <thread>
 #include <map>
 
 #include "engine/engine.hpp"
@@ -243,7 +244,12 @@ TEST_CASE("speculative: the engine checks the exit layer and reports acceptance"
     REQUIRE_FALSE((*e)->submit(s, cb).has_value());
     REQUIRE(done->get_future().wait_for(std::chrono::seconds(60)) == std::future_status::ready);
     REQUIRE(out->ok);
-    const EngineStats st = (*e)->stats();
+    // Stats are published after the step that called on_done.
+    EngineStats st = (*e)->stats();
+    for (int i = 0; i < 200 && (st.running || st.kv_blocks_used != 0); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        st = (*e)->stats();
+    }
     CHECK(st.drafted > 0);
     CHECK(st.draft_acceptance_rate() >= 0.0);
     CHECK(st.draft_acceptance_rate() <= 1.0);
