@@ -8,6 +8,9 @@
 #                      on a simulated LLM; tables and charts in bench/results/
 #   make bench-peers   cache hits through Reprise vs nginx vs the Portkey gateway
 #   make bench-engine  the in-process engine vs llama.cpp on the CPU (prefill, decode)
+#   make bench-batching  the engine's paged KV sharing, continuous batching and
+#                      self-speculative decoding on the CPU (BATCHING_FLAGS=--quick:
+#                      under a minute)
 #
 # Options: BUILD_DIR (default build), BUILD_TYPE (default Release), SANITIZE=1 for an
 # ASan/UBSan build (use with BUILD_DIR=build-asan), JOBS (default: all cores),
@@ -69,6 +72,18 @@ sdk-deps: deps
 .PHONY: bench-engine
 bench-engine: build sdk-deps
 	node bench/engine/run.mjs --build $(BUILD_DIR)
+
+# The engine's scheduler on the CPU (bench/engine/batching.cpp): n samples sharing a
+# prompt's KV blocks vs n separate requests, batched decode vs batch size, LayerSkip
+# self-speculative decoding by exit layer and draft length (a synthetic early-exit
+# model, and stories260K's trained weights); writes bench/results/engine_batching.md
+# and, with gnuplot (make bench-deps), engine_batching.png. ~5-10 minutes on 2 cores.
+# Not part of make test.
+BATCHING_FLAGS ?=
+.PHONY: bench-batching
+bench-batching: build
+	$(BUILD_DIR)/engine_batching_bench $(BATCHING_FLAGS) --out bench/results/engine_batching.md --json $(BUILD_DIR)/engine_batching.json
+	node bench/engine/batching_plot.mjs $(BUILD_DIR)/engine_batching.json bench/results/engine_batching.png
 
 test: build sdk-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
