@@ -50,6 +50,9 @@ struct Slot {
   uint32_t choice = 0;
   uint64_t stored_index = 0;  // the index of a stored sample
   bool created = false;       // its generation was started for this request (not joined)
+  // In flight: this slot's hold on `gen` (generation.hpp). The client releases it
+  // when it leaves; the generation is cancelled once every claim on it is gone.
+  std::shared_ptr<Generation::Claim> claim;
 
   uint64_t index() const { return gen ? gen->first_index() + choice : stored_index; }
   // The sample it serves; for a generation's choice, valid once the generation is done.

@@ -128,6 +128,7 @@ void Cacher::resolve(const std::shared_ptr<KeyState>& state_ptr, const CacheRequ
       Slot slot;
       slot.gen = pending.gen;
       slot.choice = static_cast<uint32_t>(i - first);
+      slot.claim = std::make_shared<Generation::Claim>(pending.gen);
       slots.push_back(std::move(slot));
     }
     if (count > 0) pending.reservations.push_back(reservation);
@@ -147,6 +148,7 @@ void Cacher::resolve(const std::shared_ptr<KeyState>& state_ptr, const CacheRequ
     gen->set_on_end([this, state_ptr](Generation& g, Generation::State final_state) {
       on_generation_end(state_ptr, g, final_state);
     });
+    gen->set_on_unclaimed([this, state_ptr](Generation& g) { on_unclaimed(state_ptr, g); });
     gen->set_origin(request.ns);
     state.pending.push_back(Pending{gen, {}, false});
     const size_t before = slots.size();
@@ -299,13 +301,39 @@ void Cacher::on_generation_end(const std::shared_ptr<KeyState>& state_ptr, Gener
   // generations are not given back: a later request of the namespace may hold indices
   // after them (giving them back would serve those twice), and a streaming client may
   // have seen their pieces already. The namespace skips them; others replay them.
+  remove_failed(state, static_cast<size_t>(it - state.pending.begin()));
+  commit_ready(state);
+}
+
+void Cacher::remove_failed(KeyState& state, size_t position) {
+  const Generation& gen = *state.pending[position].gen;
   const uint64_t first = gen.first_index();
   const uint64_t size = gen.size();
   for (auto& [ns, next] : state.cursors)
     if (next > first) next -= std::min<uint64_t>(size, next - first);
-  state.pending.erase(it);
+  state.pending.erase(state.pending.begin() + static_cast<std::ptrdiff_t>(position));
   state.renumber();
-  commit_ready(state);
+}
+
+void Cacher::on_unclaimed(const std::shared_ptr<KeyState>& state_ptr, Generation& gen) {
+  KeyState& state = *state_ptr;
+  {
+    // Requests join generations under this lock (resolve): once it is held, the
+    // claims can only go down, so the check below is final.
+    std::lock_guard lock(state.mu);
+    auto it = std::find_if(state.pending.begin(), state.pending.end(),
+                           [&](const Pending& p) { return p.gen.get() == &gen; });
+    if (it == state.pending.end() || it->ended) return;  // ended meanwhile
+    if (!gen.abandon_if_unclaimed()) return;             // joined meanwhile, or ending
+    // As if it failed: its indices leave the list, every later one moves down and
+    // each namespace's cursor gives back what it had reserved in it. A request that
+    // comes next makes a new generation instead of joining this one.
+    remove_failed(state, static_cast<size_t>(it - state.pending.begin()));
+    commit_ready(state);
+  }
+  // Outside the lock: the canceller fails the generation, and on_generation_end
+  // (which takes the lock) finds it gone from the list.
+  gen.cancel();
 }
 
 void Cacher::commit_ready(KeyState& state) {

@@ -20,6 +20,12 @@
 // not given back (a later request of the namespace may hold indices after them). The
 // trade-off: a streaming client may have been told an index that moves down by the
 // failed generation's size; its samples are never repeated.
+//
+// Each slot of a generation in flight carries a claim on it, made here under the
+// key's lock. When the last claim goes (every client left) and the backend can stop,
+// the generation is abandoned under the same lock (so a request joining at that
+// moment either keeps it alive or starts a new one) and leaves the list exactly as a
+// failed one does; then it is cancelled (generation.hpp).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -85,6 +91,11 @@ class Cacher {
                std::vector<std::shared_ptr<Generation>>& started);
   void on_generation_end(const std::shared_ptr<KeyState>& state, Generation& gen,
                          Generation::State final_state);
+  // The last claim on `gen` went: abandons and cancels it unless a request joined it.
+  void on_unclaimed(const std::shared_ptr<KeyState>& state, Generation& gen);
+  // Under the key's lock: takes the pending generation at `position` out of the list
+  // (it failed or was abandoned) and moves everything after it down.
+  void remove_failed(KeyState& state, size_t position);
   void commit_ready(KeyState& state);
   Status read_stored(const CacheRequest& request, std::vector<Slot>& slots);
 

@@ -105,4 +105,66 @@ std::string Generation::system_fingerprint() const {
   return fingerprint_;
 }
 
+// ---- cancellation ----
+
+Generation::Claim::Claim(std::shared_ptr<Generation> gen) : gen_(std::move(gen)) { gen_->add_claim(); }
+
+void Generation::Claim::release() {
+  if (released_.exchange(true)) return;
+  gen_->drop_claim();
+}
+
+void Generation::add_claim() {
+  std::lock_guard lock(mu_);
+  ++claims_;
+}
+
+void Generation::drop_claim() {
+  bool last;
+  {
+    std::lock_guard lock(mu_);
+    if (claims_ > 0) --claims_;
+    last = claims_ == 0 && state_ == State::running && !ending_ && !abandoned_ && canceller_;
+  }
+  if (!last) return;
+  if (on_unclaimed_) {
+    on_unclaimed_(*this);
+  } else if (abandon_if_unclaimed()) {
+    cancel();
+  }
+}
+
+void Generation::set_canceller(std::function<void()> cancel) {
+  std::lock_guard lock(mu_);
+  canceller_ = std::move(cancel);
+}
+
+bool Generation::abandon_if_unclaimed() {
+  std::lock_guard lock(mu_);
+  if (claims_ > 0 || state_ != State::running || ending_ || abandoned_ || !canceller_) return false;
+  abandoned_ = true;
+  return true;
+}
+
+void Generation::cancel() {
+  std::function<void()> canceller;
+  {
+    std::lock_guard lock(mu_);
+    if (!abandoned_) return;
+    canceller = std::move(canceller_);
+    canceller_ = nullptr;
+  }
+  if (canceller) canceller();
+}
+
+bool Generation::abandoned() const {
+  std::lock_guard lock(mu_);
+  return abandoned_;
+}
+
+uint32_t Generation::claims() const {
+  std::lock_guard lock(mu_);
+  return claims_;
+}
+
 }  // namespace reprise::cache

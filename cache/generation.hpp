@@ -7,6 +7,28 @@
 // each see their own choices live), then ends it exactly once with complete() or
 // fail(). Waiters subscribe a listener that is called, from the backend's thread and
 // without any lock held, whenever something new can be read.
+//
+// Cancellation. Every client's share of a generation holds a Claim (one per slot,
+// made with the slot). When the last claim of a running generation goes (its clients
+// all disconnected) and its backend can stop early (set_canceller), the generation is
+// abandoned: the backend is told to stop and the generation fails at once, so nothing
+// is stored and its indices go back as for any failure. Listeners do not count as
+// claims: a client that left may still wait for the end, only to account for it.
+//
+// The races, and the trade-off chosen:
+// - Before anyone waits: claims are made with the slots, by whoever creates them (the
+//   Cacher, under the key's lock, before the backend starts), so a generation has a
+//   claim from its birth until its clients give them up. It is never "briefly
+//   unclaimed" on its way to its first waiter.
+// - A joiner racing the last leaver: the last release does not abandon by itself when
+//   an owner is set (set_on_unclaimed: the Cacher). The owner re-checks under the lock
+//   it also takes to let requests join, and drops the generation from the key's
+//   in-flight list in the same step, so a request either joins in time (and keeps the
+//   generation alive) or starts a new one; it never joins a doomed generation.
+// - A generation that is ending (complete() or fail() called) is never abandoned: its
+//   samples are committed like any others.
+// - A backend without a canceller (an upstream call: paid for once sent, and its
+//   samples are worth keeping) runs to its end whoever left.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -97,6 +119,40 @@ class Generation {
   const std::vector<Sample>& samples() const { return samples_; }
   const GenerationError& error() const { return error_; }
 
+  // ---- cancellation (see the top of this file) ----
+  // A client's hold on one slot of the generation. Released once: explicitly, when
+  // the client is known gone, or when the last copy of the slot goes.
+  class Claim {
+   public:
+    explicit Claim(std::shared_ptr<Generation> gen);
+    ~Claim() { release(); }
+    Claim(const Claim&) = delete;
+    Claim& operator=(const Claim&) = delete;
+    void release();  // any thread; idempotent; no lock may be held that on_end takes
+    const std::shared_ptr<Generation>& generation() const { return gen_; }
+
+   private:
+    std::shared_ptr<Generation> gen_;
+    std::atomic<bool> released_{false};
+  };
+  // Backend side (in generate()): how to stop early. The canceller runs at most once,
+  // on the thread that released the last claim, and must end the generation (fail())
+  // before it returns; it must not hold a reference to the generation (a raw pointer
+  // is fine: it runs only while the generation lives).
+  void set_canceller(std::function<void()> cancel);
+  // Owner side: called (any thread, no lock held) when the last claim goes while the
+  // generation can be abandoned. The owner then calls abandon_if_unclaimed() under its
+  // own lock and, when it returns true, cancel() after releasing that lock. Without an
+  // owner, the last release does both itself.
+  void set_on_unclaimed(std::function<void(Generation&)> on_unclaimed) { on_unclaimed_ = std::move(on_unclaimed); }
+  // True (once) when no claim is held, it runs and is not ending, and it has a
+  // canceller: it is abandoned from then on (no claim may be taken on it again).
+  bool abandon_if_unclaimed();
+  // Runs the canceller of an abandoned generation.
+  void cancel();
+  bool abandoned() const;
+  uint32_t claims() const;
+
   // Called once when the generation ends, before any listener: the Cacher commits
   // the samples here (so a client that got its answer finds them stored).
   // `final_state` is what the state becomes right after (done or failed).
@@ -105,6 +161,8 @@ class Generation {
 
  private:
   void end(State state);
+  void add_claim();
+  void drop_claim();
 
   const std::shared_ptr<const CanonicalRequest> request_;
   const Endpoint endpoint_;
@@ -115,6 +173,7 @@ class Generation {
   std::string origin_;
   const std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   OnEnd on_end_;
+  std::function<void(Generation&)> on_unclaimed_;  // set before any claim is made
 
   mutable std::mutex mu_;
   State state_ = State::running;
@@ -126,6 +185,9 @@ class Generation {
   GenerationError error_;
   uint64_t next_listener_ = 0;
   std::vector<std::pair<uint64_t, Listener>> listeners_;
+  uint32_t claims_ = 0;
+  bool abandoned_ = false;
+  std::function<void()> canceller_;
 };
 
 }  // namespace reprise::cache

@@ -83,8 +83,12 @@ Result<std::string> AdminApi::route(const Request& req, std::string_view path, u
     auto names = context_.store->Namespaces();
     if (!names.ok()) return Error{ErrorKind::internal, "listing namespaces failed: " + names.error().message(), {}};
     std::set<std::string> all(names->begin(), names->end());
-    if (context_.ledger)
-      for (auto& [ns, counters] : context_.ledger->stats().snapshot()["namespaces"].items()) all.insert(ns);
+    if (context_.ledger) {
+      // Bound first: a range-for over a part of a temporary reads freed memory.
+      const json snapshot = context_.ledger->stats().snapshot();
+      if (auto it = snapshot.find("namespaces"); it != snapshot.end() && it->is_object())
+        for (auto& [ns, counters] : it->items()) all.insert(ns);
+    }
     json list = json::array();
     for (auto& ns : all) list.push_back(namespace_json(ns));
     return json({{"namespaces", std::move(list)}}).dump(-1, ' ', false, json::error_handler_t::replace);

@@ -52,6 +52,25 @@ class Subscription {
 };
 
 
+// This request's hold on the generations it waits for (generation.hpp).
+void release_claims(const cache::Assignment& assignment) {
+  for (auto& slot : assignment.slots)
+    if (slot.claim) slot.claim->release();
+}
+
+// Runs beside the response (see serve_assignment): on a closed connection, gives up
+// the claims, then waits to be cancelled.
+awaitable<void> watch_client(const cache::Assignment& assignment, ResponseWriter& writer) {
+  // Cancellation arrives as an error code, never as an exception.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  if (co_await writer.client_closed()) release_claims(assignment);
+  auto state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none) co_return;
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer forever(executor, asio::steady_timer::time_point::max());
+  co_await forever.async_wait(use_nothrow);
+}
+
 void set_cache_headers(http::fields& fields, const cache::Assignment& assignment, const ServeOptions& options) {
   fields.set("X-Reprise-Cache", options.outcome.empty() ? cache_outcome(assignment) : std::string_view(options.outcome));
   fields.set("X-Reprise-Samples", samples_header(assignment.slots));
@@ -259,13 +278,28 @@ awaitable<bool> serve_assignment(const cache::Assignment& assignment, const Serv
     reported = true;
     if (caller_options.on_done) caller_options.on_done(served);
   };
-  if (options.stream && options.endpoint != cache::Endpoint::embeddings)
-    co_await serve_stream(assignment, options, headers, writer);
-  else
-    co_await serve_json(assignment, options, headers, writer);
-  // A client that left mid-stream leaves generations running: they go on for the
-  // cache, and the answer is accounted once they end.
   auto gens = generations_of(assignment);
+  const bool stream = options.stream && options.endpoint != cache::Endpoint::embeddings;
+  if (gens.empty()) {
+    if (stream) co_await serve_stream(assignment, options, headers, writer);
+    else co_await serve_json(assignment, options, headers, writer);
+  } else {
+    // While it waits on generations, the connection is watched: a client that closes
+    // it gives up its claims at once (a JSON client is otherwise noticed only at the
+    // final write, a streaming one at its next write). The watch never ends by
+    // itself; it is cancelled when serving ends.
+    auto serving = stream ? serve_stream(assignment, options, headers, writer)
+                          : serve_json(assignment, options, headers, writer);
+    auto watching = watch_client(assignment, writer);
+    using namespace asio::experimental::awaitable_operators;
+    auto both = std::move(serving) || std::move(watching);
+    co_await std::move(both);
+  }
+  // The client has its answer, or is gone: it wants nothing more from the
+  // generations. Once every client of one has let go, the engine stops it and nothing
+  // is stored; an upstream call runs on for the cache (generation.hpp). Either way
+  // the answer is accounted once they end.
+  release_claims(assignment);
   co_await wait_until_ended(gens);
   bool served = true;
   for (auto& gen : gens)

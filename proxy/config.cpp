@@ -318,8 +318,14 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     r.read("max_queued", c.engine.max_queued, 0, 100'000);
     r.read("threads", c.engine.threads, 0, 1024);
     r.read("kv_block_tokens", c.engine.kv_block_tokens, 1, 4096);
+    r.read("kv_cache_mb", c.engine.kv_cache_mb, 1, 1 << 20);
+    r.read("max_batch_tokens", c.engine.max_batch_tokens, 1, 65'536);
+    r.read("max_sequences", c.engine.max_sequences, 1, 1024);
     r.read("early_exit_layer", c.engine.early_exit_layer, 0, 1024);
     r.read("draft_tokens", c.engine.draft_tokens, 1, 64);
+    r.read("early_exit_only", c.engine.early_exit_only);
+    if (c.engine.early_exit_only && c.engine.early_exit_layer == 0)
+      r.error_at("early_exit_only", "needs early_exit_layer > 0 (the layer whose output is served)");
     if (!c.engine.quantize.empty() && c.engine.quantize != "q8_0" && c.engine.quantize != "q4_0")
       r.error_at("quantize", "must be \"\", \"q8_0\" or \"q4_0\"");
     r.finish();

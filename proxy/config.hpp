@@ -86,10 +86,16 @@ struct EngineConfig {
   std::string quantize;  // "" = keep the file's types; "q8_0" or "q4_0" = requantize at load
   int context = 4096;    // tokens per sequence, capped at the model's; 0 = the model's
   int max_queued = 64;   // generations waiting for the engine; beyond, 503 + Retry-After
-  int threads = 0;
-  int kv_block_tokens = 16;
-  int early_exit_layer = 0;
-  int draft_tokens = 4;
+  int threads = 0;       // forward-pass threads; 0 = all cores
+  // Continuous batching over the paged KV cache (engine/scheduler.hpp).
+  int kv_block_tokens = 16;    // KV positions per block
+  int kv_cache_mb = 1024;      // the KV pool (raised to at least one full context)
+  int max_batch_tokens = 512;  // tokens per batched forward pass
+  int max_sequences = 64;      // samples decoding at once, all jobs together
+  // LayerSkip self-speculative decoding (engine/speculative.hpp).
+  int early_exit_layer = 0;    // 0 = off; E > 0 drafts with the first E layers
+  int draft_tokens = 4;        // drafts verified per full pass
+  bool early_exit_only = false;  // serve the E-layer draft unverified (lossy); needs E > 0
 };
 
 // One [[energy.models]] rule: models matching `match` (exact name or glob) belong to

@@ -1,5 +1,7 @@
 #include "proxy/engine_backend.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <set>
 
@@ -247,6 +249,17 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
     }
     gen->complete(std::move(samples));
   };
+  // Cancellation: when every client of the generation has left (generation.hpp), the
+  // job leaves the engine's batch at its next step and frees its KV blocks; the
+  // generation fails at once, so nothing is stored and a request that comes next
+  // starts afresh instead of joining it. The engine's own `cancelled` answer then
+  // finds the generation ended and is ignored.
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  s.cancelled = cancelled;
+  gen->set_canceller([cancelled, g = gen.get()] {
+    cancelled->store(true, std::memory_order_relaxed);
+    g->fail(engine_error({engine::EngineErrc::cancelled, "every client of this generation disconnected"}));
+  });
   if (auto refused = engine_.submit(std::move(s), std::move(callbacks))) gen->fail(engine_error(*refused));
 }
 
@@ -255,28 +268,52 @@ json engine_stats_json(const engine::Engine& engine) {
   const engine::EngineStats st = engine.stats();
   const double decode_tps = st.decode_seconds > 0 ? double(st.generated_tokens) / st.decode_seconds : 0.0;
   const double prefill_tps = st.prefill_seconds > 0 ? double(st.prompt_tokens) / st.prefill_seconds : 0.0;
+  const bool speculating = info.exit_layer > 0;
   return {
       {"device", info.device},
       {"model", info.name},
       {"path", info.path},
       {"weight_type", info.weight_type},
       {"n_params", info.n_params},
+      {"n_layer", info.n_layer},
       {"context", info.n_ctx},
       {"threads", info.threads},
       {"chat_template", info.chat_family.empty() ? json(nullptr) : json(info.chat_family)},
+      // Jobs (one per generation: n samples of one prompt) and the running batch.
       {"jobs", st.jobs},
       {"jobs_failed", st.jobs_failed},
+      {"jobs_cancelled", st.jobs_cancelled},  // every client left (counted in jobs_failed too)
       {"jobs_queued", st.queued},
+      {"running_jobs", st.running_jobs},
+      {"running_sequences", st.running_sequences},
       {"busy", st.running},
       {"samples", st.samples},
       {"prompt_tokens", st.prompt_tokens},
       {"generated_tokens", st.generated_tokens},
       {"prefill_tokens_per_s", prefill_tps},
       {"decode_tokens_per_s", decode_tps},
+      {"steps", st.steps},              // batched forward passes
+      {"preemptions", st.preemptions},  // jobs evicted for KV room, recomputed later
+      // The paged KV cache now.
+      {"kv_block_size", st.kv_block_size},
+      {"kv_blocks_total", st.kv_blocks_total},
+      {"kv_blocks_used", st.kv_blocks_used},
+      {"kv_blocks_free", std::max(0, st.kv_blocks_total - st.kv_blocks_used)},
+      {"kv_bytes_per_token", st.kv_bytes_per_token},
       {"kv_bytes_in_use", st.kv_bytes_in_use},
-      // No speculative decoding yet (issue 7): every token costs one full pass.
-      {"draft_acceptance_rate", 0.0},
-      {"tokens_per_full_pass", 1.0},
+      {"kv_waste", st.kv_waste},  // idle slots in the used blocks, as a fraction of them
+      // Speculation: with it off nothing is drafted and tokens_per_full_pass is about 1
+      // (a prompt's pass gives each of its samples a token); 0 before any pass.
+      {"full_passes", st.full_passes},
+      {"drafted", st.drafted},
+      {"accepted", st.accepted},
+      {"draft_acceptance_rate", st.draft_acceptance_rate()},
+      {"tokens_per_full_pass", st.tokens_per_full_pass()},
+      {"speculation",
+       {{"enabled", speculating},
+        {"exit_layer", info.exit_layer},  // 0: off
+        {"draft_tokens", speculating ? info.draft_tokens : 0},
+        {"early_exit_only", speculating && info.early_exit_only}}},
   };
 }
 

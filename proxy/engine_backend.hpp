@@ -20,9 +20,10 @@ class EngineBackend : public cache::Backend {
   explicit EngineBackend(engine::Engine& engine) : engine_(engine) {}
 
   std::string_view name() const override { return "engine"; }
-  // Each sample keeps its own KV cache until the job ends (issue 7 shares them), so
-  // one job is kept to a size whose memory is easy to predict.
-  uint32_t max_n() const override { return 16; }
+  // One job's samples share the prompt's KV blocks (each adds only its own
+  // completion's blocks), so a deficit of up to 64 is one job; a bigger one is split
+  // and the jobs batch together anyway.
+  uint32_t max_n() const override { return 64; }
   void generate(std::shared_ptr<cache::Generation> gen) override;
 
   engine::Engine& engine() { return engine_; }

@@ -196,6 +196,13 @@ int run(const Config& config) {
     eo.threads = config.engine.threads;
     eo.context = config.engine.context;
     eo.max_queued = config.engine.max_queued;
+    eo.kv_block_size = config.engine.kv_block_tokens;
+    eo.kv_cache_mb = config.engine.kv_cache_mb;
+    eo.max_batch_tokens = config.engine.max_batch_tokens;
+    eo.max_sequences = config.engine.max_sequences;
+    eo.exit_layer = config.engine.early_exit_layer;
+    eo.draft_tokens = config.engine.draft_tokens;
+    eo.early_exit_only = config.engine.early_exit_only;
     eo.quantize = config.engine.quantize == "q8_0"   ? engine::GgmlType::Q8_0
                   : config.engine.quantize == "q4_0" ? engine::GgmlType::Q4_0
                                                      : engine::GgmlType::F32;
@@ -208,7 +215,9 @@ int run(const Config& config) {
     }
     auto loaded = engine::Engine::load(eo);
     if (!loaded.ok()) {
-      log::error(loaded.error());
+      // The one option only the model can check: early_exit_layer below its layer count.
+      const bool exit_layer = loaded.error().find("exit_layer") != std::string::npos;
+      log::error(loaded.error() + (exit_layer ? " (set by [engine] early_exit_layer)" : ""));
       return 1;
     }
     loaded_engine = std::move(loaded.value());

@@ -435,6 +435,16 @@ std::string prometheus_text(const nlohmann::json& stats, size_t max_label_values
           num(field(engine, "draft_acceptance_rate")));
     gauge(out, "reprise_engine_tokens_per_full_pass", "Tokens produced per full forward pass.",
           num(field(engine, "tokens_per_full_pass")));
+    gauge(out, "reprise_engine_running_sequences", "Samples decoding in the engine's batch now.",
+          num(field(engine, "running_sequences")));
+    gauge(out, "reprise_engine_kv_bytes_in_use", "Bytes of the KV cache's used blocks.",
+          num(field(engine, "kv_bytes_in_use")));
+    family(out, "reprise_engine_jobs_cancelled_total", "counter",
+           "Engine jobs cancelled because every client waiting on them disconnected.");
+    sample(out, "reprise_engine_jobs_cancelled_total", num(field(engine, "jobs_cancelled")));
+    family(out, "reprise_engine_preemptions_total", "counter",
+           "Engine jobs evicted from the batch for KV room (recomputed later).");
+    sample(out, "reprise_engine_preemptions_total", num(field(engine, "preemptions")));
   }
 
   // Per namespace, per model.

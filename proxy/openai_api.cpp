@@ -451,6 +451,7 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
     slot.gen = gen;
     slot.choice = c.pick == cache::Pick::greedy ? 0 : i;
     slot.created = true;
+    slot.claim = std::make_shared<cache::Generation::Claim>(gen);  // this client is its only one
     assignment.slots.push_back(std::move(slot));
   }
   if (ledger_) {

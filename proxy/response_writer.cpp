@@ -1,5 +1,9 @@
 #include "proxy/response_writer.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 namespace reprise {
 
 template <class Op>
@@ -82,6 +86,21 @@ awaitable<bool> ResponseWriter::end_stream() {
   });
   finished_ = ok;
   co_return ok;
+}
+
+awaitable<bool> ResponseWriter::client_closed() {
+  auto& socket = stream_.socket();
+  for (;;) {
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
+    if (ec == asio::error::operation_aborted) co_return false;
+    if (ec) co_return true;  // the descriptor is unusable: nobody can be answered
+    char byte;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) co_return false;  // a pipelined request: readable, but not gone
+    if (n == 0) co_return true;  // the client closed the connection
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;  // spurious wake-up
+    co_return true;  // ECONNRESET and the like
+  }
 }
 
 void ResponseWriter::abort() {

@@ -35,6 +35,14 @@ class ResponseWriter {
   // so the client sees a truncated response rather than a complete-looking one.
   void abort();
 
+  // Watches the connection while the response waits for something to send: true
+  // once the client has closed it (EOF) or reset it, false when that cannot be told,
+  // because bytes arrived (HTTP pipelining: the next request, left unread for the
+  // session) or the wait was cancelled. A client that half-closes (shuts down its
+  // sending side) and still reads is taken as gone: HTTP clients do not do that.
+  // Peeks only: it never consumes a byte, and runs beside writes (not other reads).
+  awaitable<bool> client_closed();
+
   bool started() const { return started_; }
   bool finished() const { return finished_; }
   bool keep_alive() const { return keep_alive_ && !failed_; }

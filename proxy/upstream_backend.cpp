@@ -143,7 +143,10 @@ UpstreamBackend::UpstreamBackend(asio::any_io_executor executor, UpstreamClient&
     : executor_(std::move(executor)), client_(client) {}
 
 void UpstreamBackend::generate(std::shared_ptr<cache::Generation> gen) {
-  // Its own coroutine: the generation outlives any one client waiting on it.
+  // Its own coroutine: the generation outlives any one client waiting on it. No
+  // canceller (generation.hpp): when every client leaves, the call runs on and its
+  // samples are stored all the same; it is paid for once sent, and a later request
+  // (or a replay) finds them.
   asio::co_spawn(executor_, run(std::move(gen)), asio::detached);
 }
 

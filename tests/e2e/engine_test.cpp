@@ -290,3 +290,221 @@ TEST_CASE("engine: compute never blocks the proxy's I/O - a full queue answers 5
   CHECK(finished.status == 200);
   CHECK(finished.json()["choices"].size() == 16);
 }
+
+namespace {
+
+// Polls /admin/stats until `ready` holds for its engine object (or `ms` pass); returns
+// the last stats seen.
+json wait_for_engine(EngineStack& s, const std::function<bool(const json&)>& ready, int ms = 5000) {
+  json stats = s.stats();
+  for (auto deadline = Clock::now() + std::chrono::milliseconds(ms); !ready(stats["engine"]) && Clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    stats = s.stats();
+  }
+  return stats;
+}
+
+size_t events_in(const std::string& raw) {
+  size_t count = 0;
+  for (size_t at = raw.find("data: "); at != std::string::npos; at = raw.find("data: ", at + 1)) ++count;
+  return count;
+}
+
+bool idle(const json& engine) {
+  return engine["running_jobs"] == 0 && engine["kv_blocks_used"] == 0 && engine["jobs_queued"] == 0;
+}
+
+// A job that runs for seconds on the tiny model: 16 sampled completions of up to
+// 4000 tokens (each ends at its end-of-turn token, the longest after thousands).
+json long_chat(bool stream) {
+  json body = chat("Go on and on", 16, 4000);
+  body["temperature"] = 1.0;
+  if (stream) body["stream"] = true;
+  return body;
+}
+
+std::string post_request(const json& body, const std::string& ns) {
+  return build_request("POST", "/v1/chat/completions", body.dump(), {{"X-Reprise-Namespace", ns}}, true);
+}
+
+// After a cancelled job: the engine idles with its KV blocks back, nothing was stored
+// (an only-cached request for the same samples is a 504) and no generation is left.
+void check_cancelled_and_not_cached(EngineStack& s, const json& body, const std::string& ns, int cancelled) {
+  json stats = wait_for_engine(s, [&](const json& e) { return e["jobs_cancelled"] == cancelled && idle(e); });
+  INFO(stats.dump());
+  CHECK(stats["engine"]["jobs_cancelled"] == cancelled);
+  CHECK(stats["engine"]["kv_blocks_used"] == 0);
+  CHECK(stats["engine"]["kv_bytes_in_use"] == 0);
+  CHECK(stats["engine"]["running_sequences"] == 0);
+  CHECK(stats["engine"]["kv_blocks_free"] == stats["engine"]["kv_blocks_total"]);
+  CHECK(stats["in_flight_generations"] == 0);
+  CHECK(stats["samples_generated"] == 0);
+  json plain = body;
+  plain.erase("stream");
+  auto cached = post(s, "/v1/chat/completions", plain, ns, {{"X-Reprise-Cache", "only-cached"}});
+  CHECK(cached.status == 504);
+}
+
+}  // namespace
+
+TEST_CASE("engine: /admin/stats shows the batch, the paged KV cache and speculation") {
+  EngineStack s;
+  auto r = post(s, "/v1/chat/completions", chat("Fill some blocks", 3, 20));
+  REQUIRE(r.status == 200);
+  json stats = wait_for_engine(s, idle, 2000);
+  const json e = stats["engine"];
+  INFO(e.dump());
+  for (const char* key : {"kv_blocks_used", "kv_blocks_free", "kv_blocks_total", "kv_block_size", "kv_bytes_per_token",
+                          "kv_bytes_in_use", "kv_waste", "running_jobs", "running_sequences", "steps", "full_passes",
+                          "drafted", "accepted", "preemptions", "jobs_cancelled", "draft_acceptance_rate",
+                          "tokens_per_full_pass"})
+    CHECK_MESSAGE(e.contains(key), key);
+  CHECK(e["kv_block_size"] == 16);
+  CHECK(e["kv_blocks_total"].get<int64_t>() > 0);
+  CHECK(e["kv_blocks_used"] == 0);  // idle: every block back in the pool
+  CHECK(e["kv_blocks_free"] == e["kv_blocks_total"]);
+  CHECK(e["kv_bytes_per_token"].get<int64_t>() > 0);
+  CHECK(e["kv_bytes_in_use"] == 0);
+  CHECK(e["kv_waste"].get<double>() >= 0.0);
+  CHECK(e["kv_waste"].get<double>() <= 1.0);
+  CHECK(e["running_jobs"] == 0);
+  CHECK(e["running_sequences"] == 0);
+  CHECK(e["jobs"] == 1);
+  CHECK(e["jobs_cancelled"] == 0);
+  CHECK(e["steps"].get<int64_t>() > 0);
+  CHECK(e["full_passes"].get<int64_t>() > 0);
+  // No speculation: nothing drafted, one token per full pass (a little more: a
+  // prompt's pass gives each of its samples its first token).
+  CHECK(e["drafted"] == 0);
+  CHECK(e["accepted"] == 0);
+  CHECK(e["draft_acceptance_rate"] == 0.0);
+  CHECK(e["tokens_per_full_pass"].get<double>() >= 1.0);
+  CHECK(e["tokens_per_full_pass"].get<double>() < 1.5);
+  CHECK(e["n_layer"] == 2);
+  CHECK(e["speculation"]["enabled"] == false);
+  CHECK(e["speculation"]["exit_layer"] == 0);
+  CHECK(e["speculation"]["draft_tokens"] == 0);
+  CHECK(e["speculation"]["early_exit_only"] == false);
+  // The same in Prometheus form.
+  const std::string metrics = request(s.proxy.admin_port(), "GET", "/metrics").body;
+  CHECK(metrics.find("reprise_engine_kv_blocks_free " + e["kv_blocks_total"].dump() + "\n") != std::string::npos);
+  CHECK(metrics.find("reprise_engine_jobs_cancelled_total 0\n") != std::string::npos);
+}
+
+TEST_CASE("engine: [engine] batching and speculation keys reach the engine - a layer it lacks stops the start") {
+  EngineStack s("kv_block_tokens = 8\nkv_cache_mb = 4\nmax_batch_tokens = 64\nmax_sequences = 8\n"
+                "early_exit_layer = 1\ndraft_tokens = 3\n");
+  json greedy = chat("Draft and verify", 1, 40);
+  greedy["temperature"] = 0;
+  auto r = post(s, "/v1/chat/completions", greedy);
+  REQUIRE(r.status == 200);
+  json stats = wait_for_engine(s, idle, 2000);
+  const json e = stats["engine"];
+  INFO(e.dump());
+  CHECK(e["kv_block_size"] == 8);
+  // 4 MiB of blocks of 8 positions, each kv_bytes_per_token bytes.
+  CHECK(e["kv_blocks_total"].get<int64_t>() ==
+        int64_t{4} * 1024 * 1024 / (8 * e["kv_bytes_per_token"].get<int64_t>()));
+  CHECK(e["speculation"]["enabled"] == true);
+  CHECK(e["speculation"]["exit_layer"] == 1);
+  CHECK(e["speculation"]["draft_tokens"] == 3);
+  CHECK(e["speculation"]["early_exit_only"] == false);
+  CHECK(e["drafted"].get<int64_t>() > 0);
+  CHECK(e["accepted"].get<int64_t>() <= e["drafted"].get<int64_t>());
+  const double rate = e["draft_acceptance_rate"].get<double>();
+  CHECK(rate >= 0.0);
+  CHECK(rate <= 1.0);
+  CHECK(rate == doctest::Approx(e["accepted"].get<double>() / e["drafted"].get<double>()));
+  CHECK(e["tokens_per_full_pass"].get<double>() >= 1.0);
+  CHECK(e["tokens_per_full_pass"].get<double>() <= 4.0 + 1e-9);  // at most k + 1 per verification
+
+  // early_exit_layer must be below the model's layer count (2): the proxy does not start.
+  TempDir dir;
+  const std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+                           "[cache]\npath = \"" + (dir / "cache").string() + "\"\n"
+                           "[[models]]\nmatch = \"*\"\nbackend = \"engine\"\n"
+                           "[engine]\nmodel = \"" + s.model + "\"\nearly_exit_layer = 2\n";
+  write_file(dir / "bad.toml", toml);
+  Process refused({REPRISE_BIN, "--config", (dir / "bad.toml").string()}, dir.path(), "bad");
+  CHECK(refused.wait_exit(std::chrono::seconds(20)) == 1);
+  CHECK(refused.err().find("early_exit_layer") != std::string::npos);
+  // early_exit_only without a layer is a configuration error (exit 2), naming the key.
+  write_file(dir / "bad2.toml", toml.substr(0, toml.rfind("early_exit_layer")) + "early_exit_only = true\n");
+  Process invalid({REPRISE_BIN, "--config", (dir / "bad2.toml").string()}, dir.path(), "bad2");
+  CHECK(invalid.wait_exit(std::chrono::seconds(20)) == 2);
+  CHECK(invalid.err().find("engine.early_exit_only") != std::string::npos);
+}
+
+TEST_CASE("engine: a streaming client that disconnects cancels its job - its KV blocks come back, nothing is cached") {
+  EngineStack s("", 4096);
+  const json body = long_chat(true);
+  {
+    Conn conn(s.proxy.port());
+    REQUIRE(conn.send(post_request(body, "A")));
+    std::string got;
+    while (events_in(got) < 48) {  // past the 16 role chunks, well into the text
+      auto piece = conn.recv_some(std::chrono::seconds(5));
+      REQUIRE(piece.has_value());
+      REQUIRE_FALSE(piece->empty());
+      got += *piece;
+    }
+    CHECK(got.find("X-Reprise-Cache: miss") != std::string::npos);
+    json engine = s.stats()["engine"];
+    CHECK(engine["running_jobs"] == 1);  // still generating when the client goes
+    CHECK(engine["kv_blocks_used"].get<int64_t>() > 0);
+  }  // the client closes its connection, with the stream unread
+  check_cancelled_and_not_cached(s, body, "A", 1);
+
+  // The same request again is a miss that generates afresh (and is cancelled in turn).
+  {
+    Conn conn(s.proxy.port());
+    REQUIRE(conn.send(post_request(body, "A")));
+    std::string got;
+    while (got.find("\r\n\r\n") == std::string::npos) {
+      auto piece = conn.recv_some(std::chrono::seconds(5));
+      REQUIRE(piece.has_value());
+      REQUIRE_FALSE(piece->empty());
+      got += *piece;
+    }
+    CHECK(got.find("X-Reprise-Cache: miss") != std::string::npos);
+    CHECK(got.find("X-Reprise-Samples: 0-15") != std::string::npos);  // the same indices
+  }
+  check_cancelled_and_not_cached(s, body, "A", 2);
+  CHECK(s.stats()["engine"]["jobs"] == 0);  // none completed
+}
+
+TEST_CASE("engine: a JSON client that disconnects while it waits cancels its job - nothing is cached") {
+  EngineStack s("", 4096);
+  const json body = long_chat(false);
+  {
+    Conn conn(s.proxy.port());
+    REQUIRE(conn.send(post_request(body, "A")));
+    json stats = wait_for_engine(s, [](const json& e) { return e["running_jobs"] == 1; });
+    REQUIRE(stats["engine"]["running_jobs"] == 1);
+    CHECK(stats["engine"]["kv_blocks_used"].get<int64_t>() > 0);
+    CHECK_FALSE(conn.recv_some(std::chrono::milliseconds(0)).has_value());  // nothing answered yet
+  }  // the client gives up: the proxy notices while it waits, not at the final write
+  check_cancelled_and_not_cached(s, body, "A", 1);
+  CHECK(s.stats()["engine"]["jobs"] == 0);  // none completed
+}
+
+TEST_CASE("engine: a pipelined request is not a disconnect - both are answered") {
+  EngineStack s("", 1024);
+  json first = chat("Wait for me", 16, 300);
+  first["temperature"] = 1.0;
+  Conn conn(s.proxy.port());
+  REQUIRE(conn.send(post_request(first, "A")));
+  wait_for_engine(s, [](const json& e) { return e["running_jobs"] == 1; }, 2000);
+  // The next request arrives while the first waits on the engine: the connection is
+  // readable, with data, which is no reason to cancel anything.
+  REQUIRE(conn.send(post_request(chat("And me", 1, 5), "A")));
+  Response one = read_response(conn, std::chrono::seconds(20));
+  CHECK(one.status == 200);
+  CHECK(one.json()["choices"].size() == 16);
+  Response two = read_response(conn, std::chrono::seconds(20));
+  CHECK(two.status == 200);
+  CHECK(two.json()["choices"].size() == 1);
+  json stats = s.stats();
+  CHECK(stats["engine"]["jobs_cancelled"] == 0);
+  CHECK(stats["samples_generated"] == 17);
+}

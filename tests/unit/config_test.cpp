@@ -53,8 +53,12 @@ TEST_CASE("an empty file gives every default") {
   CHECK(c.models[0].backend == "openai");
   CHECK(c.engine.model.empty());
   CHECK(c.engine.kv_block_tokens == 16);
+  CHECK(c.engine.kv_cache_mb == 1024);
+  CHECK(c.engine.max_batch_tokens == 512);
+  CHECK(c.engine.max_sequences == 64);
   CHECK(c.engine.early_exit_layer == 0);
   CHECK(c.engine.draft_tokens == 4);
+  CHECK_FALSE(c.engine.early_exit_only);
   CHECK(c.energy.grid_intensity_g_per_kwh == 475);
   CHECK(c.energy.pue == doctest::Approx(1.2));
   CHECK(c.log.level == "info");
@@ -121,8 +125,12 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(s.engine.max_queued == d.engine.max_queued);
   CHECK(s.engine.threads == d.engine.threads);
   CHECK(s.engine.kv_block_tokens == d.engine.kv_block_tokens);
+  CHECK(s.engine.kv_cache_mb == d.engine.kv_cache_mb);
+  CHECK(s.engine.max_batch_tokens == d.engine.max_batch_tokens);
+  CHECK(s.engine.max_sequences == d.engine.max_sequences);
   CHECK(s.engine.early_exit_layer == d.engine.early_exit_layer);
   CHECK(s.engine.draft_tokens == d.engine.draft_tokens);
+  CHECK(s.engine.early_exit_only == d.engine.early_exit_only);
   CHECK(s.energy.grid_intensity_g_per_kwh == d.energy.grid_intensity_g_per_kwh);
   CHECK(s.energy.pue == d.energy.pue);
   CHECK(s.energy.pue_local == d.energy.pue_local);
@@ -190,8 +198,12 @@ backend = "engine"
 model = "m.gguf"
 threads = 2
 kv_block_tokens = 32
+kv_cache_mb = 256
+max_batch_tokens = 128
+max_sequences = 8
 early_exit_layer = 4
 draft_tokens = 6
+early_exit_only = true
 name = "mine"
 quantize = "q4_0"
 context = 512
@@ -266,8 +278,12 @@ access_log = false
   CHECK(c.engine.model == "m.gguf");
   CHECK(c.engine.threads == 2);
   CHECK(c.engine.kv_block_tokens == 32);
+  CHECK(c.engine.kv_cache_mb == 256);
+  CHECK(c.engine.max_batch_tokens == 128);
+  CHECK(c.engine.max_sequences == 8);
   CHECK(c.engine.early_exit_layer == 4);
   CHECK(c.engine.draft_tokens == 6);
+  CHECK(c.engine.early_exit_only);
   CHECK(c.engine.name == "mine");
   CHECK(c.engine.quantize == "q4_0");
   CHECK(c.engine.context == 512);
@@ -326,6 +342,41 @@ TEST_CASE("addresses, URLs and routes are validated") {
   CHECK(parse_error("[[models]]\nmatch = \"*\"\nbackend = \"nowhere\"\n").find("models[0].backend: \"nowhere\" is neither") != std::string::npos);
   CHECK(parse_error("[[models]]\nmatch = \"l*\"\nbackend = \"engine\"\n").find("routes \"l*\" to the engine, but [engine] model is empty") != std::string::npos);
   CHECK(parse_error("[engine]\nmodel = \"m.gguf\"\nquantize = \"q5\"\n").find("engine.quantize: must be") != std::string::npos);
+}
+
+TEST_CASE("engine batching and speculation keys are range checked") {
+  CHECK(parse_error("[engine]\nkv_cache_mb = 0\n").find("test.toml:2: engine.kv_cache_mb: must be between 1 and 1048576") != std::string::npos);
+  CHECK(parse_error("[engine]\nkv_cache_mb = 1048577\n").find("engine.kv_cache_mb: must be between") != std::string::npos);
+  CHECK(parse_error("[engine]\nmax_batch_tokens = 0\n").find("engine.max_batch_tokens: must be between 1 and 65536") != std::string::npos);
+  CHECK(parse_error("[engine]\nmax_batch_tokens = 65537\n").find("engine.max_batch_tokens: must be between") != std::string::npos);
+  CHECK(parse_error("[engine]\nmax_sequences = 0\n").find("engine.max_sequences: must be between 1 and 1024") != std::string::npos);
+  CHECK(parse_error("[engine]\nmax_sequences = 1025\n").find("engine.max_sequences: must be between") != std::string::npos);
+  CHECK(parse_error("[engine]\nkv_block_tokens = 0\n").find("engine.kv_block_tokens: must be between 1 and 4096") != std::string::npos);
+  CHECK(parse_error("[engine]\ndraft_tokens = 0\n").find("engine.draft_tokens: must be between 1 and 64") != std::string::npos);
+  CHECK(parse_error("[engine]\nearly_exit_only = 1\n").find("engine.early_exit_only: expected a boolean, got integer") != std::string::npos);
+  CHECK(parse_error("[engine]\nkv_cache_mb = \"big\"\n").find("engine.kv_cache_mb: expected an integer") != std::string::npos);
+  CHECK(parse_error("[engine]\nmax_sequence = 8\n").find("unknown key 'engine.max_sequence'") != std::string::npos);
+  // The extremes of each range are accepted.
+  Config low = parse_ok("[engine]\nkv_cache_mb = 1\nmax_batch_tokens = 1\nmax_sequences = 1\n");
+  CHECK(low.engine.kv_cache_mb == 1);
+  CHECK(low.engine.max_batch_tokens == 1);
+  CHECK(low.engine.max_sequences == 1);
+  Config high = parse_ok("[engine]\nkv_cache_mb = 1048576\nmax_batch_tokens = 65536\nmax_sequences = 1024\n");
+  CHECK(high.engine.kv_cache_mb == 1048576);
+  CHECK(high.engine.max_batch_tokens == 65536);
+  CHECK(high.engine.max_sequences == 1024);
+}
+
+TEST_CASE("early_exit_only needs an early exit layer") {
+  // Serving the draft unverified means nothing without a layer to draft from.
+  const std::string message = parse_error("[engine]\nearly_exit_only = true\n");
+  CHECK(message.find("test.toml:2: engine.early_exit_only: needs early_exit_layer > 0") != std::string::npos);
+  CHECK(parse_error("[engine]\nearly_exit_layer = 0\nearly_exit_only = true\n").find("engine.early_exit_only") != std::string::npos);
+  Config on = parse_ok("[engine]\nearly_exit_layer = 2\nearly_exit_only = true\n");
+  CHECK(on.engine.early_exit_only);
+  CHECK(on.engine.early_exit_layer == 2);
+  Config off = parse_ok("[engine]\nearly_exit_layer = 2\nearly_exit_only = false\n");
+  CHECK_FALSE(off.engine.early_exit_only);
 }
 
 TEST_CASE("all problems are reported at once") {

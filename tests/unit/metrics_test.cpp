@@ -476,9 +476,17 @@ TEST_CASE("metrics: histograms stay well-formed when the stats disagree") {
 
   // With an engine loaded.
   stats["engine"] = {{"device", "cuda"}, {"kv_blocks_used", 10}, {"kv_blocks_free", 90},
-                     {"draft_acceptance_rate", 0.75}, {"tokens_per_full_pass", 2.5}};
+                     {"draft_acceptance_rate", 0.75}, {"tokens_per_full_pass", 2.5},
+                     {"running_sequences", 7}, {"kv_bytes_in_use", 4096}, {"jobs_cancelled", 3},
+                     {"preemptions", 2}};
   text = prometheus_text(stats);
-  check_structure(text);
+  auto engine_types = check_structure(text);
+  CHECK(engine_types.at("reprise_engine_jobs_cancelled_total") == "counter");
+  CHECK(engine_types.at("reprise_engine_running_sequences") == "gauge");
+  CHECK(value_of(text, "reprise_engine_running_sequences") == "7");
+  CHECK(value_of(text, "reprise_engine_kv_bytes_in_use") == "4096");
+  CHECK(value_of(text, "reprise_engine_jobs_cancelled_total") == "3");
+  CHECK(value_of(text, "reprise_engine_preemptions_total") == "2");
   CHECK(value_of(text, "reprise_engine_info{device=\"cuda\"}") == "1");
   CHECK(value_of(text, "reprise_engine_kv_blocks_free") == "90");
   CHECK(value_of(text, "reprise_engine_draft_acceptance_ratio") == "0.75");

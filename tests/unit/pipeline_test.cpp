@@ -1429,3 +1429,153 @@ TEST_CASE("pipeline: a key read by thousands of namespaces drops its in-memory c
   CHECK(h.submit_now(make_request(&h.backend, "ns-0", 1)).slots.front().index() == 2);
   CHECK(h.backend.calls.size() == 2);  // ns-0's first request, and its sample 2
 }
+
+// ---------------------------------------------------------------------------------
+// 10. Cancellation: every client of a generation left
+
+namespace {
+
+// A FakeBackend whose generations can stop early, as the engine's can: the canceller
+// counts the call and fails the generation at once.
+class StoppableBackend : public FakeBackend {
+ public:
+  void generate(std::shared_ptr<Generation> gen) override {
+    gen->set_canceller([this, g = gen.get()] {
+      ++cancelled;
+      g->fail({503, R"({"error":{"message":"cancelled","type":"server_error","param":null,"code":"overloaded"}})", {}});
+    });
+    FakeBackend::generate(std::move(gen));
+  }
+  int cancelled = 0;
+};
+
+void release_all(const Assignment& a) {
+  for (auto& slot : a.slots)
+    if (slot.claim) slot.claim->release();
+}
+
+}  // namespace
+
+TEST_CASE("cancellation: only when the last client lets go is a stoppable generation cancelled") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  StoppableBackend backend;
+  Cacher cacher(*store, {});
+  auto base = make_request(&backend, "A", 1);
+
+  Assignment a = assign_ok(cacher, make_request(&backend, "A", 3));
+  Assignment b = assign_ok(cacher, make_request(&backend, "B", 2));  // joins 0-1
+  REQUIRE(backend.calls.size() == 1);
+  auto gen = backend.calls[0];
+  for (auto& slot : a.slots) REQUIRE(slot.claim != nullptr);
+  CHECK(gen->claims() == 5);
+
+  release_all(a);
+  release_all(a);  // releasing twice counts once
+  CHECK(gen->claims() == 2);
+  CHECK(backend.cancelled == 0);  // B still waits
+  CHECK(gen->view().state == Generation::State::running);
+
+  release_all(b);
+  CHECK(backend.cancelled == 1);
+  CHECK(gen->abandoned());
+  CHECK(gen->view().state == Generation::State::failed);
+  CHECK(cacher.generations_in_flight() == 0);
+  CHECK(count_of(*store, base) == 0);
+  CHECK(cursor_of(*store, "A", base) == 0);
+
+  // The indices went back: the next requests get them again, from a new call.
+  Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 3));
+  CHECK(indices(a2) == range(0, 3));
+  REQUIRE(backend.calls.size() == 2);
+  CHECK(a2.slots[0].gen != gen);
+  Assignment b2 = assign_ok(cacher, make_request(&backend, "B", 2));
+  CHECK(indices(b2) == range(0, 2));
+  CHECK(b2.slots[0].gen == a2.slots[0].gen);
+  FakeBackend::complete(backend.calls[1]);
+  CHECK(count_of(*store, base) == 3);
+  CHECK(cursor_of(*store, "A", base) == 3);
+  CHECK(cursor_of(*store, "B", base) == 2);
+  // Late releases of ended generations change nothing.
+  release_all(a2);
+  release_all(b2);
+  CHECK(backend.cancelled == 1);
+  CHECK(count_of(*store, base) == 3);
+}
+
+TEST_CASE("cancellation: dropping an assignment lets go of its claims - a later generation moves down") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  StoppableBackend backend;
+  Cacher cacher(*store, {});
+  auto base = make_request(&backend, "A", 1);
+
+  std::optional<Assignment> a1 = assign_ok(cacher, make_request(&backend, "A", 2));  // gen1: 0-1
+  Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 2));                 // gen2: 2-3
+  REQUIRE(backend.calls.size() == 2);
+  auto gen1 = backend.calls[0];
+  auto gen2 = backend.calls[1];
+  a1.reset();
+  CHECK(backend.cancelled == 1);
+  CHECK(gen1->view().state == Generation::State::failed);
+  CHECK(gen2->view().state == Generation::State::running);
+  CHECK(gen2->first_index() == 0);  // moved into the abandoned one's place
+  CHECK(indices(a2) == range(0, 2));
+  FakeBackend::complete(gen2);
+  CHECK(count_of(*store, base) == 2);
+  CHECK(cursor_of(*store, "A", base) == 2);
+  CHECK(cacher.generations_in_flight() == 0);
+}
+
+TEST_CASE("cancellation: a backend that cannot stop runs on and its samples are stored") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  FakeBackend backend;  // no canceller: an upstream call
+  Cacher cacher(*store, {});
+  auto base = make_request(&backend, "A", 1);
+  {
+    Assignment a = assign_ok(cacher, make_request(&backend, "A", 2));
+    release_all(a);
+  }
+  REQUIRE(backend.calls.size() == 1);
+  CHECK_FALSE(backend.calls[0]->abandoned());
+  CHECK(backend.calls[0]->view().state == Generation::State::running);
+  FakeBackend::complete(backend.calls[0]);
+  CHECK(count_of(*store, base) == 2);
+  CHECK(cursor_of(*store, "A", base) == 2);
+}
+
+TEST_CASE("cancellation: a generation without an owner is cancelled by its last claim, never an ending one") {
+  auto request = canon(chat_body());
+  int cancelled = 0;
+  auto stoppable = [&](const std::shared_ptr<Generation>& gen) {
+    gen->set_canceller([&cancelled, g = gen.get()] {
+      ++cancelled;
+      g->fail({503, "{}", {}});
+    });
+  };
+  {
+    auto gen = std::make_shared<Generation>(request, Endpoint::chat_completions, 2, false, nullptr);
+    auto c1 = std::make_shared<Generation::Claim>(gen);
+    auto c2 = std::make_shared<Generation::Claim>(gen);
+    stoppable(gen);
+    c1->release();
+    CHECK(cancelled == 0);
+    c2.reset();  // the destructor releases
+    CHECK(cancelled == 1);
+    CHECK(gen->view().state == Generation::State::failed);
+    gen->cancel();  // at most once
+    CHECK(cancelled == 1);
+  }
+  {
+    // Completed first: the last release changes nothing.
+    auto gen = std::make_shared<Generation>(request, Endpoint::chat_completions, 1, false, nullptr);
+    auto claim = std::make_shared<Generation::Claim>(gen);
+    stoppable(gen);
+    FakeBackend::complete(gen);
+    claim->release();
+    CHECK(cancelled == 1);
+    CHECK_FALSE(gen->abandoned());
+    CHECK(gen->view().state == Generation::State::done);
+  }
+}
