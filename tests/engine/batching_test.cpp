@@ -17,17 +17,7 @@ using namespace reprise::engine::test;
 namespace {
 
 TinyEngine& tiny() {
-    static TinyEngine t = [] {
-        TinyLlamaShape shape;
-        shape.n_embd = 64;
-        shape.n_ff = 128;
-        shape.n_layer = 3;
-        shape.n_ctx = 1024;
-        shape.type = GgmlType::Q8_0;
-        shape.seed = 11;
-        shape.name = "batching-test";
-        return TinyEngine::make(shape);
-    }();
+    static TinyEngine t = TinyEngine::make(tiny_shape(3, 1024, 11, "batching-test"));
     return t;
 }
 

@@ -20,17 +20,7 @@ using namespace reprise::engine::test;
 namespace {
 
 TinyEngine& tiny() {
-    static TinyEngine t = [] {
-        TinyLlamaShape shape;
-        shape.n_embd = 64;
-        shape.n_ff = 128;
-        shape.n_layer = 4;
-        shape.n_ctx = 512;
-        shape.type = GgmlType::Q8_0;
-        shape.seed = 23;
-        shape.name = "speculative-test";
-        return TinyEngine::make(shape);
-    }();
+    static TinyEngine t = TinyEngine::make(tiny_shape(4, 512, 23, "speculative-test"));
     return t;
 }
 

@@ -48,6 +48,19 @@ struct TinyEngine {
     }
 };
 
+// The tests' shape: dim 64, Q8_0, n_layer layers; `name` also names the temp file.
+inline TinyLlamaShape tiny_shape(uint32_t n_layer, uint32_t n_ctx, uint64_t seed, std::string name) {
+    TinyLlamaShape shape;
+    shape.n_embd = 64;
+    shape.n_ff = 128;
+    shape.n_layer = n_layer;
+    shape.n_ctx = n_ctx;
+    shape.type = GgmlType::Q8_0;
+    shape.seed = seed;
+    shape.name = std::move(name);
+    return shape;
+}
+
 // What a job ended with, collected from its callbacks.
 struct JobOutcome {
     bool done = false, ok = false;
