@@ -175,6 +175,14 @@ void Engine::worker() {
                 ++prompt_failures_;
                 continue;
             }
+            // Stats are published before the client hears of the end, so a client that
+            // reads /admin/stats right after its answer sees its job counted.
+            if (auto done = std::move(q.callbacks.on_done)) {
+                q.callbacks.on_done = [this, done = std::move(done)](const Completion* c, const EngineError* e) {
+                    publish_stats();
+                    done(c, e);
+                };
+            }
             scheduler_->add(std::move(q.submission), std::move(q.callbacks), std::move(prompt.value()));
         }
         scheduler_->step();
