@@ -11,6 +11,11 @@
 #   make bench-batching  the engine's paged KV sharing, continuous batching and
 #                      self-speculative decoding on the CPU (BATCHING_FLAGS=--quick:
 #                      under a minute)
+#   make test-gpu      the CUDA backend against the CPU path, plain and under
+#                      compute-sanitizer (on a machine with a GPU)
+#   make bench-gpu     the CUDA engine's decode speed, bandwidth, batching,
+#                      speculation and J/token (on a GPU; bench/results/gpu_decode.md)
+#   make gpu-carry     what bench/gpu/device_check.sh needs on the GPU machine
 #
 # Options: BUILD_DIR (default build), BUILD_TYPE (default Release), SANITIZE=1 for an
 # ASan/UBSan build (use with BUILD_DIR=build-asan), JOBS (default: all cores),
@@ -87,6 +92,25 @@ bench-batching: build
 
 test: build sdk-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The CUDA backend (needs a GPU; `make test` runs the same binary, which reports
+# itself skipped without one).
+.PHONY: test-gpu bench-gpu gpu-carry
+test-gpu: build
+	$(BUILD_DIR)/engine_cuda_tests
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(BUILD_DIR)/engine_cuda_tests -tc="cuda kernel*,cuda model: greedy*"
+
+GPU_VOCAB ?= ../shared/fixtures/vocab/ggml-vocab-llama-bpe.gguf
+bench-gpu: build
+	$(BUILD_DIR)/engine_gpu_bench --vocab $(GPU_VOCAB) --out bench/results/gpu_decode.md
+
+# The GPU machine has no doctest and no fixtures: bench/gpu/device_check.sh reads them
+# from .gpu-carry/ (git-ignored), which the device tool carries.
+gpu-carry:
+	mkdir -p .gpu-carry/doctest/cmake
+	cp /usr/include/doctest/doctest.h .gpu-carry/doctest/
+	cp /usr/lib/cmake/doctest/*.cmake .gpu-carry/doctest/cmake/
+	cp $(GPU_VOCAB) .gpu-carry/
 
 experiments: build sdk-deps bench-deps
 	REPRISE_BIN=$(BUILD_DIR)/reprise FAKE_OPENAI_BIN=$(BUILD_DIR)/fake_openai node bench/experiments/run.mjs --out bench/results

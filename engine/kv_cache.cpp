@@ -5,10 +5,28 @@
 
 namespace reprise::engine {
 
-KvBlockPool::KvBlockPool(int n_layer, int n_embd_kv, int block_size, int n_blocks)
+namespace {
+
+class HostKvStorage final : public KvStorage {
+public:
+    explicit HostKvStorage(size_t n) : data_(new float[n]) {}
+    float* data() override { return data_.get(); }
+    void copy(size_t dst, size_t src, size_t n) override { std::memcpy(data_.get() + dst, data_.get() + src, n * sizeof(float)); }
+    bool on_host() const override { return true; }
+
+private:
+    std::unique_ptr<float[]> data_;
+};
+
+}  // namespace
+
+std::unique_ptr<KvStorage> host_kv_storage(size_t n_floats) { return std::make_unique<HostKvStorage>(n_floats); }
+
+KvBlockPool::KvBlockPool(int n_layer, int n_embd_kv, int block_size, int n_blocks, std::unique_ptr<KvStorage> storage)
     : n_layer_(n_layer), n_embd_kv_(n_embd_kv), block_size_(block_size),
-      data_(new float[size_t(n_blocks) * size_t(n_layer) * 2 * size_t(block_size) * size_t(n_embd_kv)]),
-      refs_(size_t(n_blocks), 0), filled_(size_t(n_blocks), 0) {
+      storage_(storage ? std::move(storage)
+                       : host_kv_storage(size_t(n_blocks) * block_floats(n_layer, n_embd_kv, block_size))),
+      data_(storage_->data()), refs_(size_t(n_blocks), 0), filled_(size_t(n_blocks), 0) {
     free_.reserve(size_t(n_blocks));
     for (int b = n_blocks - 1; b >= 0; --b) free_.push_back(b);
 }
@@ -40,8 +58,7 @@ void KvBlockPool::set_filled(int block, int rows) {
 }
 
 void KvBlockPool::copy_block(int src, int dst) {
-    std::memcpy(data_.get() + size_t(dst) * block_stride(), data_.get() + size_t(src) * block_stride(),
-                block_stride() * sizeof(float));
+    storage_->copy(size_t(dst) * block_stride(), size_t(src) * block_stride(), block_stride());
     set_filled(dst, filled_[size_t(src)]);
 }
 
@@ -115,7 +132,8 @@ void KvSequence::clear() {
     size_ = 0;
 }
 
-KvCache::KvCache(int n_layer, int n_ctx, int n_embd_kv, int block_size)
-    : n_ctx_(n_ctx), pool_(n_layer, n_embd_kv, block_size, (n_ctx + block_size - 1) / block_size), seq_(&pool_) {}
+KvCache::KvCache(int n_layer, int n_ctx, int n_embd_kv, int block_size, std::unique_ptr<KvStorage> storage)
+    : n_ctx_(n_ctx), pool_(n_layer, n_embd_kv, block_size, (n_ctx + block_size - 1) / block_size, std::move(storage)),
+      seq_(&pool_) {}
 
 }  // namespace reprise::engine

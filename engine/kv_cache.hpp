@@ -18,6 +18,10 @@
 // reference precision.
 //
 // Not thread-safe: one scheduler thread owns the pool and its sequences.
+//
+// Where the floats live is a KvStorage: host memory for the CPU path, device memory
+// for the CUDA path (engine/cuda). The block bookkeeping (tables, reference counts,
+// copy-on-write decisions) is the same host code for both; only the bytes move.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -25,9 +29,30 @@
 
 namespace reprise::engine {
 
+// The memory behind a pool: n floats, and a copy within them (copy-on-write).
+class KvStorage {
+public:
+    virtual ~KvStorage() = default;
+    virtual float* data() = 0;
+    // Copies n floats from offset src to offset dst (ranges do not overlap).
+    virtual void copy(size_t dst, size_t src, size_t n) = 0;
+    // False for device memory: the pool's pointers are then the device's, and only
+    // that device's kernels may dereference them.
+    virtual bool on_host() const = 0;
+};
+
+// Host memory, uninitialised on purpose: the pool is sized for the configured memory,
+// and pages the engine never touches are never backed by RAM.
+std::unique_ptr<KvStorage> host_kv_storage(size_t n_floats);
+
 class KvBlockPool {
 public:
-    KvBlockPool(int n_layer, int n_embd_kv, int block_size, int n_blocks);
+    // storage: n_blocks * block_floats() floats; null = host memory.
+    KvBlockPool(int n_layer, int n_embd_kv, int block_size, int n_blocks, std::unique_ptr<KvStorage> storage = nullptr);
+    // Floats of one block (all layers, K and V).
+    static size_t block_floats(int n_layer, int n_embd_kv, int block_size) {
+        return size_t(n_layer) * 2 * size_t(block_size) * size_t(n_embd_kv);
+    }
 
     int n_layer() const { return n_layer_; }
     int n_embd_kv() const { return n_embd_kv_; }
@@ -54,9 +79,10 @@ public:
     // Copies every layer's rows of `src` into `dst` (copy-on-write).
     void copy_block(int src, int dst);
 
-    float* k(int block, int layer, int row) { return data_.get() + offset(block, layer, row, 0); }
-    float* v(int block, int layer, int row) { return data_.get() + offset(block, layer, row, 1); }
-    const float* data() const { return data_.get(); }
+    float* k(int block, int layer, int row) { return data_ + offset(block, layer, row, 0); }
+    float* v(int block, int layer, int row) { return data_ + offset(block, layer, row, 1); }
+    const float* data() const { return data_; }
+    bool on_host() const { return storage_->on_host(); }
     // Floats from one block to the next, and from a block's start to layer l's K (V) rows.
     size_t block_stride() const { return size_t(n_layer_) * 2 * block_size_ * n_embd_kv_; }
     size_t k_offset(int layer) const { return offset(0, layer, 0, 0); }
@@ -69,9 +95,8 @@ private:
     }
 
     int n_layer_, n_embd_kv_, block_size_;
-    // Uninitialised on purpose: the pool is sized for the configured memory, and
-    // pages the engine never touches are never backed by RAM.
-    std::unique_ptr<float[]> data_;
+    std::unique_ptr<KvStorage> storage_;
+    float* data_;  // storage_->data()
     std::vector<int> refs_;
     std::vector<int> filled_;
     std::vector<int> free_;  // a stack: recently freed blocks are reused first (warm in cache)
@@ -121,7 +146,7 @@ private:
 // convenience that tools and tests use (Model::forward(KvCache&, ...)).
 class KvCache {
 public:
-    KvCache(int n_layer, int n_ctx, int n_embd_kv, int block_size = 16);
+    KvCache(int n_layer, int n_ctx, int n_embd_kv, int block_size = 16, std::unique_ptr<KvStorage> storage = nullptr);
     int n_ctx() const { return n_ctx_; }
     KvSequence& sequence() { return seq_; }
     size_t bytes() const { return size_t(pool_.n_blocks()) * pool_.bytes_per_block(); }

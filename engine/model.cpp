@@ -110,6 +110,20 @@ Result<std::unique_ptr<Model>> Model::from_gguf(const GgufFile& f, const ModelOp
         m->layers_.push_back(std::move(l));
     }
     m->pool_ = std::make_unique<ThreadPool>(std::max(1, opt.n_threads));
+    if (opt.device == Device::Cpu) return m;
+    auto on_device = cuda_model_open(*m);
+    if (!on_device.ok()) {
+        if (opt.device == Device::Cuda) return Status::error("model: device cuda: " + on_device.error());
+        m->device_note_ = on_device.error();
+        return m;
+    }
+    m->device_model_ = std::move(on_device.value());
+    // The device holds the matrices now; the host copies would only take memory
+    // (an 8B model's are 8.5 GB in Q8_0). Norm vectors are small and stay.
+    auto drop = [](Weight& w) { std::vector<uint8_t>().swap(w.data); };
+    drop(m->tok_embd_), drop(m->output_);
+    for (auto& l : m->layers_)
+        for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) drop(*w);
     return m;
 }
 
@@ -123,11 +137,23 @@ size_t Model::n_params() const {
 
 std::unique_ptr<KvCache> Model::new_kv_cache(int n_ctx) const {
     if (n_ctx <= 0) n_ctx = int(hp_.n_ctx_train);
-    return std::make_unique<KvCache>(int(hp_.n_layer), n_ctx, int(hp_.n_embd_kv()));
+    constexpr int kBlock = 16;
+    std::unique_ptr<KvStorage> storage;
+    if (device_model_) {
+        const int n_blocks = (n_ctx + kBlock - 1) / kBlock;
+        storage = device_model_->new_kv_storage(size_t(n_blocks) * KvBlockPool::block_floats(n_layer(), int(hp_.n_embd_kv()), kBlock));
+        if (!storage) return nullptr;
+    }
+    return std::make_unique<KvCache>(int(hp_.n_layer), n_ctx, int(hp_.n_embd_kv()), kBlock, std::move(storage));
 }
 
 std::unique_ptr<KvBlockPool> Model::new_kv_pool(int block_size, int n_blocks) const {
-    return std::make_unique<KvBlockPool>(int(hp_.n_layer), int(hp_.n_embd_kv()), block_size, n_blocks);
+    std::unique_ptr<KvStorage> storage;
+    if (device_model_) {
+        storage = device_model_->new_kv_storage(size_t(n_blocks) * KvBlockPool::block_floats(n_layer(), int(hp_.n_embd_kv()), block_size));
+        if (!storage) return nullptr;
+    }
+    return std::make_unique<KvBlockPool>(int(hp_.n_layer), int(hp_.n_embd_kv()), block_size, n_blocks, std::move(storage));
 }
 
 void Model::matmul(const Weight& w, const float* X, int n, float* Y, std::vector<BlockQ8_0>& q8) const {
@@ -170,13 +196,15 @@ Status Model::forward(KvCache& kv, const int32_t* tokens, int n, int pos0, float
 Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const {
     const int L = n_layer();
     if (layer_end <= 0 || layer_end > L) layer_end = L;
-    const int E = int(hp_.n_embd), F = int(hp_.n_ff), H = int(hp_.n_head), HKV = int(hp_.n_head_kv);
-    const int HD = int(hp_.head_dim()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
+    const int V = n_vocab();
     if (n_items <= 0) return Status::error("forward: no sequences");
-    int T = 0, M = 0, blocks_needed = 0;
+    int blocks_needed = 0;
     for (int i = 0; i < n_items; ++i) {
         const BatchItem& it = items[i];
         if (it.n <= 0 || !it.kv) return Status::error("forward: no tokens");
+        // One pool per pass, in the memory this model computes in.
+        if (it.kv->pool() != items[0].kv->pool() || it.kv->pool()->on_host() != !device_model_)
+            return Status::error("forward: every sequence must be in one KV pool of this model's device");
         if (it.pos0 < 0) return Status::error("forward: negative position");
         if (it.layer_begin < 0 || it.layer_begin > layer_end || (it.layer_begin > 0 && !it.hidden))
             return Status::error("forward: a pass from layer " + std::to_string(it.layer_begin) + " needs its hidden state");
@@ -186,8 +214,6 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
             for (int t = 0; t < it.n; ++t)
                 if (it.tokens[t] < 0 || it.tokens[t] >= V)
                     return Status::error("forward: token id " + std::to_string(it.tokens[t]) + " out of range");
-        T += it.n;
-        M += it.n_logits;
         blocks_needed += it.kv->blocks_needed(it.pos0, it.n);
     }
     if (blocks_needed > 0 && blocks_needed > items[0].kv->pool()->free_blocks())
@@ -195,6 +221,15 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
                              std::to_string(items[0].kv->pool()->free_blocks()) + " free)");
     for (int i = 0; i < n_items; ++i)
         if (!items[i].kv->prepare(items[i].pos0, items[i].n)) return Status::error("forward: the KV cache is full");
+    if (device_model_) return device_model_->forward(items, n_items, layer_end);
+    return forward_cpu(items, n_items, layer_end);
+}
+
+Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
+    const int E = int(hp_.n_embd), F = int(hp_.n_ff), H = int(hp_.n_head), HKV = int(hp_.n_head_kv);
+    const int HD = int(hp_.head_dim()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
+    int T = 0, M = 0;
+    for (int i = 0; i < n_items; ++i) T += items[i].n, M += items[i].n_logits;
 
     // Tokens in order of layer_begin, so the tokens a layer runs on are a prefix.
     std::vector<int> order(size_t(n_items), 0);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device_model.hpp"
 #include "engine/ggml_types.hpp"
 #include "engine/kv_cache.hpp"
 #include "engine/gguf.hpp"
@@ -32,6 +33,10 @@ struct ModelOptions {
     int n_threads = 1;
     // F32 (default): keep the file's types. Q8_0 / Q4_0: quantize float matrices to it.
     GgmlType quantize = GgmlType::F32;
+    // Cpu (default here; the engine's default is Auto): where forward passes run.
+    // Cuda fails the load when no device can take the model; Auto falls back to the
+    // CPU and says why in device_note().
+    Device device = Device::Cpu;
 };
 
 // One weight matrix [rows][cols] (GGUF ne = {cols, rows}) in F32, Q8_0 or Q4_0.
@@ -89,12 +94,27 @@ public:
 
     ThreadPool* pool() const { return pool_.get(); }
 
-private:
-    Model() = default;
+    // Where the passes run: "cpu" or "cuda", the device's description ("" on the CPU),
+    // and why an Auto load stayed on the CPU ("" otherwise).
+    const char* device() const { return device_model_ ? "cuda" : "cpu"; }
+    const DeviceInfo* device_info() const { return device_model_ ? &device_model_->info() : nullptr; }
+    const std::string& device_note() const { return device_note_; }
+
+    // The weights, for a device backend to upload (engine/cuda). A model on a device
+    // drops its host copies of the matrices after the upload: data is then empty.
     struct Layer {
         std::vector<float> attn_norm, ffn_norm;
         Weight wq, wk, wv, wo, gate, up, down;
     };
+    const Layer& layer(int l) const { return layers_[size_t(l)]; }
+    const Weight& token_embedding() const { return tok_embd_; }
+    const Weight& output_head() const { return tied_ ? tok_embd_ : output_; }
+    const std::vector<float>& output_norm() const { return output_norm_; }
+    const std::vector<float>& rope_freqs() const { return rope_freqs_; }
+
+private:
+    Model() = default;
+    Status forward_cpu(BatchItem* items, int n_items, int layer_end) const;
     // Y[n][w.rows] = w * X[n][w.cols]; q8 is scratch for the quantized activations.
     void matmul(const Weight& w, const float* X, int n, float* Y, std::vector<BlockQ8_0>& q8) const;
 
@@ -105,6 +125,8 @@ private:
     std::vector<float> rope_freqs_;  // empty: no per-frequency factors
     std::vector<Layer> layers_;
     std::unique_ptr<ThreadPool> pool_;
+    std::unique_ptr<DeviceModel> device_model_;  // null: the CPU path
+    std::string device_note_;
 };
 
 }  // namespace reprise::engine

@@ -1,10 +1,11 @@
 #include "engine/kernels/rope.hpp"
 
 #include <cmath>
+#include <vector>
 
 namespace reprise::engine {
-void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
-              const float* freq_factors) {
+
+void rope_cos_sin(float* cs, int n_rot, int pos, float freq_base, float freq_scale, const float* freq_factors) {
     for (int j = 0; j < n_rot; j += 2) {
         // Same formula as llama2.c (1 / base^(j / n_rot), in float) so converted
         // checkpoints reproduce run.c's numbers.
@@ -12,7 +13,19 @@ void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float fre
         float theta = float(pos) * freq;
         if (freq_scale != 1.0f) theta *= freq_scale;
         if (freq_factors) theta /= freq_factors[j / 2];
-        const float c = std::cos(theta), s = std::sin(theta);
+        cs[j] = std::cos(theta);
+        cs[j + 1] = std::sin(theta);
+    }
+}
+
+void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
+              const float* freq_factors) {
+    thread_local std::vector<float> table;  // grows once: this runs per token and layer
+    if (table.size() < size_t(n_rot)) table.resize(size_t(n_rot));
+    float* cs = table.data();
+    rope_cos_sin(cs, n_rot, pos, freq_base, freq_scale, freq_factors);
+    for (int j = 0; j < n_rot; j += 2) {
+        const float c = cs[j], s = cs[j + 1];
         for (int h = 0; h < n_heads; ++h) {
             float* v = x + h * head_dim + j;
             const float a = v[0], b = v[1];
@@ -21,4 +34,5 @@ void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float fre
         }
     }
 }
+
 }  // namespace reprise::engine

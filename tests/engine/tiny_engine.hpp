@@ -24,7 +24,7 @@ struct TinyEngine {
     std::string path;
 
     // shape.name distinguishes the files of different shapes within one run.
-    static TinyEngine make(TinyLlamaShape shape) {
+    static TinyEngine make(TinyLlamaShape shape, Device device = Device::Cpu) {
         auto vocab_bytes = builtin_vocab_gguf();
         auto vocab = GgufFile::from_memory(vocab_bytes.data(), vocab_bytes.size());
         REQUIRE(vocab.ok());
@@ -38,6 +38,7 @@ struct TinyEngine {
         REQUIRE(f.ok());
         ModelOptions mo;
         mo.n_threads = 2;
+        mo.device = device;
         auto m = Model::from_gguf(**f, mo);
         REQUIRE_MESSAGE(m.ok(), m.error());
         auto tok = Tokenizer::from_gguf(**f);
