@@ -13,6 +13,32 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The measured joules of these samples (before PUE), or -1 unless every one has them.
+double measured_joules(const std::vector<Sample>& samples) {
+  double sum = 0;
+  for (auto& s : samples) {
+    if (s.energy_j < 0) return -1;
+    sum += s.energy_j;
+  }
+  return samples.empty() ? -1 : sum;
+}
+
+// The same for the samples a response made (its created slots), each counted once
+// (a greedy pick serves one sample in several slots); -1 when it made none.
+double measured_joules(const std::vector<Slot>& slots) {
+  std::set<std::pair<const Generation*, uint32_t>> seen;
+  double sum = 0;
+  size_t made = 0;
+  for (auto& slot : slots) {
+    if (!slot.created || (slot.gen && !seen.insert({slot.gen.get(), slot.choice}).second)) continue;
+    const double j = slot.served().energy_j;
+    if (j < 0) return -1;
+    sum += j;
+    ++made;
+  }
+  return made ? sum : -1;
+}
+
 }  // namespace
 
 Ledger::Ledger(LedgerOptions options)
@@ -71,7 +97,13 @@ void Ledger::on_generation_end(const Generation& gen, Generation::State state) {
     delta.samples_generated = samples.size();
     delta.prompt_tokens_spent = prompt;
     delta.completion_tokens_spent = completion;
-    delta.energy_spent_j = EnergyModel::joules(resolve(model).coefficients, pue_for(samples.front()), prompt, completion, 1);
+    const double measured = measured_joules(samples);
+    if (measured >= 0) {
+      delta.energy_spent_j = pue_for(samples.front()) * measured;
+      delta.energy_measured_j = delta.energy_spent_j;
+    } else {
+      delta.energy_spent_j = EnergyModel::joules(resolve(model).coefficients, pue_for(samples.front()), prompt, completion, 1);
+    }
     delta.cost_spent_usd = cost(model, prompt, completion);
   }
   stats_.add(gen.origin(), model, delta);
@@ -116,9 +148,13 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   stats_.add(ns, model, delta);
 
   if (!csv_) return;
-  const double spent_j = no_call ? 0
-                                 : EnergyModel::joules(energy.coefficients, pue, prompt, completion_made,
-                                                       made_calls.size());
+  // This response's share of what its calls spent: the measured joules of the samples
+  // it made when every one has them, else the estimate.
+  const double measured = no_call ? -1 : measured_joules(slots);
+  const double spent_j = no_call          ? 0
+                         : measured >= 0 ? pue * measured
+                                         : EnergyModel::joules(energy.coefficients, pue, prompt, completion_made,
+                                                               made_calls.size());
   EnergyRow row;
   row.timestamp = now_unix();
   row.duration_s = duration_s;
@@ -133,7 +169,7 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   row.avoided_energy_kwh = delta.energy_avoided_j / 3.6e6;
   row.avoided_emissions_kg = row.avoided_energy_kwh * options_.grid_g_per_kwh / 1000.0;
   row.pue = pue;
-  row.method = "estimated";
+  row.method = measured >= 0 ? "measured" : "estimated";
   row.energy_class = energy.energy_class;
   csv_->append(std::move(row));
 }
@@ -154,11 +190,14 @@ void Ledger::on_bypassed(const std::string& ns, const std::string& model, const 
   delta.requests = 1;
   delta.bypassed = 1;
   delta.upstream_calls = 1;
+  const bool measured = usage.local && usage.measured_j >= 0;
   if (usage.known) {
     delta.prompt_tokens_spent = usage.prompt_tokens;
     delta.completion_tokens_spent = usage.completion_tokens;
     delta.energy_spent_j =
-        EnergyModel::joules(energy.coefficients, pue, usage.prompt_tokens, usage.completion_tokens, 1);
+        measured ? pue * usage.measured_j
+                 : EnergyModel::joules(energy.coefficients, pue, usage.prompt_tokens, usage.completion_tokens, 1);
+    if (measured) delta.energy_measured_j = delta.energy_spent_j;
     delta.cost_spent_usd = cost(model, usage.prompt_tokens, usage.completion_tokens);
   }
   stats_.add(ns, model, delta);
@@ -174,7 +213,7 @@ void Ledger::on_bypassed(const std::string& ns, const std::string& model, const 
   row.energy_kwh = delta.energy_spent_j / 3.6e6;
   row.emissions_kg = row.energy_kwh * options_.grid_g_per_kwh / 1000.0;
   row.pue = pue;
-  row.method = "estimated";
+  row.method = measured && usage.known ? "measured" : "estimated";
   row.energy_class = energy.energy_class;
   csv_->append(std::move(row));
 }

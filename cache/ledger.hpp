@@ -2,7 +2,9 @@
 // The energy and savings ledger (DESIGN.md section 5): turns what the cache did into
 // the counters of Stats and the rows of data/energy.csv.
 //
-//   spent   = every backend call that completed: E = PUE * (a*prompt + b*completion + c)
+//   spent   = every backend call that completed: E = PUE * (a*prompt + b*completion + c),
+//             or PUE * the measured joules when every sample it made carries them
+//             (Sample::energy_j: the engine on a GPU); CSV method "measured" then
 //   avoided = every choice served without a call made for it (a stored sample, or a
 //             generation started by another request): its completion tokens; the
 //             prompt and the per-call term too when the response made no call at all
@@ -64,6 +66,7 @@ class Ledger {
     uint64_t prompt_tokens = 0;
     uint64_t completion_tokens = 0;
     bool local = false;  // made by the in-process engine: pue_local, CSV event "engine"
+    double measured_j = -1;  // the engine's measured joules for it (before PUE); < 0: estimate
   };
   void on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage, double duration_s);
 

@@ -25,6 +25,11 @@ struct Sample {
   int64_t created = 0;              // unix seconds when generated
   std::string backend;              // upstream name, or "engine"
   Sha256 request_sha256{};          // of the canonical request; checked on every hit
+  // Measured joules this sample's generation spent (the engine on a GPU: its job's
+  // measured energy split over its samples by completion tokens), before PUE; < 0: not
+  // measured (every upstream's, the engine's on the CPU). The ledger uses it instead of
+  // the token estimate when every sample of a call has it. Stored only when measured.
+  double energy_j = -1;
 
   // Not stored. A slot where the proxy keeps this sample's serialised wire forms once
   // made, so a sample served again and again from memory (a replay) is serialised
@@ -55,6 +60,7 @@ struct Sample {
     created = o.created;
     backend = o.backend;
     request_sha256 = o.request_sha256;
+    energy_j = o.energy_j;
   }
 };
 

@@ -43,6 +43,7 @@ void Counters::add(const Counters& o) {
   for (auto& f : kFields) this->*f.member += o.*f.member;
   energy_avoided_j += o.energy_avoided_j;
   energy_spent_j += o.energy_spent_j;
+  energy_measured_j += o.energy_measured_j;
   cost_avoided_usd += o.cost_avoided_usd;
   cost_spent_usd += o.cost_spent_usd;
 }
@@ -57,6 +58,7 @@ json Counters::to_json(double grid) const {
   out["co2_avoided_g"] = round_to(wh_to_co2_g(avoided_wh, grid), 6);
   out["energy_spent_wh"] = round_to(spent_wh, 6);
   out["co2_spent_g"] = round_to(wh_to_co2_g(spent_wh, grid), 6);
+  out["energy_measured_wh"] = round_to(joules_to_wh(energy_measured_j), 6);  // part of energy_spent_wh
   out["cost_avoided_usd"] = round_to(cost_avoided_usd, 9);  // a token costs ~1e-7 USD
   out["cost_spent_usd"] = round_to(cost_spent_usd, 9);
   return out;
@@ -67,6 +69,7 @@ json Counters::to_record() const {
   for (auto& f : kFields) out[f.name] = this->*f.member;
   out["energy_avoided_j"] = energy_avoided_j;
   out["energy_spent_j"] = energy_spent_j;
+  out["energy_measured_j"] = energy_measured_j;
   out["cost_avoided_usd"] = cost_avoided_usd;
   out["cost_spent_usd"] = cost_spent_usd;
   return out;
@@ -79,6 +82,7 @@ Counters Counters::from_record(const json& record) {
     if (auto it = record.find(f.name); it != record.end() && it->is_number_unsigned()) c.*f.member = it->get<uint64_t>();
   if (auto it = record.find("energy_avoided_j"); it != record.end() && it->is_number()) c.energy_avoided_j = it->get<double>();
   if (auto it = record.find("energy_spent_j"); it != record.end() && it->is_number()) c.energy_spent_j = it->get<double>();
+  if (auto it = record.find("energy_measured_j"); it != record.end() && it->is_number()) c.energy_measured_j = it->get<double>();
   if (auto it = record.find("cost_avoided_usd"); it != record.end() && it->is_number()) c.cost_avoided_usd = it->get<double>();
   if (auto it = record.find("cost_spent_usd"); it != record.end() && it->is_number()) c.cost_spent_usd = it->get<double>();
   return c;

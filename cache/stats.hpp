@@ -30,6 +30,7 @@ struct Counters {
   uint64_t completion_tokens_spent = 0;
   double energy_avoided_j = 0;
   double energy_spent_j = 0;
+  double energy_measured_j = 0;  // the part of energy_spent_j that was measured (times PUE), not estimated
   double cost_avoided_usd = 0;  // the tokens avoided at the [[prices]] of their model
   double cost_spent_usd = 0;
 

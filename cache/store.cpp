@@ -110,6 +110,9 @@ StatusOr<std::string> EncodeSample(const Sample& s) {
         {"request_sha256",
          nlohmann::json::binary(std::vector<uint8_t>(s.request_sha256.begin(), s.request_sha256.end()))},
     };
+    // Optional, so a record without it (every one written before it existed, and every
+    // unmeasured sample) reads as "not measured".
+    if (s.energy_j >= 0) j["energy_j"] = s.energy_j;
     std::vector<uint8_t> cbor = nlohmann::json::to_cbor(j);
     std::string out;
     out.reserve(kChecksumBytes + cbor.size());
@@ -133,6 +136,7 @@ Status DecodeFields(nlohmann::json& j, Sample& s) {
   s.created = j.at("created").get<int64_t>();
   s.backend = j.at("backend").get<std::string>();
   if (auto it = j.find("model"); it != j.end()) s.model = it->get<std::string>();
+  if (auto it = j.find("energy_j"); it != j.end() && it->is_number()) s.energy_j = it->get<double>();
   return Status::OK();
 }
 

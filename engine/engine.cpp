@@ -25,6 +25,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& o) {
     ModelOptions mo;
     mo.n_threads = o.threads > 0 ? o.threads : cores;
     mo.quantize = o.quantize;
+    mo.device = o.device;
     auto model = Model::from_gguf(**file, mo);
     if (!model.ok()) return Status::error("engine model " + o.model_path + ": " + model.error());
     auto tokenizer = Tokenizer::from_gguf(**file);
@@ -42,6 +43,9 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& o) {
     info.n_params = e->model_->n_params();
     info.n_vocab = e->model_->n_vocab();
     info.threads = mo.n_threads;
+    info.device = e->model_->device();
+    info.device_name = e->model_->device_info() ? e->model_->device_info()->name : "";
+    info.device_note = e->model_->device_note();
     info.weight_type = std::string(ggml_type_name(uint32_t(e->model_->matrix_type())));
     const int train = int(e->model_->hparams().n_ctx_train);
     info.n_ctx = o.context > 0 ? std::min(o.context, train) : train;
@@ -79,6 +83,23 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& o) {
     so.draft_tokens = o.draft_tokens;
     so.early_exit_only = o.early_exit_only;
     e->scheduler_ = std::make_unique<Scheduler>(*e->model_, t, std::move(end_of_generation), so);
+    if (!e->scheduler_->kv_ready())
+        return Status::error("engine: the KV cache (" + std::to_string(uint64_t(e->scheduler_->options().n_blocks) * block_bytes >> 20) +
+                             " MB) does not fit on the device " + info.device_name +
+                             "; lower [engine] kv_cache_mb or context, or run on the CPU");
+    // Energy: the injected counter, else NVML's for the model's GPU.
+    e->energy_counter_ = o.energy_counter;
+    if (!e->energy_counter_) {
+        if (const DeviceInfo* dev = e->model_->device_info()) {
+            auto nvml = NvmlEnergy::open(dev->pci_bus_id);
+            if (nvml.ok()) e->energy_counter_ = std::move(nvml.value());
+            else info.energy_note = nvml.error();
+        }
+    }
+    if (e->energy_counter_) {
+        e->scheduler_->measure_energy(e->energy_counter_.get(), std::max(0.0, o.energy_window_s));
+        info.energy_method = "measured";
+    }
     info.n_layer = n_layer;
     info.exit_layer = o.exit_layer;
     info.draft_tokens = o.exit_layer > 0 ? o.draft_tokens : 0;
@@ -154,6 +175,10 @@ void Engine::publish_stats() {
     st.kv_bytes_per_token = pool.bytes_per_token();
     st.kv_bytes_in_use = uint64_t(pool.used_blocks()) * pool.bytes_per_block();
     st.kv_waste = pool.waste();
+    if (const EnergySplit* energy = sc.energy()) {
+        st.energy_measured_j = energy->measured_j();
+        st.energy_windows = energy->windows();
+    }
 }
 
 void Engine::worker() {

@@ -31,6 +31,7 @@
 #include "engine/ggml_types.hpp"
 #include "engine/job.hpp"
 #include "engine/model.hpp"
+#include "engine/nvml_energy.hpp"
 #include "engine/sampler.hpp"
 #include "engine/scheduler.hpp"
 #include "engine/status.hpp"
@@ -59,13 +60,26 @@ struct EngineOptions {
     int exit_layer = 0;
     int draft_tokens = 4;
     bool early_exit_only = false;
+    // Where the forward passes run (device_model.hpp): Auto = CUDA when a device can
+    // take the model, else the CPU (EngineInfo::device_note says why); Cuda = the load
+    // fails when no device can.
+    Device device = Device::Auto;
+    // Measured energy (energy_split.hpp). Tests only: a counter to use instead of NVML.
+    // Null = NVML's counter of the model's GPU when it runs on CUDA and NVML opens;
+    // otherwise nothing is measured (energy_method "estimated").
+    std::shared_ptr<EnergyCounter> energy_counter;
+    double energy_window_s = 0.2;        // the shortest window the counter is split over
 };
 
 // What the engine tells a client about itself (/v1/models, /admin/stats).
 struct EngineInfo {
     std::string name;
     std::string path;
-    std::string device = "cpu";
+    std::string device = "cpu";  // where the passes run: "cpu" or "cuda" (Model::device)
+    std::string device_name;     // the GPU ("NVIDIA H100 80GB HBM3"); "" on the CPU
+    std::string device_note;     // why an Auto load stayed on the CPU; "" otherwise
+    std::string energy_method = "estimated";  // "measured" when an energy counter is read
+    std::string energy_note;     // why not measured, when the model is on a GPU (NVML's error)
     std::string weight_type;   // of the largest matrices as loaded: "F32", "Q8_0", ...
     std::string chat_family;   // "chatml", "llama3", ...; empty if the template is unsupported
     std::string chat_error;    // why chat is unavailable, when it is
@@ -94,6 +108,9 @@ struct EngineStats {
     int kv_block_size = 0, kv_blocks_total = 0, kv_blocks_used = 0;
     uint64_t kv_bytes_per_token = 0, kv_bytes_in_use = 0;
     double kv_waste = 0;       // idle slots in used blocks / all slots in used blocks
+    // Measured energy (0 when not measured): joules of the closed windows, and how many.
+    double energy_measured_j = 0;
+    uint64_t energy_windows = 0;
     // Speculation: drafts kept / drafted, generated tokens / full passes.
     double draft_acceptance_rate() const { return drafted ? double(accepted) / double(drafted) : 0.0; }
     double tokens_per_full_pass() const { return full_passes ? double(generated_tokens) / double(full_passes) : 0.0; }
@@ -131,6 +148,7 @@ private:
     ChatFamily chat_family_ = ChatFamily::Chatml;
     bool chat_ok_ = false;
     int max_queued_ = 64;
+    std::shared_ptr<EnergyCounter> energy_counter_;  // before the scheduler, which reads it
     std::unique_ptr<Scheduler> scheduler_;  // the worker thread's alone
     uint64_t prompt_failures_ = 0;          // jobs refused before the scheduler (worker thread)
 

@@ -64,6 +64,9 @@ struct SampleResult {
 struct Completion {
     int prompt_tokens = 0;
     std::vector<SampleResult> samples;
+    // Measured joules attributed to this job (energy_split.hpp); < 0: not measured (no
+    // energy counter, as on the CPU, or none of its windows closed yet).
+    double energy_j = -1;
 };
 
 struct Callbacks {

@@ -31,6 +31,7 @@ struct Scheduler::Seq {
 };
 
 struct Scheduler::Job {
+    uint64_t id = 0;       // the energy split's name for it
     Submission submission;
     Callbacks callbacks;
     std::vector<TokenId> prompt;
@@ -55,6 +56,11 @@ struct Scheduler::Planned {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+
+double seconds_now() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+// Work units (the energy split's weights): DESIGN.md section 5.
+constexpr double kPrefillUnit = 0.2;
 }
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, std::vector<TokenId> eog, const SchedulerOptions& o)
@@ -77,6 +83,7 @@ Scheduler::~Scheduler() = default;
 
 void Scheduler::add(Submission s, Callbacks cb, std::vector<TokenId> prompt) {
     auto job = std::make_unique<Job>(pool_.get());
+    job->id = next_job_id_++;
     const int room = options_.n_ctx - int(prompt.size());
     job->max_new = s.max_tokens < 0 ? room : std::min(s.max_tokens, room);
     job->submission = std::move(s);
@@ -104,6 +111,7 @@ void Scheduler::fail(Job& job, EngineErrc code, const std::string& message) {
     if (code == EngineErrc::cancelled) ++counters_.jobs_cancelled;
     job.prompt_kv.clear();
     job.seqs.clear();
+    if (energy_counter_) energy_.forget(job.id);
     if (job.callbacks.on_done) job.callbacks.on_done(nullptr, &error);
 }
 
@@ -329,6 +337,7 @@ void Scheduler::complete_finished() {
         }
         Completion done;
         done.prompt_tokens = int(job.prompt.size());
+        if (energy_counter_) done.energy_j = energy_.finish(job.id);
         for (auto& s : job.seqs) done.samples.push_back(std::move(s->result));
         ++counters_.jobs;
         counters_.samples += uint64_t(job.submission.n);
@@ -337,12 +346,33 @@ void Scheduler::complete_finished() {
     }
 }
 
+void Scheduler::measure_energy(EnergyCounter* counter, double min_window_s) {
+    energy_counter_ = counter;
+    energy_ = EnergySplit(min_window_s);
+}
+
+void Scheduler::read_energy() {
+    const double t = seconds_now();
+    if (!energy_.wants_reading(t)) return;  // the open window is too young to close
+    uint64_t mj = 0;
+    if (energy_counter_->read_mj(&mj)) energy_.reading(t, mj);
+    else energy_.read_failed();
+}
+
 void Scheduler::step() {
+    step_batch();
+    // Idle: the open window ends here, so the time until the next burst is charged to nobody.
+    if (energy_counter_ && idle()) energy_.idle();
+}
+
+void Scheduler::step_batch() {
     cancel_abandoned();
     admit();
     if (running_.empty()) return;
     std::vector<Planned> plan = this->plan();
     if (plan.empty()) return;
+    // A burst's first pass opens a window (drafting included).
+    if (energy_counter_ && !energy_.window_open()) read_energy();
     const auto start = Clock::now();
     const int V = model_.n_vocab();
     auto fail_batch = [&](const std::string& message) {
@@ -391,6 +421,15 @@ void Scheduler::step() {
     if (Status st = model_.forward_batch(items.data(), int(items.size()), layer_end_); !st.ok())
         return fail_batch("forward pass failed: " + st.message());
     ++counters_.steps;
+    if (energy_counter_) {
+        // Each job's work in this step, then a reading: a job finishing below already
+        // has its share of a window this step closed.
+        for (auto& p : plan) {
+            const bool prefill_like = p.kind == Planned::Kind::prefill || (p.kind == Planned::Kind::decode && p.n > 1);
+            energy_.add(p.job->id, prefill_like ? kPrefillUnit * p.n : double(p.n));
+        }
+        read_energy();
+    }
 
     for (size_t i = 0; i < plan.size(); ++i) {
         Planned& p = plan[i];

@@ -26,14 +26,26 @@
 // Single-threaded: the engine's worker thread owns it; callbacks run on that thread.
 // Device-agnostic: it sees the model only through Model::forward_batch, so a CUDA
 // model runs under the same scheduler.
+//
+// Measured energy (measure_energy, energy_split.hpp): the counter is read before the
+// first pass of a burst and after passes, and its joules are split over the jobs by
+// the work units each did: 0.2 per prompt token prefilled (and per token recomputed
+// after a preemption, in chunks like a prompt), 1 per token decoded (DESIGN.md
+// section 5). A speculative round over k+1 positions counts k+1 units, like k+1
+// decode tokens: its drafting passes through the first E layers and its verification
+// through the other L-E layers add up to one pass through every layer per position
+// (the output head's extra logits are not counted). Each Completion carries its job's
+// share (Completion::energy_j), set before on_done.
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <vector>
 
+#include "engine/energy_split.hpp"
 #include "engine/job.hpp"
 #include "engine/kv_cache.hpp"
 #include "engine/model.hpp"
+#include "engine/nvml_energy.hpp"
 #include "engine/tokenizer.hpp"
 
 namespace reprise::engine {
@@ -77,6 +89,16 @@ public:
     // Fails every job (shutdown).
     void fail_all(const EngineError& error);
 
+    // False when the model's device could not allocate the KV pool (Model::new_kv_pool
+    // gave null): such a scheduler must not be used (Engine::load fails instead).
+    bool kv_ready() const { return pool_ != nullptr; }
+
+    // Measures energy with `counter` (not owned; outlives the scheduler) in windows of
+    // at least min_window_s (energy_split.hpp). Without it, Completion::energy_j is -1.
+    void measure_energy(EnergyCounter* counter, double min_window_s = 0.2);
+    // The split so far; null when energy is not measured.
+    const EnergySplit* energy() const { return energy_counter_ ? &energy_ : nullptr; }
+
     const SchedulerCounters& counters() const { return counters_; }
     const KvBlockPool& pool() const { return *pool_; }
     const SchedulerOptions& options() const { return options_; }
@@ -98,6 +120,8 @@ private:
     void fail(Job& job, EngineErrc code, const std::string& message);
     void complete_finished();
     int sequences_of(const Job& job) const;
+    void step_batch();
+    void read_energy();
 
     const Model& model_;
     const Tokenizer& tokenizer_;
@@ -109,6 +133,9 @@ private:
     std::deque<std::unique_ptr<Job>> waiting_;
     std::vector<std::unique_ptr<Job>> running_;  // in admission order
     SchedulerCounters counters_;
+    uint64_t next_job_id_ = 1;
+    EnergyCounter* energy_counter_ = nullptr;
+    EnergySplit energy_;
 };
 
 }  // namespace reprise::engine

@@ -98,7 +98,10 @@ std::string format_stats(const json& s) {
   out += "energy avoided " + fmt("%.4f", real(s, "energy_avoided_wh")) + " Wh (" +
          fmt("%.4f", real(s, "energy_avoided_wh_low")) + " to " + fmt("%.4f", real(s, "energy_avoided_wh_high")) +
          "), CO2 avoided " + fmt("%.4f", real(s, "co2_avoided_g")) + " g; spent " +
-         fmt("%.4f", real(s, "energy_spent_wh")) + " Wh, " + fmt("%.4f", real(s, "co2_spent_g")) + " g (estimated)\n";
+         fmt("%.4f", real(s, "energy_spent_wh")) + " Wh, " + fmt("%.4f", real(s, "co2_spent_g")) + " g (" +
+         (real(s, "energy_measured_wh") > 0 ? fmt("%.4f", real(s, "energy_measured_wh")) + " Wh of it measured, the rest "
+                                            : std::string()) +
+         "estimated)\n";
   out += "store " + fmt("%.1f", real(s, "store_bytes") / (1 << 20)) + " MiB\n";
   if (auto ns = s.find("namespaces"); ns != s.end() && ns->is_object() && !ns->empty()) {
     out += "\n";

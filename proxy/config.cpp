@@ -317,6 +317,7 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     r.read("context", c.engine.context, 0, 1 << 20);
     r.read("max_queued", c.engine.max_queued, 0, 100'000);
     r.read("threads", c.engine.threads, 0, 1024);
+    r.read("device", c.engine.device);
     r.read("kv_block_tokens", c.engine.kv_block_tokens, 1, 4096);
     r.read("kv_cache_mb", c.engine.kv_cache_mb, 1, 1 << 20);
     r.read("max_batch_tokens", c.engine.max_batch_tokens, 1, 65'536);
@@ -328,6 +329,8 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
       r.error_at("early_exit_only", "needs early_exit_layer > 0 (the layer whose output is served)");
     if (!c.engine.quantize.empty() && c.engine.quantize != "q8_0" && c.engine.quantize != "q4_0")
       r.error_at("quantize", "must be \"\", \"q8_0\" or \"q4_0\"");
+    if (c.engine.device != "auto" && c.engine.device != "cpu" && c.engine.device != "cuda")
+      r.error_at("device", "must be \"auto\", \"cpu\" or \"cuda\", got \"" + c.engine.device + "\"");
     r.finish();
     if (c.engine.model.empty())
       for (const auto& route : c.models)

@@ -87,6 +87,7 @@ struct EngineConfig {
   int context = 4096;    // tokens per sequence, capped at the model's; 0 = the model's
   int max_queued = 64;   // generations waiting for the engine; beyond, 503 + Retry-After
   int threads = 0;       // forward-pass threads; 0 = all cores
+  std::string device = "auto";  // "auto" (CUDA when a GPU can take the model, else the CPU), "cpu" or "cuda"
   // Continuous batching over the paged KV cache (engine/scheduler.hpp).
   int kv_block_tokens = 16;    // KV positions per block
   int kv_cache_mb = 1024;      // the KV pool (raised to at least one full context)

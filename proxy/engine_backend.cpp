@@ -228,6 +228,7 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
       return;
     }
     std::vector<cache::Sample> samples;
+    const std::vector<double> energy = sample_energy_j(*done);
     for (size_t i = 0; i < done->samples.size(); ++i) {
       const engine::SampleResult& r = done->samples[i];
       const char* finish = finish_name(r.finish);
@@ -245,6 +246,7 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
       sample.model = model;
       sample.created = now_seconds();
       sample.backend = "engine";
+      sample.energy_j = energy[i];
       samples.push_back(std::move(sample));
     }
     gen->complete(std::move(samples));
@@ -263,6 +265,18 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
   if (auto refused = engine_.submit(std::move(s), std::move(callbacks))) gen->fail(engine_error(*refused));
 }
 
+std::vector<double> sample_energy_j(const engine::Completion& done) {
+  const size_t n = done.samples.size();
+  std::vector<double> out(n, -1.0);
+  if (done.energy_j < 0 || n == 0) return out;
+  uint64_t tokens = 0;
+  for (auto& s : done.samples) tokens += uint64_t(std::max(0, s.completion_tokens));
+  for (size_t i = 0; i < n; ++i)
+    out[i] = tokens ? done.energy_j * double(std::max(0, done.samples[i].completion_tokens)) / double(tokens)
+                    : done.energy_j / double(n);
+  return out;
+}
+
 json engine_stats_json(const engine::Engine& engine) {
   const engine::EngineInfo& info = engine.info();
   const engine::EngineStats st = engine.stats();
@@ -270,7 +284,14 @@ json engine_stats_json(const engine::Engine& engine) {
   const double prefill_tps = st.prefill_seconds > 0 ? double(st.prompt_tokens) / st.prefill_seconds : 0.0;
   const bool speculating = info.exit_layer > 0;
   return {
-      {"device", info.device},
+      {"device", info.device},            // where the passes run: cpu | cuda
+      {"device_name", info.device_name},  // the GPU; "" on the CPU
+      {"device_note", info.device_note},  // why not on a GPU, when [engine] device = "auto" left it on the CPU
+      // Measured energy (NVML, on a GPU) or token-count estimates (energy.csv's method).
+      {"energy_method", info.energy_method},
+      {"energy_note", info.energy_note},
+      {"energy_measured_wh", st.energy_measured_j / 3600.0},
+      {"energy_windows", st.energy_windows},
       {"model", info.name},
       {"path", info.path},
       {"weight_type", info.weight_type},

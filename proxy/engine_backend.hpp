@@ -40,6 +40,10 @@ Result<engine::Submission> engine_submission(cache::Endpoint endpoint, const nlo
 // endian (no tenant, no secret: anyone with the request regenerates its samples).
 uint64_t engine_key_hash(const cache::Sha256& sha256);
 
+// A job's measured energy split over its samples by their completion tokens (the
+// prompt's share goes with them); every entry -1 when the job's energy was not measured.
+std::vector<double> sample_energy_j(const engine::Completion& done);
+
 // The "engine" object of /admin/stats.
 nlohmann::json engine_stats_json(const engine::Engine& engine);
 

@@ -203,6 +203,7 @@ int run(const Config& config) {
     eo.exit_layer = config.engine.early_exit_layer;
     eo.draft_tokens = config.engine.draft_tokens;
     eo.early_exit_only = config.engine.early_exit_only;
+    engine::parse_device(config.engine.device, &eo.device);  // checked by the config loader
     eo.quantize = config.engine.quantize == "q8_0"   ? engine::GgmlType::Q8_0
                   : config.engine.quantize == "q4_0" ? engine::GgmlType::Q4_0
                                                      : engine::GgmlType::F32;
@@ -217,7 +218,9 @@ int run(const Config& config) {
     if (!loaded.ok()) {
       // The one option only the model can check: early_exit_layer below its layer count.
       const bool exit_layer = loaded.error().find("exit_layer") != std::string::npos;
-      log::error(loaded.error() + (exit_layer ? " (set by [engine] early_exit_layer)" : ""));
+      const bool device = eo.device == engine::Device::Cuda && loaded.error().find("cuda") != std::string::npos;
+      log::error(loaded.error() + (exit_layer ? " (set by [engine] early_exit_layer)" : "") +
+                 (device ? " ([engine] device = \"cuda\" requires the GPU; \"auto\" falls back to the CPU)" : ""));
       return 1;
     }
     loaded_engine = std::move(loaded.value());
@@ -226,6 +229,15 @@ int run(const Config& config) {
               info.weight_type + ", context " + std::to_string(info.n_ctx) + ", " + std::to_string(info.threads) +
               " threads on the " + info.device + ", chat template " +
               (info.chat_family.empty() ? "none (" + info.chat_error + ")" : info.chat_family));
+    // Which device, and why: the one line that says whether the GPU is used.
+    std::string where = "engine: device " + info.device;
+    if (info.device == "cuda") where += " (" + info.device_name + ")";
+    else where += " (" + (info.device_note.empty() ? std::string("[engine] device = \"cpu\"") : info.device_note) + ")";
+    where += "; energy " + info.energy_method +
+             (info.energy_method == "measured" ? " with NVML"
+              : info.energy_note.empty()       ? std::string(" from token counts")
+                                               : " from token counts (" + info.energy_note + ")");
+    log::info(where);
     const ModelRoute* route = route_model(config.models, info.name);
     if (!route || route->backend != "engine")
       log::warn("engine: [[models]] does not route the engine's own name \"" + info.name +

@@ -195,7 +195,7 @@ struct Counter {
   std::string_view help;
 };
 
-constexpr std::array<Counter, 19> kCounters{{
+constexpr std::array<Counter, 20> kCounters{{
     {"requests", "requests_total", "Requests counted by the proxy's stats."},
     {"hits", "cache_hits_total", "Requests answered entirely from the cache."},
     {"misses", "cache_misses_total", "Requests with no usable cached sample, sent upstream."},
@@ -213,6 +213,7 @@ constexpr std::array<Counter, 19> kCounters{{
     {"co2_avoided_g", "co2_avoided_grams_total", "Estimated CO2e emissions avoided by cache hits, in grams."},
     {"energy_spent_wh", "energy_spent_wh_total", "Energy spent generating (measured or estimated), in watt-hours."},
     {"co2_spent_g", "co2_spent_grams_total", "CO2e emitted generating (measured or estimated), in grams."},
+    {"energy_measured_wh", "energy_measured_wh_total", "The part of the energy spent that was measured (the engine on a GPU, NVML), in watt-hours."},
     {"cost_avoided_usd", "cost_avoided_usd_total", "Tokens avoided, at the configured [[prices]], in US dollars."},
     {"cost_spent_usd", "cost_spent_usd_total", "Tokens spent, at the configured [[prices]], in US dollars."},
 }};
@@ -445,6 +446,12 @@ std::string prometheus_text(const nlohmann::json& stats, size_t max_label_values
     family(out, "reprise_engine_preemptions_total", "counter",
            "Engine jobs evicted from the batch for KV room (recomputed later).");
     sample(out, "reprise_engine_preemptions_total", num(field(engine, "preemptions")));
+    gauge(out, "reprise_engine_energy_measured",
+          "1 when the engine's energy is measured (NVML on its GPU), 0 when estimated from tokens.",
+          Num::of_int(str(field(engine, "energy_method")) == "measured" ? 1 : 0));
+    family(out, "reprise_engine_energy_measured_wh_total", "counter",
+           "Energy the engine's GPU used while it stepped since start (NVML), in watt-hours.");
+    sample(out, "reprise_engine_energy_measured_wh_total", num(field(engine, "energy_measured_wh")));
   }
 
   // Per namespace, per model.

@@ -24,6 +24,7 @@
 //     co2_avoided_g[_low|_high]      reprise_co2_avoided_grams_total{band="low"|"central"|"high"}
 //     energy_spent_wh           reprise_energy_spent_wh_total
 //     co2_spent_g               reprise_co2_spent_grams_total
+//     energy_measured_wh        reprise_energy_measured_wh_total (the measured part of the spent)
 //   The avoided energy/CO2 is an estimate with an uncertainty band: one family, one
 //   series per band (the unsuffixed stats field is band="central"). Never sum over
 //   `band`; select one, e.g. reprise_energy_avoided_wh_total{band="central"}.
@@ -43,7 +44,9 @@
 //                               reprise_engine_info{device="cpu"|"cuda"} 1,
 //                               reprise_engine_kv_blocks_used, reprise_engine_kv_blocks_free,
 //                               reprise_engine_draft_acceptance_ratio,
-//                               reprise_engine_tokens_per_full_pass
+//                               reprise_engine_tokens_per_full_pass,
+//                               reprise_engine_energy_measured (1 measured, 0 estimated),
+//                               reprise_engine_energy_measured_wh_total
 //
 //   Histograms:
 //     reprise_batch_size        from batches.sizes {"1","2-4","5-16","17-64","65-256","257+"}

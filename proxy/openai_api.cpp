@@ -463,9 +463,11 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
       cache::Ledger::BypassUsage usage;
       usage.known = true;
       usage.local = true;
+      usage.measured_j = gen->samples().empty() ? -1 : 0;
       for (auto& sample : gen->samples()) {
         usage.prompt_tokens = sample.prompt_tokens;
         usage.completion_tokens += sample.completion_tokens;
+        usage.measured_j = usage.measured_j < 0 || sample.energy_j < 0 ? -1 : usage.measured_j + sample.energy_j;
       }
       ledger_->on_bypassed(plan.ns, plan.model, usage,
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

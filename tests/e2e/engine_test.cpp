@@ -67,7 +67,7 @@ std::vector<std::string> contents(const json& response) {
 }  // namespace
 
 TEST_CASE("engine: chat and completions are answered by the engine with usage and finish_reason, then cached") {
-  EngineStack s;
+  EngineStack s("device = \"cpu\"\n");  // the CPU path and its estimated energy, on any machine
   auto first = post(s, "/v1/chat/completions", chat("Tell me about caches", 1, 12), "A");
   REQUIRE(first.status == 200);
   CHECK(first.header("X-Reprise-Cache") == "miss");
@@ -507,4 +507,58 @@ TEST_CASE("engine: a pipelined request is not a disconnect - both are answered")
   json stats = s.stats();
   CHECK(stats["engine"]["jobs_cancelled"] == 0);
   CHECK(stats["samples_generated"] == 17);
+}
+
+TEST_CASE("engine: [engine] device - auto says where it runs and why, cuda without a GPU stops the start, gpu is refused") {
+  EngineStack s;  // device = "auto", the default
+  auto r = post(s, "/v1/chat/completions", chat("Where do you run", 2, 8), "A");
+  REQUIRE(r.status == 200);
+  const json e = s.stats()["engine"];
+  INFO(e.dump());
+  const std::string log = s.proxy.log();
+  INFO(log);
+  REQUIRE(e["device"].is_string());
+  if (e["device"] == "cpu") {
+    // The engine itself says why it stayed on the CPU (no CUDA build, no device).
+    CHECK_FALSE(e["device_note"].get<std::string>().empty());
+    CHECK(e["device_name"] == "");
+    CHECK(e["energy_method"] == "estimated");
+    CHECK(e["energy_measured_wh"] == 0.0);
+    CHECK(log.find("engine: device cpu (" + e["device_note"].get<std::string>() + ")") != std::string::npos);
+    const std::string metrics = request(s.proxy.admin_port(), "GET", "/metrics").body;
+    CHECK(metrics.find("reprise_engine_info{device=\"cpu\"} 1\n") != std::string::npos);
+    CHECK(metrics.find("reprise_engine_energy_measured 0\n") != std::string::npos);
+    CHECK(s.stats()["energy_measured_wh"] == 0.0);
+  } else {
+    CHECK(e["device"] == "cuda");
+    CHECK_FALSE(e["device_name"].get<std::string>().empty());
+    CHECK(log.find("engine: device cuda (" + e["device_name"].get<std::string>() + ")") != std::string::npos);
+  }
+
+  TempDir dir;
+  const std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+                           "[cache]\npath = \"" + (dir / "cache").string() + "\"\n"
+                           "[[models]]\nmatch = \"*\"\nbackend = \"engine\"\n"
+                           "[engine]\nmodel = \"" + s.model + "\"\n";
+  // cuda: the GPU or no start. Without one (or a build without CUDA) the proxy exits
+  // at once with the engine's reason; on a GPU machine it starts on it.
+  write_file(dir / "cuda.toml", toml + "device = \"cuda\"\n");
+  Process cuda({REPRISE_BIN, "--config", (dir / "cuda.toml").string()}, dir.path(), "cuda");
+  const int code = cuda.wait_exit(std::chrono::seconds(30));
+  INFO(cuda.err());
+  if (code != -1) {
+    CHECK(code == 1);
+    CHECK(cuda.err().find("device cuda: ") != std::string::npos);
+    CHECK(cuda.err().find("[engine] device = \"cuda\"") != std::string::npos);
+    CHECK(cuda.err().find("listening") == std::string::npos);
+  } else {
+    CHECK(cuda.err().find("engine: device cuda (") != std::string::npos);
+    cuda.signal(SIGTERM);
+    cuda.wait_exit(std::chrono::seconds(20));
+  }
+  // "gpu" is not a device name: a configuration error (exit 2) naming the key.
+  write_file(dir / "gpu.toml", toml + "device = \"gpu\"\n");
+  Process gpu({REPRISE_BIN, "--config", (dir / "gpu.toml").string()}, dir.path(), "gpu");
+  CHECK(gpu.wait_exit(std::chrono::seconds(20)) == 2);
+  CHECK(gpu.err().find("engine.device: must be \"auto\", \"cpu\" or \"cuda\", got \"gpu\"") != std::string::npos);
 }

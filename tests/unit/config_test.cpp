@@ -59,6 +59,7 @@ TEST_CASE("an empty file gives every default") {
   CHECK(c.engine.early_exit_layer == 0);
   CHECK(c.engine.draft_tokens == 4);
   CHECK_FALSE(c.engine.early_exit_only);
+  CHECK(c.engine.device == "auto");
   CHECK(c.energy.grid_intensity_g_per_kwh == 475);
   CHECK(c.energy.pue == doctest::Approx(1.2));
   CHECK(c.log.level == "info");
@@ -131,6 +132,7 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(s.engine.early_exit_layer == d.engine.early_exit_layer);
   CHECK(s.engine.draft_tokens == d.engine.draft_tokens);
   CHECK(s.engine.early_exit_only == d.engine.early_exit_only);
+  CHECK(s.engine.device == d.engine.device);
   CHECK(s.energy.grid_intensity_g_per_kwh == d.energy.grid_intensity_g_per_kwh);
   CHECK(s.energy.pue == d.energy.pue);
   CHECK(s.energy.pue_local == d.energy.pue_local);
@@ -206,6 +208,7 @@ draft_tokens = 6
 early_exit_only = true
 name = "mine"
 quantize = "q4_0"
+device = "cpu"
 context = 512
 max_queued = 3
 [energy]
@@ -286,6 +289,7 @@ access_log = false
   CHECK(c.engine.early_exit_only);
   CHECK(c.engine.name == "mine");
   CHECK(c.engine.quantize == "q4_0");
+  CHECK(c.engine.device == "cpu");
   CHECK(c.engine.context == 512);
   CHECK(c.engine.max_queued == 3);
   CHECK(c.energy.grid_intensity_g_per_kwh == 300);
@@ -409,4 +413,14 @@ TEST_CASE("parse_host_port") {
   CHECK_FALSE(parse_host_port("h:"));
   CHECK_FALSE(parse_host_port("h:8x"));
   CHECK_FALSE(parse_host_port("h:65536"));
+}
+
+TEST_CASE("engine device is auto, cpu or cuda") {
+  CHECK(parse_ok("[engine]\ndevice = \"auto\"\n").engine.device == "auto");
+  CHECK(parse_ok("[engine]\ndevice = \"cpu\"\n").engine.device == "cpu");
+  CHECK(parse_ok("[engine]\ndevice = \"cuda\"\n").engine.device == "cuda");
+  // "gpu" is no device name here: refused, naming the key, its line and the choices.
+  CHECK(parse_error("[engine]\ndevice = \"gpu\"\n").find("test.toml:2: engine.device: must be \"auto\", \"cpu\" or \"cuda\", got \"gpu\"") != std::string::npos);
+  CHECK(parse_error("[engine]\ndevice = \"CUDA\"\n").find("engine.device: must be") != std::string::npos);
+  CHECK(parse_error("[engine]\ndevice = 1\n").find("engine.device: expected a string, got integer") != std::string::npos);
 }

@@ -6,10 +6,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
+#include "cache/canonical.hpp"
 #include "cache/energy.hpp"
 #include "cache/energy_csv.hpp"
+#include "cache/generation.hpp"
 #include "cache/ledger.hpp"
 #include "cache/stats.hpp"
 
@@ -158,4 +161,168 @@ TEST_CASE("energy csv: CodeCarbon's columns, quoting, and rotation by size") {
     CHECK(std::filesystem::file_size(path) <= 600);
     CHECK(csv.dropped() == 0);
   }
+}
+
+// ---- measured energy (the engine on a GPU: Sample::energy_j) ---------------------------
+
+namespace {
+
+// A generation of `model` completed with `samples`, as a backend ends it.
+std::shared_ptr<Generation> completed(const std::string& model, std::vector<Sample> samples) {
+  nlohmann::json body = {{"model", model}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  auto c = canonicalize(Endpoint::chat_completions, body.dump());
+  REQUIRE(c.ok());
+  auto request = std::make_shared<const CanonicalRequest>(std::move(c.value()));
+  auto gen = std::make_shared<Generation>(request, Endpoint::chat_completions, uint32_t(samples.size()), false, nullptr);
+  gen->set_origin("ns");
+  gen->complete(std::move(samples));
+  return gen;
+}
+
+Sample made(const std::string& backend, uint32_t prompt, uint32_t completion, double energy_j) {
+  Sample s;
+  s.choice = {{"message", {{"role", "assistant"}, {"content", "x"}}}};
+  s.backend = backend;
+  s.prompt_tokens = prompt;
+  s.completion_tokens = completion;
+  s.energy_j = energy_j;
+  return s;
+}
+
+// The slots of a response that made every choice of `gen` (choice indices as given).
+std::vector<Slot> made_slots(const std::shared_ptr<Generation>& gen, std::vector<uint32_t> choices) {
+  std::vector<Slot> slots;
+  for (uint32_t c : choices) {
+    Slot slot;
+    slot.gen = gen;
+    slot.choice = c;
+    slot.created = true;
+    slots.push_back(std::move(slot));
+  }
+  return slots;
+}
+
+// The data rows of energy.csv, split on commas (the tests' names need no quoting),
+// keyed by the header's column names.
+std::vector<std::map<std::string, std::string>> csv_rows(const std::filesystem::path& path) {
+  std::istringstream in(read_all(path));
+  std::string line;
+  std::vector<std::string> columns;
+  std::vector<std::map<std::string, std::string>> rows;
+  auto split = [](const std::string& l) {
+    std::vector<std::string> out;
+    std::string cell;
+    std::istringstream cells(l);
+    while (std::getline(cells, cell, ',')) out.push_back(cell);
+    return out;
+  };
+  while (std::getline(in, line)) {
+    if (columns.empty()) {
+      columns = split(line);
+      continue;
+    }
+    auto cells = split(line);
+    REQUIRE(cells.size() == columns.size());
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < cells.size(); ++i) row[columns[i]] = cells[i];
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+LedgerOptions measured_options(const std::filesystem::path& csv) {
+  LedgerOptions o;
+  o.pue_local = 1.5;
+  o.pue_remote = 1.2;
+  o.csv_path = csv.string();
+  o.rules = {{"tiny", "small", std::nullopt}};  // small: a=0.05 b=0.25 c=1
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("ledger: an engine call whose samples all carry measured joules spends them, csv method measured") {
+  reprise::test::UnitTempDir dir("ledger_measured");
+  const auto csv = dir.path() / "energy.csv";
+  Ledger ledger(measured_options(csv));
+  // Two samples of one job: 2 J + 3 J measured. The estimate would be
+  // 1.5 * (0.05*10 + 0.25*10 + 1) = 6 J; measured: 1.5 * 5 = 7.5 J.
+  auto gen = completed("tiny", {made("engine", 10, 4, 2.0), made("engine", 10, 6, 3.0)});
+  ledger.on_generation_end(*gen, Generation::State::done);
+  const Counters totals = ledger.stats().totals();
+  CHECK(totals.energy_spent_j == doctest::Approx(7.5));
+  CHECK(totals.energy_measured_j == doctest::Approx(7.5));
+  CHECK(ledger.stats().snapshot()["energy_measured_wh"].get<double>() == doctest::Approx(7.5 / 3600).epsilon(1e-4));
+  ledger.on_served("ns", "tiny", made_slots(gen, {0, 1}), 0.5);
+  // A greedy response serving choice 0 twice made one sample: counted once.
+  ledger.on_served("ns", "tiny", made_slots(gen, {0, 0}), 0.5);
+  ledger.csv()->flush();
+  auto rows = csv_rows(csv);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0]["event"] == "engine");
+  CHECK(rows[0]["method"] == "measured");
+  CHECK(std::stod(rows[0]["energy_consumed"]) == doctest::Approx(7.5 / 3.6e6));
+  CHECK(rows[0]["pue"] == "1.5");
+  CHECK(rows[1]["method"] == "measured");
+  CHECK(std::stod(rows[1]["energy_consumed"]) == doctest::Approx(1.5 * 2.0 / 3.6e6));
+}
+
+TEST_CASE("ledger: one unmeasured sample, or an upstream call, keeps the estimate") {
+  reprise::test::UnitTempDir dir("ledger_mixed");
+  const auto csv = dir.path() / "energy.csv";
+  Ledger ledger(measured_options(csv));
+  auto mixed = completed("tiny", {made("engine", 10, 4, 2.0), made("engine", 10, 6, -1)});
+  ledger.on_generation_end(*mixed, Generation::State::done);
+  CHECK(ledger.stats().totals().energy_spent_j == doctest::Approx(1.5 * (0.05 * 10 + 0.25 * 10 + 1)));
+  CHECK(ledger.stats().totals().energy_measured_j == 0);
+  ledger.on_served("ns", "tiny", made_slots(mixed, {0, 1}), 0.5);
+  // An upstream's samples never carry measurements: frontier, PUE 1.2.
+  auto remote = completed("gpt-x", {made("openai", 100, 50, -1)});
+  ledger.on_generation_end(*remote, Generation::State::done);
+  CHECK(ledger.stats().totals().energy_spent_j == doctest::Approx(6.0 + 180.0));
+  ledger.on_served("ns", "gpt-x", made_slots(remote, {0}), 0.5);
+  // A hit: nothing spent, the row stays estimated.
+  std::vector<Slot> hit(1);
+  hit[0].sample = std::make_shared<const Sample>(made("engine", 10, 4, 2.0));
+  ledger.on_served("ns", "tiny", hit, 0.1);
+  ledger.csv()->flush();
+  auto rows = csv_rows(csv);
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0]["method"] == "estimated");
+  CHECK(std::stod(rows[0]["energy_consumed"]) == doctest::Approx(6.0 / 3.6e6));
+  CHECK(rows[1]["method"] == "estimated");
+  CHECK(rows[1]["event"] == "miss");
+  CHECK(std::stod(rows[1]["energy_consumed"]) == doctest::Approx(180.0 / 3.6e6));
+  CHECK(rows[2]["event"] == "hit");
+  CHECK(rows[2]["method"] == "estimated");
+  CHECK(std::stod(rows[2]["energy_consumed"]) == 0);
+  CHECK(ledger.stats().totals().energy_measured_j == 0);
+}
+
+TEST_CASE("ledger: a bypassed engine call with measured joules is spent as measured") {
+  reprise::test::UnitTempDir dir("ledger_bypass");
+  const auto csv = dir.path() / "energy.csv";
+  Ledger ledger(measured_options(csv));
+  Ledger::BypassUsage usage;
+  usage.known = true;
+  usage.local = true;
+  usage.prompt_tokens = 10;
+  usage.completion_tokens = 10;
+  usage.measured_j = 3.0;  // 1.5 * 3 = 4.5 J; the estimate is 1.5 * (0.05*10 + 0.25*10 + 1) = 6 J
+  ledger.on_bypassed("ns", "tiny", usage, 0.2);
+  CHECK(ledger.stats().totals().energy_spent_j == doctest::Approx(4.5));
+  CHECK(ledger.stats().totals().energy_measured_j == doctest::Approx(4.5));
+  usage.measured_j = -1;
+  ledger.on_bypassed("ns", "tiny", usage, 0.2);
+  CHECK(ledger.stats().totals().energy_spent_j == doctest::Approx(4.5 + 6.0));
+  CHECK(ledger.stats().totals().energy_measured_j == doctest::Approx(4.5));
+  ledger.csv()->flush();
+  auto rows = csv_rows(csv);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0]["method"] == "measured");
+  CHECK(rows[1]["method"] == "estimated");
+  // Measured joules survive the counters' save and restore.
+  Stats restored(475);
+  restored.restore(nlohmann::json::parse(ledger.stats().persistent().dump()));
+  CHECK(restored.totals().energy_measured_j == doctest::Approx(4.5));
 }

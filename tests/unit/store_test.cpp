@@ -81,7 +81,7 @@ bool Same(const Sample& a, const Sample& b) {
   return a.choice == b.choice && a.finish_reason == b.finish_reason &&
          a.completion_tokens == b.completion_tokens && a.prompt_tokens == b.prompt_tokens &&
          a.system_fingerprint == b.system_fingerprint && a.created == b.created && a.backend == b.backend &&
-         a.request_sha256 == b.request_sha256;
+         a.request_sha256 == b.request_sha256 && a.energy_j == b.energy_j;
 }
 
 uint64_t CountOk(Store& s, const TenantId& t, const CacheKey& k) {
@@ -152,6 +152,7 @@ TEST_CASE("Store: every Sample field survives a round trip, and a reopen") {
   s.created = -1;  // any int64, signs included
   s.backend = "engine";
   for (size_t i = 0; i < 32; ++i) s.request_sha256[i] = static_cast<uint8_t>(255 - i * 7);
+  s.energy_j = 0.123456789;  // measured: stored; the default (-1, not measured) is not
   Sample empty;  // every field at its default
 
   const TenantId t = Tenant(1);
@@ -541,6 +542,31 @@ TEST_CASE("Store: a damaged record is reported as Corruption naming its index") 
   CHECK(ReadOk(*store, t, k, 8, 300).size() == 292);
   CHECK_FALSE(store->Read(t, k, 7, 1).ok());
   CHECK(CountOk(*store, t, k) == 300);
+}
+
+TEST_CASE("Store: a record written before measured energy existed loads as not measured") {
+  TempDir dir;
+  const TenantId t = Tenant(1);
+  const CacheKey k = Key(1);
+  { auto store = OpenOk(dir.db()); }
+  // The record layout of earlier builds: checksum (u64 BE) | CBOR of these fields only.
+  WithRawDb(dir.db(), [&](rocksdb::DB& db, auto& cfs) {
+    nlohmann::json j = {{"choice", {{"text", "old"}}}, {"finish_reason", "stop"}, {"completion_tokens", 3},
+                        {"prompt_tokens", 2}, {"system_fingerprint", "fp"}, {"created", 7}, {"backend", "engine"},
+                        {"model", "m"}, {"request_sha256", nlohmann::json::binary(std::vector<uint8_t>(32, 9))}};
+    std::vector<uint8_t> cbor = nlohmann::json::to_cbor(j);
+    uint64_t sum = XXH3_64bits(cbor.data(), cbor.size());
+    std::string v;
+    for (int shift = 56; shift >= 0; shift -= 8) v.push_back(static_cast<char>(sum >> shift));
+    v.append(cbor.begin(), cbor.end());
+    REQUIRE(db.Put({}, cfs[1], RawSampleKey(t, k, 0), v).ok());
+  });
+  auto store = OpenOk(dir.db());
+  auto got = ReadOk(*store, t, k, 0, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].choice["text"] == "old");
+  CHECK(got[0].completion_tokens == 3);
+  CHECK(got[0].energy_j < 0);
 }
 
 TEST_CASE("Store: a missing record in the middle of a list is Corruption, not a shifted list") {
