@@ -309,7 +309,7 @@ void CudaModel::run(int T, int M, int layer_end, const std::vector<int>& active,
         const int n = active[size_t(l)];
         if (n == 0) continue;
         const Layer& Ly = layers_[size_t(l)];
-        const float* quantized = nullptr;
+        const float* quantized = nullptr;  // which buffer s_.xq holds the Q8_0 copy of
         cuda::rmsnorm(s_.x, nullptr, Ly.attn_norm, s_.xb, n, E_, hp_.rms_eps, st);
         project(Ly.wq, s_.xb, n, s_.q, &quantized);
         project(Ly.wk, s_.xb, n, s_.k, &quantized);
@@ -324,6 +324,7 @@ void CudaModel::run(int T, int M, int layer_end, const std::vector<int>& active,
         cuda::add_inplace(s_.x, s_.o, size_t(n) * E_, st);
 
         cuda::rmsnorm(s_.x, nullptr, Ly.ffn_norm, s_.xb, n, E_, hp_.rms_eps, st);
+        quantized = nullptr;  // xb holds new values: the attention's quantized copy is stale
         project(Ly.gate, s_.xb, n, s_.g, &quantized);
         project(Ly.up, s_.xb, n, s_.u, &quantized);
         cuda::swiglu(s_.g, s_.g, s_.u, size_t(n) * F_, st);
