@@ -135,24 +135,29 @@ size_t Model::n_params() const {
     return s;
 }
 
+// The KV memory for n_blocks blocks: null (the pool's host default) on the CPU, device
+// memory on a GPU; `ok` is false when the device has too little.
+std::unique_ptr<KvStorage> Model::kv_storage(int block_size, int n_blocks, bool* ok) const {
+    *ok = true;
+    if (!device_model_) return nullptr;
+    auto storage = device_model_->new_kv_storage(size_t(n_blocks) * KvBlockPool::block_floats(n_layer(), int(hp_.n_embd_kv()), block_size));
+    *ok = storage != nullptr;
+    return storage;
+}
+
 std::unique_ptr<KvCache> Model::new_kv_cache(int n_ctx) const {
     if (n_ctx <= 0) n_ctx = int(hp_.n_ctx_train);
     constexpr int kBlock = 16;
-    std::unique_ptr<KvStorage> storage;
-    if (device_model_) {
-        const int n_blocks = (n_ctx + kBlock - 1) / kBlock;
-        storage = device_model_->new_kv_storage(size_t(n_blocks) * KvBlockPool::block_floats(n_layer(), int(hp_.n_embd_kv()), kBlock));
-        if (!storage) return nullptr;
-    }
+    bool ok = false;
+    auto storage = kv_storage(kBlock, (n_ctx + kBlock - 1) / kBlock, &ok);
+    if (!ok) return nullptr;
     return std::make_unique<KvCache>(int(hp_.n_layer), n_ctx, int(hp_.n_embd_kv()), kBlock, std::move(storage));
 }
 
 std::unique_ptr<KvBlockPool> Model::new_kv_pool(int block_size, int n_blocks) const {
-    std::unique_ptr<KvStorage> storage;
-    if (device_model_) {
-        storage = device_model_->new_kv_storage(size_t(n_blocks) * KvBlockPool::block_floats(n_layer(), int(hp_.n_embd_kv()), block_size));
-        if (!storage) return nullptr;
-    }
+    bool ok = false;
+    auto storage = kv_storage(block_size, n_blocks, &ok);
+    if (!ok) return nullptr;
     return std::make_unique<KvBlockPool>(int(hp_.n_layer), int(hp_.n_embd_kv()), block_size, n_blocks, std::move(storage));
 }
 

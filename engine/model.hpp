@@ -75,8 +75,9 @@ public:
 
     int n_layer() const { return int(hp_.n_layer); }
     // A pool-backed single sequence for n_ctx positions (0: the training context length).
+    // A block pool for this model's K/V shape. Both in the device's memory when the
+    // model runs on one, and null when it has too little.
     std::unique_ptr<KvCache> new_kv_cache(int n_ctx = 0) const;
-    // A block pool for this model's K/V shape.
     std::unique_ptr<KvBlockPool> new_kv_pool(int block_size, int n_blocks) const;
 
     // Runs tokens[0..n) of one sequence at positions pos0..pos0+n-1 (the cache holds
@@ -115,6 +116,7 @@ public:
 private:
     Model() = default;
     Status forward_cpu(BatchItem* items, int n_items, int layer_end) const;
+    std::unique_ptr<KvStorage> kv_storage(int block_size, int n_blocks, bool* ok) const;
     // Y[n][w.rows] = w * X[n][w.cols]; q8 is scratch for the quantized activations.
     void matmul(const Weight& w, const float* X, int n, float* Y, std::vector<BlockQ8_0>& q8) const;
 

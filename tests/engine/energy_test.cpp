@@ -43,6 +43,15 @@ TinyEngine& tiny() {
     return t;
 }
 
+// The tests' engine options: the tiny model, 2 threads, a 256-token context.
+EngineOptions tiny_options() {
+    EngineOptions eo;
+    eo.model_path = tiny().path;
+    eo.threads = 2;
+    eo.context = 256;
+    return eo;
+}
+
 }  // namespace
 
 TEST_CASE("energy split: a window closes once 200 ms have passed and splits its joules by the units") {
@@ -234,10 +243,7 @@ TEST_CASE("energy split: with speculation and a cancelled job, completions share
 
 TEST_CASE("energy: an engine with an injected counter gives each completion its measured joules") {
     auto counter = std::make_shared<FakeCounter>();
-    EngineOptions eo;
-    eo.model_path = tiny().path;
-    eo.threads = 2;
-    eo.context = 256;
+    EngineOptions eo = tiny_options();
     eo.energy_counter = counter;
     eo.energy_window_s = 0.0;  // every step closes its window: the split is exact
     auto loaded = Engine::load(eo);
@@ -275,10 +281,7 @@ TEST_CASE("energy: an engine with an injected counter gives each completion its 
 TEST_CASE("energy: an engine whose windows never close, or without a counter, measures nothing") {
     SUBCASE("windows longer than the run") {
         auto counter = std::make_shared<FakeCounter>();
-        EngineOptions eo;
-        eo.model_path = tiny().path;
-        eo.threads = 2;
-        eo.context = 256;
+        EngineOptions eo = tiny_options();
         eo.energy_counter = counter;
         eo.energy_window_s = 1000.0;
         auto e = Engine::load(eo);
@@ -296,10 +299,7 @@ TEST_CASE("energy: an engine whose windows never close, or without a counter, me
     }
     SUBCASE("no counter") {
         for (Device d : {Device::Auto, Device::Cpu}) {
-            EngineOptions eo;
-            eo.model_path = tiny().path;
-            eo.threads = 2;
-            eo.context = 256;
+            EngineOptions eo = tiny_options();
             eo.device = d;
             auto e = Engine::load(eo);
             REQUIRE_MESSAGE(e.ok(), e.error());
@@ -323,10 +323,7 @@ TEST_CASE("energy: an engine whose windows never close, or without a counter, me
 }
 
 TEST_CASE("energy: device cuda without a usable GPU fails the load with the reason") {
-    EngineOptions eo;
-    eo.model_path = tiny().path;
-    eo.threads = 2;
-    eo.context = 256;
+    EngineOptions eo = tiny_options();
     eo.device = Device::Cuda;
     auto e = Engine::load(eo);
     if (!cuda_built()) {
@@ -405,10 +402,7 @@ TEST_CASE("nvml energy: the loader against a fake libnvidia-ml - board lookup, e
     CHECK(not_nvml.error().find("lacks nvmlInit_v2") != std::string::npos);
 
     // The engine reading it: every step closes its window at 0.25 J per read.
-    EngineOptions eo;
-    eo.model_path = tiny().path;
-    eo.threads = 2;
-    eo.context = 256;
+    EngineOptions eo = tiny_options();
     eo.energy_counter = std::move(by_bus.value());
     eo.energy_window_s = 0.0;
     auto e = Engine::load(eo);

@@ -5,17 +5,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <future>
 #include <map>
 #include <set>
 #include <thread>
 
-#include <unistd.h>
-
 #include "engine/engine.hpp"
-#include "engine/model_maker.hpp"
 #include "engine/utf8_stream.hpp"
+#include "tests/engine/tiny_engine.hpp"
 
 using namespace reprise::engine;
 
@@ -23,24 +20,8 @@ namespace {
 
 // A tiny model with the built-in vocabulary, written once per test run.
 const std::string& model_path() {
-    static const std::string path = [] {
-        auto vocab_bytes = builtin_vocab_gguf();
-        auto vocab = GgufFile::from_memory(vocab_bytes.data(), vocab_bytes.size());
-        REQUIRE(vocab.ok());
-        TinyLlamaShape shape;
-        shape.n_embd = 64;
-        shape.n_ff = 128;
-        shape.n_layer = 2;
-        shape.n_ctx = 256;
-        shape.type = GgmlType::Q8_0;
-        shape.seed = 7;
-        GgufWriter w;
-        REQUIRE(make_tiny_llama(shape, **vocab, &w).ok());
-        auto p = std::filesystem::temp_directory_path() / ("reprise-engine-api-" + std::to_string(::getpid()) + ".gguf");
-        REQUIRE(w.write_file(p.string()).ok());
-        return p.string();
-    }();
-    return path;
+    static const test::TinyEngine t = test::TinyEngine::make(test::tiny_shape(2, 256, 7, "engine-api"));
+    return t.path;
 }
 
 std::unique_ptr<Engine> load(int context = 0, int max_queued = 8) {
