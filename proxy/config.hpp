@@ -42,6 +42,7 @@ struct CacheConfig {
   bool greedy_reuse = true;
   bool share_across_keys = false;
   int hot_samples_mb = 64;  // decoded samples kept in memory for hits; 0 = off
+  int max_new_samples = 128;  // most samples one X-Reprise-Sample request may have generated
 };
 
 struct PipelineConfig {

@@ -297,6 +297,7 @@ int run(const Config& config) {
 
   cache::CacherOptions caching;
   caching.hot_sample_bytes = size_t(config.cache.hot_samples_mb) << 20;
+  caching.max_new_samples = static_cast<uint32_t>(config.cache.max_new_samples);
   caching.on_generation_end = [&ledger](const cache::Generation& gen, cache::Generation::State state) {
     ledger.on_generation_end(gen, state);
   };

@@ -415,8 +415,9 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
   }
   const cache::Assignment& assignment = *waiter->assignment;
   if (assignment.error != cache::AssignError::none) {
-    Error error{assignment.error == cache::AssignError::not_cached ? ErrorKind::not_cached : ErrorKind::internal,
-                assignment.message, {}};
+    Error error{ErrorKind::internal, assignment.message, {}};
+    if (assignment.error == cache::AssignError::not_cached) error.kind = ErrorKind::not_cached;
+    if (assignment.error == cache::AssignError::too_many) error = {ErrorKind::bad_request, assignment.message, "X-Reprise-Sample"};
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
     co_await writer.send_error(error, ours);
     if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
