@@ -182,7 +182,7 @@ Status parse_entry(std::string_view text, size_t number, Prepared& out, std::str
   // The key is derived again from the canonical form this build makes of the request:
   // a text that does not come out identical (another build's canonical form) would be
   // stored under a key no client of this build asks for.
-  auto canonical = canonicalize(*kind, request);
+  auto canonical = canonicalize_text(*kind, request);
   if (!canonical) {
     refused = where + ": the request does not parse here (" + canonical.error().message + ")";
     return Status::OK();

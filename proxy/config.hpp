@@ -53,7 +53,7 @@ struct PipelineConfig {
 struct UpstreamConfig {
   std::string name;
   std::string base_url;
-  std::string api_key_env;                  // used when a client sends no Authorization
+  std::string api_key_env;                  // used when a client sends no credential
   std::string ca_file;                      // extra trusted CA bundle (PEM); system store always
   Millis connect_timeout{5'000};            // TCP connect and TLS handshake
   Millis first_byte_timeout{120'000};       // request sent to response headers

@@ -158,7 +158,10 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
   UpstreamRequest request;
   request.method = http::verb::post;
   request.target = std::string(upstream_path(gen->endpoint()));
-  if (auto* context = dynamic_cast<const UpstreamCallContext*>(gen->context())) request.headers = context->headers;
+  if (auto* context = dynamic_cast<const UpstreamCallContext*>(gen->context())) {
+    request.headers = context->headers;
+    if (!context->query.empty()) request.target += "?" + context->query;
+  }
   request.headers.set(http::field::content_type, "application/json");
   request.body = cache::upstream_body(gen->request(), static_cast<int>(gen->size()), stream)
                      .dump(-1, ' ', false, json::error_handler_t::replace);

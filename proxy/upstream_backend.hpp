@@ -15,9 +15,12 @@
 namespace reprise {
 
 // What a generation needs from the request that started it: the headers to send
-// upstream (the client's Authorization, or the configured key).
+// upstream (the client's credentials, or the configured key), and the query of the
+// target it called (Azure's api-version; sent as it came, credentials included).
+// Requests that join the generation have the same key, so the same query in it.
 struct UpstreamCallContext : cache::CallContext {
   http::fields headers;
+  std::string query;  // without its '?'
 };
 
 class UpstreamBackend : public cache::Backend {

@@ -137,6 +137,26 @@ test('errors arrive as the SDK error classes', async () => {
   );
 });
 
+test('a streamed miss the upstream rate-limits raises RateLimitError with its Retry-After', async () => {
+  // Retry-After beyond the proxy's max_retry_after: relayed at once, not waited out.
+  await fetch(`http://127.0.0.1:${fakePort}/_fake/control`, {
+    method: 'POST', body: JSON.stringify({ fail_next: 1, fail_status: 429, retry_after: '3600' }),
+  });
+  try {
+    await assert.rejects(
+      client().chat.completions.create({
+        model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Rate-limited stream' }], stream: true,
+      }),
+      (err) => {
+        const retryAfter = typeof err.headers?.get === 'function' ? err.headers.get('retry-after') : err.headers?.['retry-after'];
+        return err instanceof OpenAI.RateLimitError && err.status === 429 && retryAfter === '3600';
+      },
+    );
+  } finally {
+    await fetch(`http://127.0.0.1:${fakePort}/_fake/control`, { method: 'POST', body: JSON.stringify({ retry_after: null }) });
+  }
+});
+
 test('cache: a namespace replays another one\'s samples, as JSON and as an SSE stream', async () => {
   const inNs = (ns) => new OpenAI({ apiKey: 'sk-sdk-test-key', baseURL: `http://127.0.0.1:${proxyPort}/ns/${ns}/v1`, maxRetries: 0 });
   const params = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Replay me' }], n: 2 };

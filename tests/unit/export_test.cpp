@@ -293,3 +293,29 @@ TEST_CASE("Export: an unknown or invalid namespace, and a store made before requ
   Fill(*store, t, Endpoint::chat_completions, chat, 1, 1, "paper", "x");
   CHECK(ExportNamespace(*store, "paper").ok());
 }
+
+TEST_CASE("Export: a list keyed with the target's query (api-version) imports under the same key") {
+  ExportDir dir;
+  auto a = Open(dir.db("a"));
+  const TenantId ta = tenant_of("secret-a", "sk-a");
+  const CanonicalRequest plain = Canon(Endpoint::chat_completions, kChat);
+  const CanonicalRequest v1 = with_query(plain, "api-version=2024-10-21");
+  const CanonicalRequest v2 = with_query(plain, "api-version=2025-01-01");
+  Fill(*a, ta, Endpoint::chat_completions, v1, 2, 2, "paper", "v1");
+  Fill(*a, ta, Endpoint::chat_completions, v2, 1, 1, "paper", "v2");
+  const std::string file = ExportOk(*a, "paper");
+
+  auto b = Open(dir.db("b"));
+  const TenantId tb = tenant_of("secret-b", "sk-b");
+  auto report = ImportFile(*b, file, tb);
+  REQUIRE(report.ok());
+  CHECK(report->refused.empty());
+  CHECK(report->lists == 2);
+  auto got_v1 = ReadAll(*b, tb, cache_key(tb, Endpoint::chat_completions, v1));
+  auto got_v2 = ReadAll(*b, tb, cache_key(tb, Endpoint::chat_completions, v2));
+  REQUIRE(got_v1.size() == 2);
+  REQUIRE(got_v2.size() == 1);
+  CHECK(got_v1[1].choice == MakeSample(v1, "v1", 1).choice);
+  CHECK(got_v2[0].choice == MakeSample(v2, "v2", 0).choice);
+  CHECK(ReadAll(*b, tb, cache_key(tb, Endpoint::chat_completions, plain)).empty());
+}

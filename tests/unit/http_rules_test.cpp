@@ -82,6 +82,56 @@ TEST_CASE("upstream request headers: hop-by-hop and ours dropped, key fallback")
   CHECK(without_key.find("Authorization") == without_key.end());
 }
 
+TEST_CASE("credentials: every one the client sends names the tenant, and none gets the configured key") {
+  auto input = [](std::vector<std::pair<std::string, std::string>> headers, std::string_view query = {}) {
+    http::fields f;
+    for (auto& [k, v] : headers) f.insert(k, v);
+    return tenant_secret_input(client_credentials(f, query));
+  };
+  // None: the shared no-key tenant. Authorization alone: its token, as before.
+  CHECK(input({}).empty());
+  CHECK(input({{"Authorization", "Bearer sk-a"}}) == "sk-a");
+  CHECK(input({{"Authorization", "Basic dXNlcg=="}}) == "Basic dXNlcg==");
+  // Any other credential names its own tenant, never the no-key one.
+  const std::string x = input({{"x-api-key", "k1"}});
+  const std::string azure = input({{"api-key", "k1"}});
+  const std::string goog = input({{"x-goog-api-key", "k1"}});
+  const std::string query = input({}, "alt=sse&key=k1");
+  for (auto& one : {x, azure, goog, query}) {
+    CHECK_FALSE(one.empty());
+    CHECK(one != "k1");
+  }
+  CHECK(x != azure);
+  CHECK(azure != goog);
+  CHECK(goog != query);
+  CHECK(input({{"X-Api-Key", "k1"}}) == x);  // header names are case-insensitive
+  CHECK(input({{"x-api-key", "k2"}}) != x);
+  // Several at once: changing, adding or dropping any of them changes the tenant.
+  const std::string both = input({{"Authorization", "Bearer sk-a"}, {"x-api-key", "k1"}});
+  CHECK(both != input({{"Authorization", "Bearer sk-a"}}));
+  CHECK(both != x);
+  CHECK(both != input({{"Authorization", "Bearer sk-b"}, {"x-api-key", "k1"}}));
+  CHECK(both != input({{"Authorization", "Bearer sk-a"}, {"x-api-key", "k2"}}));
+  CHECK(both == input({{"x-api-key", "k1"}, {"Authorization", "Bearer sk-a"}}));  // the order sent does not matter
+  CHECK(input({{"x-api-key", "k1"}, {"x-api-key", "k2"}}) != x);
+  // The framing keeps name and value apart.
+  CHECK(input({{"x-api-key", "ab"}}) != input({{"api-key", "ab"}}));
+
+  UpstreamConfig up;
+  up.api_key = "sk-configured";
+  for (const char* name : {"x-api-key", "api-key", "x-goog-api-key"}) {
+    http::fields client;
+    client.insert(name, "client-key");
+    auto out = upstream_headers(client, up);
+    CHECK(out[name] == "client-key");
+    CHECK(out.find(http::field::authorization) == out.end());
+  }
+  http::fields bare;
+  auto with_query_key = upstream_headers(bare, up, "key=client-key");
+  CHECK(with_query_key.find(http::field::authorization) == with_query_key.end());
+  CHECK(upstream_headers(bare, up, "api-version=1")["Authorization"] == "Bearer sk-configured");
+}
+
 TEST_CASE("relayed response headers drop framing and hop-by-hop fields") {
   http::fields up;
   up.insert("Content-Type", "application/json");
