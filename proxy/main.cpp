@@ -275,6 +275,8 @@ int run(const Config& config) {
   for (auto& price : config.prices)
     accounting.prices.push_back({price.match, price.prompt_per_million, price.completion_per_million});
   accounting.csv_max_bytes = config.energy.csv_max_bytes;
+  accounting.stats_max_namespaces = size_t(config.cache.stats_max_namespaces);
+  accounting.stats_max_models = size_t(config.cache.stats_max_models);
   for (auto& rule : config.energy.models) {
     cache::EnergyRule r{rule.match, rule.energy_class, std::nullopt};
     if (rule.a >= 0) r.coefficients = cache::EnergyCoefficients{rule.a, rule.b, rule.c};
@@ -348,10 +350,12 @@ int run(const Config& config) {
   auto save_stats = [&] {
     const uint64_t changes = ledger.stats().changes();
     if (changes == saved_changes) return;
-    saved_changes = changes;
     std::string record = ledger.stats().persistent().dump();
+    // A failed save (a full disk) is tried again at the next tick.
     if (auto st = store.value()->PutMeta(kStatsRecord, record); !st.ok())
       log::warn("saving the stats counters failed: " + st.message());
+    else
+      saved_changes = changes;
   };
   std::optional<PeriodicSaver> saver(std::in_place, save_stats);
 

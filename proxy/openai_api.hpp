@@ -89,7 +89,7 @@ class OpenAiApi {
   std::unique_ptr<EngineBackend> engine_backend_;  // set when engine_ is
   cache::Pipeline* pipeline_;
   cache::Ledger* ledger_;
-  mutable cache::CanonicalMemo canonical_memo_;
+  mutable cache::CanonicalMemo canonical_memo_{size_t(config_.cache.canonical_memo_mb) << 20};
   std::string server_secret_;
 };
 

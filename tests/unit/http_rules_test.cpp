@@ -31,6 +31,17 @@ TEST_CASE("request framing: only unambiguous framing passes") {
   CHECK(check_request_framing(header_with({{"Content-Length", "3"}, {"Content-Length", "3"}})));
 }
 
+TEST_CASE("request framing: a folded header line (obs-fold) is refused") {
+  CHECK_FALSE(check_obs_fold("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"));
+  // A body that starts with a space is not a fold: only the header is looked at.
+  CHECK_FALSE(check_obs_fold("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n {}\r\n x"));
+  CHECK(check_obs_fold("POST / HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"));
+  CHECK(check_obs_fold("POST / HTTP/1.1\r\nX-A: 1\r\n\t2\r\n\r\n"));
+  CHECK(check_obs_fold("POST / HTTP/1.1\r\nX-A: 1\r\n 2"));  // a partial header too
+  CHECK(header_end("a\r\n\r\nb") == 5);
+  CHECK(header_end("a\r\n") == std::string_view::npos);
+}
+
 TEST_CASE("Retry-After: seconds, HTTP date, retry-after-ms") {
   auto now = std::chrono::system_clock::from_time_t(1'700'000'000);
   http::fields f;
