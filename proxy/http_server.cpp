@@ -2,6 +2,7 @@
 
 #include "proxy/framing.hpp"
 #include "proxy/log.hpp"
+#include "proxy/routes.hpp"
 
 namespace reprise {
 
@@ -239,7 +240,8 @@ awaitable<void> HttpServer::session(tcp::socket socket) {
 
 void HttpServer::log_access(const Request& req, const ResponseWriter& writer, Clock::time_point start) const {
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  std::string line = name_ + " " + std::string(req.method_string()) + " " + std::string(req.target()) + " " +
+  // A `key` query parameter is a credential: never in the log.
+  std::string line = name_ + " " + std::string(req.method_string()) + " " + redacted_target(req.target()) + " " +
                      std::to_string(writer.status()) + " " + std::to_string(writer.bytes_written()) + "B " +
                      std::to_string(us / 1000) + "." + std::to_string(us % 1000 / 100) + "ms";
   if (!writer.finished()) line += " (incomplete)";

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <functional>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <csignal>
@@ -303,7 +304,22 @@ int run(const Config& config) {
   caching.on_generation_end = [&ledger](const cache::Generation& gen, cache::Generation::State state) {
     ledger.on_generation_end(gen, state);
   };
-  caching.on_store_error = [](const cache::Status& st) { log::error("cache write failed: " + st.message()); };
+  // A full disk fails every write: one line a second, with how many were not logged.
+  caching.on_store_error = [](const cache::Status& st) {
+    static std::mutex mu;
+    static std::chrono::steady_clock::time_point last{};
+    static uint64_t suppressed = 0;
+    std::lock_guard lock(mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::seconds(1)) {
+      ++suppressed;
+      return;
+    }
+    std::string more = suppressed ? " (and " + std::to_string(suppressed) + " more since the last line)" : "";
+    last = now;
+    suppressed = 0;
+    log::error("cache write failed: " + st.message() + more);
+  };
   cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
 
   // Declared after the pipeline and the ledger, so it stops (and fails what it still

@@ -453,8 +453,15 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
     Error error{ErrorKind::internal, assignment.message, {}};
     if (assignment.error == cache::AssignError::not_cached) error.kind = ErrorKind::not_cached;
     if (assignment.error == cache::AssignError::too_many) error = {ErrorKind::bad_request, assignment.message, "X-Reprise-Sample"};
+    http::fields headers = ours;
+    if (assignment.error == cache::AssignError::store) {
+      // The store cannot persist what serving needs (a cursor move: I1), a full disk
+      // say: the client may retry shortly; the store recovers by itself.
+      error.kind = ErrorKind::cache_unavailable;
+      headers.set(http::field::retry_after, "1");
+    }
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
-    co_await writer.send_error(error, ours);
+    co_await writer.send_error(error, headers);
     if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
     co_return;
   }

@@ -159,10 +159,13 @@ TEST_CASE("limits: a full disk leaves the proxy answering, counts the failures, 
   CHECK(stats["store_errors"].get<uint64_t>() > 0);
   CHECK(stats["store_writable"] == false);
   // A hit must persist its namespace's cursor (else a restart would serve the sample
-  // again, I1): while nothing can be written, that is a clear 5xx naming the store.
+  // again, I1): while nothing can be written, that is a 503 naming the store, with
+  // Retry-After (the store recovers by itself).
   auto hit = ask(s, "before", "c");
   INFO(hit.status << " " << hit.body);
-  CHECK(hit.status >= 500);
+  CHECK(hit.status == 503);
+  CHECK(hit.header("Retry-After") == "1");
+  CHECK(hit.json()["error"]["code"] == "cache_unavailable");
   CHECK(hit.body.find("cache store") != std::string::npos);
 
   // Space returns: within a bounded time the store writes again, without a restart.

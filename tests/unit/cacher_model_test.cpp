@@ -179,7 +179,8 @@ class ModelRun {
   }
   void log(const std::string& line) {
     trace_ += std::to_string(step_) + ": " + line + "\n";
-    if (trace_.size() > 6000) trace_.erase(0, trace_.size() - 6000);
+    // The last lines, or all of them when one seed is replayed (REPRISE_MODEL_SEED).
+    if (!std::getenv("REPRISE_MODEL_SEED") && trace_.size() > 6000) trace_.erase(0, trace_.size() - 6000);
   }
   template <class T>
   T pick_from(const std::vector<T>& v) {
@@ -274,7 +275,8 @@ class ModelRun {
     auto running = backend_.running();
     if (running.empty()) return;
     auto gen = pick_from(running);
-    log("complete gen @" + std::to_string(gen->first_index()) + "+" + std::to_string(gen->size()));
+    log("complete gen @" + std::to_string(gen->first_index()) + "+" + std::to_string(gen->size()) + " of " +
+        gen->request().text.substr(gen->request().text.find("q"), 2));
     backend_.complete(gen);
   }
   void fail_one() {
@@ -287,7 +289,8 @@ class ModelRun {
     if (running.empty()) return;
     auto gen = pick_from(running);
     ++failures_[{gen->request().text, gen->first_index()}];
-    log("fail gen @" + std::to_string(gen->first_index()) + "+" + std::to_string(gen->size()));
+    log("fail gen @" + std::to_string(gen->first_index()) + "+" + std::to_string(gen->size()) + " of " +
+        gen->request().text.substr(gen->request().text.find("q"), 2));
     ScriptedBackend::fail(gen);
   }
   void leave_one() {
