@@ -368,9 +368,13 @@ std::vector<json> replay_chat(const json& choice) {
   // the message gets the one a live stream gave.
   const bool null_content = message.is_object() && message.contains("content") && message["content"].is_null();
   first["content"] = null_content ? json(nullptr) : json("");
+  // The message's other fields, whole: the null ones open the stream (refusal: null,
+  // as OpenAI's first delta has it), the others follow the text, as OpenAI streams
+  // annotations and audio after it.
+  json others = json::object();
   if (message.is_object())
     for (auto& [key, value] : message.items())
-      if (!streamed_in_pieces(key, value)) first[key] = value;
+      if (!streamed_in_pieces(key, value)) (value.is_null() ? first : others)[key] = value;
   std::vector<json> out;
   out.push_back(chat_chunk(std::move(first)));
   for (const char* key : kReasoningKeys)
@@ -378,6 +382,7 @@ std::vector<json> replay_chat(const json& choice) {
   LogprobsReplay lp(field(choice, "logprobs"), kChatLogprobKeys);
   replay_chat_text("content", string_field(message, "content"), lp, out);
   replay_chat_text("refusal", string_field(message, "refusal"), lp, out);
+  if (!others.empty()) out.push_back(chat_chunk(std::move(others)));
   replay_tool_calls(field(message, "tool_calls"), out);
   if (const json& call = field(message, "function_call"); call.is_object())
     out.push_back(chat_chunk({{"function_call", call}}));

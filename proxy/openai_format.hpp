@@ -72,12 +72,12 @@ bool normal_finish_reason(std::string_view reason);
 
 // The chunk choices (without "index") that replay a stored choice as a stream.
 //   chat: {"delta":{"role":R,"content":"" (null when the message's content is null),
-//         and every other field of the message whole (refusal: null, annotations,
-//         audio, ...)},"logprobs":null,"finish_reason":null}; then one chunk per token
-//         piece of reasoning_content / reasoning; then of content (when
-//         logprobs.content is present, one chunk per logprobs entry instead, carrying
-//         {"content":[entry]} as its logprobs and the entry's "token" as its content);
-//         then refusal pieces; then tool_calls (one chunk per call, whole, with its
+//         and the message's other null fields (refusal: null)},"logprobs":null,
+//         "finish_reason":null}; then one chunk per token piece of reasoning_content /
+//         reasoning; then of content (when logprobs.content is present, one chunk per
+//         logprobs entry instead, carrying {"content":[entry]} as its logprobs and the
+//         entry's "token" as its content); then refusal pieces; then one chunk with
+//         every other field of the message whole (annotations, audio, ...); then tool_calls (one chunk per call, whole, with its
 //         position as "index": function and custom calls alike); then function_call;
 //         then {"delta":{},"logprobs":null,"finish_reason":F, the choice's other fields}.
 //   completions: {"text":piece,"logprobs":null,"finish_reason":null} per piece, then
