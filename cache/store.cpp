@@ -120,6 +120,10 @@ StatusOr<std::string> EncodeSample(const Sample& s) {
     // Optional, so a record without it (every one written before it existed, and every
     // unmeasured sample) reads as "not measured".
     if (s.energy_j >= 0) j["energy_j"] = s.energy_j;
+    // Optional too: older records have neither (and read as null), and older builds
+    // skip keys they do not know, so the schema version stays.
+    if (!s.usage_extra.is_null()) j["usage_extra"] = s.usage_extra;
+    if (!s.response_extra.is_null()) j["response_extra"] = s.response_extra;
     std::vector<uint8_t> cbor = nlohmann::json::to_cbor(j);
     std::string out;
     out.reserve(kChecksumBytes + cbor.size());
@@ -144,6 +148,8 @@ Status DecodeFields(nlohmann::json& j, Sample& s) {
   s.backend = j.at("backend").get<std::string>();
   if (auto it = j.find("model"); it != j.end()) s.model = it->get<std::string>();
   if (auto it = j.find("energy_j"); it != j.end() && it->is_number()) s.energy_j = it->get<double>();
+  if (auto it = j.find("usage_extra"); it != j.end() && it->is_object()) s.usage_extra = std::move(*it);
+  if (auto it = j.find("response_extra"); it != j.end() && it->is_object()) s.response_extra = std::move(*it);
   return Status::OK();
 }
 

@@ -6,6 +6,7 @@
 
 #include "proxy/async_event.hpp"
 #include "proxy/openai_format.hpp"
+#include "proxy/upstream_backend.hpp"
 
 namespace reprise {
 namespace {
@@ -190,6 +191,7 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       consumed += events.size();
       if (head.model.empty()) head.model = gen->model();
       if (head.system_fingerprint.empty()) head.system_fingerprint = gen->system_fingerprint();
+      if (head.extra.is_null()) head.extra = live_response_extra(*gen);
       std::string batch;  // everything that arrived, in one write
       for (auto& event_ : events) {
         auto it = mine.find(event_.choice);
@@ -213,6 +215,7 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       for (auto& [choice, indices] : mine) {
         const Sample& sample = gen->samples()[choice];
         if (head.model.empty()) head.model = sample.model;
+        if (head.extra.is_null()) head.extra = sample.response_extra;
         for (uint32_t index : indices)
           for (auto& piece : format::rendered(head.endpoint, sample).pieces)
             encoder.append_text(batch, head, index, piece);
@@ -241,6 +244,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   if (!slots.empty() && slots.front().sample) {
     head.model = slots.front().sample->model;
     head.system_fingerprint = slots.front().sample->system_fingerprint;
+    head.extra = slots.front().sample->response_extra;
   }
 
   format::ChunkEncoder encoder;

@@ -50,6 +50,10 @@ Sample MakeSample(const CanonicalRequest& c, const std::string& content, int i) 
   s.created = 1700000000 + i;
   s.backend = "openai";
   s.request_sha256 = c.sha256;
+  if (i % 2 == 0) {  // the answer's extra fields, on some samples only (older ones have none)
+    s.usage_extra = {{"completion_tokens_details", {{"reasoning_tokens", i}}}};
+    s.response_extra = {{"service_tier", "default"}};
+  }
   return s;
 }
 
@@ -168,6 +172,8 @@ TEST_CASE("Export: a namespace's consumed samples round-trip into another store 
     CHECK(got[i].model == want[i].model);
     CHECK(got[i].created == want[i].created);
     CHECK(got[i].backend == want[i].backend);
+    CHECK(got[i].usage_extra == want[i].usage_extra);
+    CHECK(got[i].response_extra == want[i].response_extra);
     CHECK(got[i].request_sha256 == chat.sha256);
   }
   CHECK(ReadAll(*b, tb, cache_key(tb, Endpoint::embeddings, embed)).size() == 1);
