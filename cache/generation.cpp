@@ -9,10 +9,11 @@ Generation::Generation(std::shared_ptr<const CanonicalRequest> request, Endpoint
     : request_(std::move(request)), endpoint_(endpoint), size_(size), stream_(stream),
       context_(std::move(context)) {}
 
-void Generation::set_identity(std::string model, std::string system_fingerprint) {
+void Generation::set_identity(std::string model, std::string system_fingerprint, nlohmann::json response_extra) {
   std::lock_guard lock(mu_);
   model_ = std::move(model);
   fingerprint_ = std::move(system_fingerprint);
+  response_extra_ = std::move(response_extra);
 }
 
 void Generation::publish(uint32_t choice, nlohmann::json delta) {
@@ -98,6 +99,11 @@ void Generation::read_events(size_t from, size_t max, std::vector<Event>& out) c
 std::string Generation::model() const {
   std::lock_guard lock(mu_);
   return model_;
+}
+
+nlohmann::json Generation::response_extra() const {
+  std::lock_guard lock(mu_);
+  return response_extra_;
 }
 
 std::string Generation::system_fingerprint() const {

@@ -100,8 +100,10 @@ class Generation {
   void set_first_index(uint64_t first) { first_index_.store(first, std::memory_order_release); }
 
   // ---- backend side (any thread) ----
-  // The model and system_fingerprint the backend answers with, for live chunks.
-  void set_identity(std::string model, std::string system_fingerprint);
+  // The model and system_fingerprint the backend answers with, for live chunks, and
+  // the answer's other top-level fields that every chunk carries (service_tier, a
+  // provider's own): an object, or null. Set before the first publish().
+  void set_identity(std::string model, std::string system_fingerprint, nlohmann::json response_extra = {});
   void publish(uint32_t choice, nlohmann::json delta);
   // Ends the generation: exactly size() samples, in choice order.
   void complete(std::vector<Sample> samples);
@@ -117,6 +119,7 @@ class Generation {
   void read_events(size_t from, size_t max, std::vector<Event>& out) const;
   std::string model() const;
   std::string system_fingerprint() const;
+  nlohmann::json response_extra() const;
   // Valid once the state is done / failed (and inside on_end); never change after.
   const std::vector<Sample>& samples() const { return samples_; }
   const GenerationError& error() const { return error_; }
@@ -183,6 +186,7 @@ class Generation {
   std::vector<Event> events_;
   std::string model_;
   std::string fingerprint_;
+  nlohmann::json response_extra_;
   std::vector<Sample> samples_;
   GenerationError error_;
   uint64_t next_listener_ = 0;

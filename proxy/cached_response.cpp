@@ -6,7 +6,6 @@
 
 #include "proxy/async_event.hpp"
 #include "proxy/openai_format.hpp"
-#include "proxy/upstream_backend.hpp"
 
 namespace reprise {
 namespace {
@@ -191,7 +190,7 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       consumed += events.size();
       if (head.model.empty()) head.model = gen->model();
       if (head.system_fingerprint.empty()) head.system_fingerprint = gen->system_fingerprint();
-      if (head.extra.is_null()) head.extra = live_response_extra(*gen);
+      if (head.extra.is_null()) head.extra = gen->response_extra();
       std::string batch;  // everything that arrived, in one write
       for (auto& event_ : events) {
         auto it = mine.find(event_.choice);

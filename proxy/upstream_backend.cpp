@@ -145,21 +145,6 @@ Expected<std::vector<Sample>, std::string> samples_from_embeddings(const json& b
 
 }  // namespace
 
-void LiveHead::set(nlohmann::json extra) {
-  std::lock_guard lock(mu_);
-  extra_ = std::move(extra);
-}
-
-nlohmann::json LiveHead::get() const {
-  std::lock_guard lock(mu_);
-  return extra_;
-}
-
-nlohmann::json live_response_extra(const cache::Generation& gen) {
-  auto* context = dynamic_cast<const UpstreamCallContext*>(gen.context());
-  return context && context->live_head ? context->live_head->get() : nlohmann::json();
-}
-
 std::string_view upstream_path(cache::Endpoint endpoint) {
   switch (endpoint) {
     case cache::Endpoint::chat_completions: return "/chat/completions";
@@ -253,8 +238,6 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
   // A stream: every choice's pieces go to the waiting clients as they arrive, and are
   // accumulated into the samples stored once the stream reached [DONE].
   format::SseParser parser;
-  auto* context = dynamic_cast<const UpstreamCallContext*>(gen->context());
-  LiveHead* live = context ? context->live_head.get() : nullptr;
   std::vector<format::ChoiceAccumulator> choices(gen->size(), format::ChoiceAccumulator(gen->endpoint()));
   std::vector<std::string> events;
   json head;
@@ -291,9 +274,9 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
       }
       if (head.is_null()) {
         head = {{"model", chunk.value("model", json())}, {"system_fingerprint", chunk.value("system_fingerprint", json())}};
-        gen->set_identity(string_field(head, "model"), string_field(head, "system_fingerprint"));
-        // Before the first piece is published: the live relays read it with it.
-        if (live) live->set(format::response_extra_of(chunk));
+        // Before the first piece is published: the live relays read them with it.
+        gen->set_identity(string_field(head, "model"), string_field(head, "system_fingerprint"),
+                          format::response_extra_of(chunk));
       }
       if (json extra = format::response_extra_of(chunk); extra.is_object()) {
         if (!response_extra.is_object()) response_extra = json::object();

@@ -16,33 +16,14 @@
 
 namespace reprise {
 
-// The fields a streamed answer's chunks carry beyond model and system_fingerprint
-// (service_tier, a provider's own), as the first chunk had them: the backend sets
-// them before it publishes the first piece, and the clients' live relays put them in
-// every chunk they write (cache::Generation carries only model and fingerprint).
-class LiveHead {
- public:
-  void set(nlohmann::json extra);
-  nlohmann::json get() const;  // an object, or null
-
- private:
-  mutable std::mutex mu_;
-  nlohmann::json extra_;
-};
-
 // What a generation needs from the request that started it: the headers to send
 // upstream (the client's credentials, or the configured key), and the query of the
 // target it called (Azure's api-version; sent as it came, credentials included).
-// Requests that join the generation have the same key, so the same query in it. And
-// where its stream leaves the head fields for the live relays.
+// Requests that join the generation have the same key, so the same query in it.
 struct UpstreamCallContext : cache::CallContext {
   http::fields headers;
   std::string query;  // without its '?'
-  std::shared_ptr<LiveHead> live_head = std::make_shared<LiveHead>();
 };
-
-// The head fields of a generation's live chunks; null when it is no upstream's stream.
-nlohmann::json live_response_extra(const cache::Generation& gen);
 
 class UpstreamBackend : public cache::Backend {
  public:
