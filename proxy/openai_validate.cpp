@@ -132,19 +132,23 @@ std::string expected_number(const char* what, const Field& field) {
   return text;
 }
 
-Error wrong_type(const std::string& param, const std::string& expected, const json& got) {
+// The field's name is made a string only here, on a fault: a valid request (every cache
+// hit checks one) allocates nothing.
+Error wrong_type(std::string_view param, const std::string& expected, const json& got) {
+  const std::string name(param);
   return Error{ErrorKind::bad_request,
-               "Invalid type for '" + param + "': expected " + expected + ", but got " + type_of(got) + " instead.",
-               param};
+               "Invalid type for '" + name + "': expected " + expected + ", but got " + type_of(got) + " instead.", name};
 }
 
-Error wrong_value(const std::string& param, const std::string& expected, const std::string& got) {
-  return Error{ErrorKind::bad_request, "Invalid value for '" + param + "': expected " + expected + ", but got " + got + " instead.",
-               param};
+Error wrong_value(std::string_view param, const std::string& expected, const std::string& got) {
+  const std::string name(param);
+  return Error{ErrorKind::bad_request, "Invalid value for '" + name + "': expected " + expected + ", but got " + got + " instead.",
+               name};
 }
 
-Error missing(const std::string& param) {
-  return Error{ErrorKind::bad_request, "Missing required parameter: '" + param + "'.", param};
+Error missing(std::string_view param) {
+  const std::string name(param);
+  return Error{ErrorKind::bad_request, "Missing required parameter: '" + name + "'.", name};
 }
 
 // A value quoted in a message: short, so that a huge field is not echoed back whole.
@@ -174,7 +178,7 @@ bool is_nonempty_tokens(const json& v) { return is_tokens(v) && !v.empty(); }
 
 std::optional<Error> check_range(const Field& field, const char* what, const json& value) {
   const double x = value.get<double>();
-  if (x < field.min || x > field.max) return wrong_value(std::string(field.name), expected_number(what, field), shown(value));
+  if (x < field.min || x > field.max) return wrong_value(field.name, expected_number(what, field), shown(value));
   return std::nullopt;
 }
 
@@ -183,26 +187,26 @@ std::optional<Error> check_messages(const json& value) {
   if (!value.is_array()) return wrong_type("messages", "a non-empty array of messages", value);
   if (value.empty()) return wrong_value("messages", "a non-empty array of messages", "an empty array");
   for (size_t i = 0; i < value.size(); ++i) {
-    const std::string at = "messages[" + std::to_string(i) + "]";
+    auto at = [i](const char* part) { return "messages[" + std::to_string(i) + "]" + part; };
     const json& message = value[i];
-    if (!message.is_object()) return wrong_type(at, "an object", message);
+    if (!message.is_object()) return wrong_type(at(""), "an object", message);
     auto role = message.find("role");
-    if (role == message.end() || role->is_null()) return missing(at + ".role");
-    if (!role->is_string()) return wrong_type(at + ".role", "a string", *role);
+    if (role == message.end() || role->is_null()) return missing(at(".role"));
+    if (!role->is_string()) return wrong_type(at(".role"), "a string", *role);
     bool known = false;
     for (auto name : kRoles) known = known || role->get_ref<const std::string&>() == name;
     if (!known)
-      return wrong_value(at + ".role", "one of system, developer, user, assistant, tool or function", shown(*role));
+      return wrong_value(at(".role"), "one of system, developer, user, assistant, tool or function", shown(*role));
     auto content = message.find("content");
     if (content != message.end() && !content->is_null() && !content->is_string() && !content->is_array())
-      return wrong_type(at + ".content", "a string or an array of content parts", *content);
+      return wrong_type(at(".content"), "a string or an array of content parts", *content);
   }
   return std::nullopt;
 }
 
 // A prompt or an embedding's input: one text or several, as strings or token ids.
 std::optional<Error> check_texts(const Field& field, const json& value) {
-  const std::string name(field.name);
+  const std::string_view name = field.name;
   const bool input = field.kind == Kind::input;
   const char* expected = input ? "a non-empty string, or a non-empty array of strings, of token ids or of token arrays"
                                : "a string, or an array of strings, of token ids or of token arrays";
@@ -221,7 +225,7 @@ std::optional<Error> check_texts(const Field& field, const json& value) {
 }
 
 std::optional<Error> check(const Field& field, const json& value) {
-  const std::string name(field.name);
+  const std::string_view name = field.name;
   switch (field.kind) {
     case Kind::boolean:
       if (!value.is_boolean()) return wrong_type(name, "a boolean", value);
@@ -255,7 +259,7 @@ std::optional<Error> check(const Field& field, const json& value) {
       if (!value.is_object()) return wrong_type(name, "an object", value);
       auto usage = value.find("include_usage");
       if (usage != value.end() && !usage->is_null() && !usage->is_boolean())
-        return wrong_type(name + ".include_usage", "a boolean", *usage);
+        return wrong_type(std::string(name) + ".include_usage", "a boolean", *usage);
       return std::nullopt;
     }
     case Kind::encoding_format:
@@ -283,7 +287,7 @@ std::optional<Error> check_all(std::span<const Field> fields, const json& body) 
   for (const auto& field : fields) {
     auto it = body.find(field.name);
     if (it == body.end() || it->is_null()) {
-      if (field.required) return missing(std::string(field.name));
+      if (field.required) return missing(field.name);
       continue;
     }
     if (auto error = check(field, *it)) return error;
