@@ -51,16 +51,27 @@ fi
 # node-llama-cpp, ...) need node 20 or 22, and Debian 12's nodejs is 18, whose npm only
 # bootstraps this one. Done again only when the lockfile changes.
 install_node() {
-  local dir stamp
+  local dir stamp arch version
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/node"
   stamp="$dir/node_modules/.installed-package-lock.json"
   if cmp -s "$dir/package-lock.json" "$stamp" && "$dir/node_modules/.bin/node" --version >/dev/null 2>&1; then
     return 0
   fi
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) echo "install-deps: no Node.js package for $(uname -m) in scripts/node" >&2; exit 1 ;;
+  esac
   echo "install-deps: installing the pinned Node.js into scripts/node/node_modules"
   (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  # Linked here, not left to npm: Debian 12's npm (9.2), skipping the other
+  # architecture's package, also removes the node link that this one made.
+  ln -sfn "../node-linux-$arch/bin/node" "$dir/node_modules/.bin/node"
+  ln -sfn ../npm/bin/npm-cli.js "$dir/node_modules/.bin/npm"
+  ln -sfn ../npm/bin/npx-cli.js "$dir/node_modules/.bin/npx"
+  version=$("$dir/node_modules/.bin/node" --version)
   cp "$dir/package-lock.json" "$stamp"
-  echo "install-deps: node $("$dir/node_modules/.bin/node" --version) in scripts/node/node_modules/.bin"
+  echo "install-deps: node $version in scripts/node/node_modules/.bin"
 }
 if [ ${#missing[@]} -eq 0 ]; then
   install_node
