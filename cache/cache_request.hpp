@@ -38,6 +38,9 @@ struct CacheRequest {
   uint64_t first = 0;       // explicit_range: the first index
   bool only_cached = false; // X-Reprise-Cache: only-cached
   bool stream = false;      // a generation made for it streams from the backend
+  // The clients it serves (the Deduplicator merges). One JSON client receives all of
+  // its samples or none; several clients, or a stream, may receive some of them.
+  uint32_t clients = 1;
   Backend* backend = nullptr;
   std::shared_ptr<const CallContext> context;  // handed to the backend
 };
@@ -59,7 +62,13 @@ struct Slot {
   const Sample& served() const { return sample ? *sample : gen->samples()[choice]; }
 };
 
-enum class AssignError { none, not_cached, store };
+enum class AssignError {
+  none,
+  not_cached,  // only-cached, and the samples are not stored (504)
+  too_many,    // the request would make more than max_new_samples generated (I4; 400)
+  store,       // the store failed (500)
+  internal,    // anything else, an allocation failure say (500); the key is rebuilt
+};
 
 struct Assignment {
   AssignError error = AssignError::none;

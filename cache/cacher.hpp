@@ -9,27 +9,47 @@
 // cursor is persisted only as far as the list is committed (the store refuses a
 // cursor past the end of its list), in the same WriteBatch as the samples it consumes.
 //
-// Generations of a key may run concurrently but are committed in list order: one that
-// finishes early waits in memory for those before it. When one fails, every request
-// waiting on it fails, its indices leave the list and the generations after it move
-// down to fill its place (their samples are i.i.d. draws of the same request, so which
-// index holds which draw does not matter; only that no namespace is served one twice,
-// and that a replay sees the same list). Each namespace's cursor moves down by the
-// indices it had reserved in the failed generation, so its next request asks for them
-// again; a failed request's indices in other generations are skipped by its namespace,
-// not given back (a later request of the namespace may hold indices after them). The
-// trade-off: a streaming client may have been told an index that moves down by the
-// failed generation's size; its samples are never repeated.
+// Indices never move (I2, I3). A generation owns the indices it was created for from
+// birth to commit: a client may have been told them (X-Reprise-Samples), and the engine
+// draws the sample at index k with the seed of k. Generations run concurrently but
+// commit in list order: one that finishes early waits in memory for those before it.
+//
+// When a generation fails (or is abandoned: every client left):
+// - Each request that reserved indices in it failed. Its namespace gets them back
+//   when nothing it reserved later stands after them (its cursor sits at their end):
+//   one JSON client gives back all it reserved, stored prefix included (it saw
+//   nothing, so a retry reads what it would have read); a stream, or clients merged
+//   by the Deduplicator, give back only the failed indices (a client may have received
+//   the others in full, I1).
+//   A namespace that reserved more after them skips them instead (it never saw them,
+//   and giving them back would serve the later ones twice).
+// - If it was the last generation of the key, its indices leave the list. Otherwise
+//   generations after it wait on its indices, so the Cacher makes them again itself (a
+//   repair: same indices, same request, no client needed), up to kMaxRepairs times.
+//   When the backend refuses that often, the samples after the hole cannot be stored:
+//   the list is cut at the hole and every cursor past it comes back to it. That is the
+//   one case where an index served (in memory only) may later hold another sample;
+//   the trade-off against never storing anything after a persistent failure.
 //
 // Each slot of a generation in flight carries a claim on it, made here under the
 // key's lock. When the last claim goes (every client left) and the backend can stop,
-// the generation is abandoned under the same lock (so a request joining at that
-// moment either keeps it alive or starts a new one) and leaves the list exactly as a
-// failed one does; then it is cancelled (generation.hpp).
+// the generation is abandoned under the same lock if it is the last of its key (a
+// request joining at that moment either keeps it alive or starts a new one); one that
+// later generations wait on runs on, since they need its indices. See generation.hpp.
+//
+// A request's work is bounded (I4): an explicit index (X-Reprise-Sample) may make the
+// backend generate at most CacherOptions::max_new_samples samples; beyond that it is
+// refused (too_many) and nothing is reserved. A cursor request makes at most its n.
+//
+// Locks: reset_mu_ (shared by every request and generation end, exclusive for a
+// namespace reset, so no cursor write of either lands on the other's wrong side), then
+// a shard's, then a key's. The backend is called, and claims are released, with no
+// lock held.
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +63,10 @@ namespace reprise::cache {
 struct CacherOptions {
   size_t max_idle_keys = 1 << 16;    // keys kept in memory with nothing in flight
   size_t hot_sample_bytes = 64u << 20;  // [cache] hot_samples_mb: decoded samples kept for hits
+  // [cache] max_new_samples: the most samples one request may have generated (its
+  // deficit, I4). Cursor requests stay within n; X-Reprise-Sample far past the end
+  // of a list is what it stops.
+  uint32_t max_new_samples = 128;
   // Called (any thread) when the store fails a write; the proxy logs it.
   std::function<void(const Status&)> on_store_error;
   // Called (any thread, no lock held) when a generation ends, done or failed: the
@@ -65,8 +89,10 @@ class Cacher {
   // (POST /admin/namespaces/{ns}/reset). Requests in flight keep what they reserved.
   Status reset_namespace(const std::string& ns);
 
-  // Generations in flight (all keys).
+  // Generations in flight (all keys), repairs included.
   uint64_t generations_in_flight() const;
+  // Repairs started (a failed generation's indices made again, see above).
+  uint64_t repairs() const { return repairs_.load(); }
 
   // The store's list of (tenant, key) grew behind the Cacher's back (an import): the
   // key's length is read again on its next request. With a generation in flight the
@@ -85,17 +111,25 @@ class Cacher {
   StatusOr<uint64_t*> cursor(KeyState& state, const std::string& ns);
   // Under the key's lock: slot sources for indices [from, to): stored or in flight;
   // creates generations for the part beyond everything reserved.
+  using Started = std::vector<std::pair<Backend*, std::shared_ptr<Generation>>>;
   void resolve(const std::shared_ptr<KeyState>& state, const CacheRequest& request,
                uint64_t from, uint64_t to,
                const std::shared_ptr<Reservation>& reservation, std::vector<Slot>& slots,
-               std::vector<std::shared_ptr<Generation>>& started);
+               Started& started);
+  std::shared_ptr<Generation> make_generation(const std::shared_ptr<KeyState>& state,
+                                              std::shared_ptr<const CanonicalRequest> request, Endpoint endpoint,
+                                              uint64_t first, uint32_t size, bool stream,
+                                              std::shared_ptr<const CallContext> context, const std::string& origin);
   void on_generation_end(const std::shared_ptr<KeyState>& state, Generation& gen,
                          Generation::State final_state);
-  // The last claim on `gen` went: abandons and cancels it unless a request joined it.
+  // The last claim on `gen` went: abandons and cancels it unless a request joined it
+  // or later generations wait on its indices.
   void on_unclaimed(const std::shared_ptr<KeyState>& state, Generation& gen);
-  // Under the key's lock: takes the pending generation at `position` out of the list
-  // (it failed or was abandoned) and moves everything after it down.
-  void remove_failed(KeyState& state, size_t position);
+  // Under the key's lock: the pending generation at `position` failed or was
+  // abandoned. Settles its requests' cursors, then repairs it or cuts the list there.
+  void on_failed(const std::shared_ptr<KeyState>& state, size_t position, Started& started);
+  void give_back(KeyState& state, const Generation& gen, const std::vector<std::shared_ptr<Reservation>>& reservations);
+  void cut_list(KeyState& state, size_t position);
   void commit_ready(KeyState& state);
   Status read_stored(const CacheRequest& request, std::vector<Slot>& slots);
 
@@ -103,6 +137,8 @@ class Cacher {
   CacherOptions options_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<uint64_t> in_flight_{0};
+  std::atomic<uint64_t> repairs_{0};
+  std::shared_mutex reset_mu_;
   HotSamples hot_;
 };
 

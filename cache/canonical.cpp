@@ -273,6 +273,24 @@ Expected<CanonicalRequest, CanonicalError> canonicalize(Endpoint endpoint,
   }
 }
 
+CanonicalRequest with_query(const CanonicalRequest& request, std::string query) {
+  CanonicalRequest out = request;
+  if (query.empty()) return out;
+  out.text += "\n?";
+  out.text += query;
+  out.query = std::move(query);
+  out.sha256 = sha256_of(out.text);
+  return out;
+}
+
+Expected<CanonicalRequest, CanonicalError> canonicalize_text(Endpoint endpoint, std::string_view text) {
+  const size_t line = text.find('\n');
+  auto body = canonicalize(endpoint, text.substr(0, line));
+  if (!body || line == std::string_view::npos) return body;
+  if (text.substr(line, 2) != "\n?") return fail("a canonical request has one line, or a query line after it");
+  return with_query(body.value(), std::string(text.substr(line + 2)));
+}
+
 nlohmann::json upstream_body(const CanonicalRequest& request, int n, bool stream) {
   json body = request.body.is_object() ? request.body : json::object();
   for (const auto& name : request.defaulted) body.erase(name);

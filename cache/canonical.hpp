@@ -41,6 +41,12 @@ struct CanonicalRequest {
   // holds with the API's default. They are in the key, but upstream_body leaves
   // them out again: some models refuse a parameter even at its default value.
   std::vector<std::string> defaulted;
+  // What shapes the answer from outside the body: the query parameters of the target
+  // the client called (Azure's api-version), as the proxy reduced them (no
+  // credentials, sorted); empty for none. Not forwarded from here (the proxy sends the
+  // client's own query), but in `text`, after the body on a line of its own, so it is in
+  // the key, the SHA-256 and the request record that export writes.
+  std::string query;
 };
 
 // A request that cannot be canonicalised: the proxy answers 400 with it.
@@ -52,6 +58,16 @@ struct CanonicalError {
 // Parses the raw request body and builds its canonical form. Never throws.
 Expected<CanonicalRequest, CanonicalError> canonicalize(Endpoint endpoint,
                                                         std::string_view raw_body);
+
+// `request` for a target whose query is `query` (see CanonicalRequest::query): the same
+// body, `text` with "\n?" + query appended (a canonical body has no raw newline, so the
+// two never blur) and its SHA-256 again. An empty query changes nothing, so requests
+// without one keep the keys they always had.
+CanonicalRequest with_query(const CanonicalRequest& request, std::string query);
+
+// Reads back a canonical text as with_query made it (what an export file holds): the
+// body canonicalised, then its query line, if any, put back.
+Expected<CanonicalRequest, CanonicalError> canonicalize_text(Endpoint endpoint, std::string_view text);
 
 // The body forwarded upstream for a generation of `n` samples: `body` without the
 // defaulted fields, plus "n" when n > 1, plus "stream": true and

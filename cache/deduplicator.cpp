@@ -28,6 +28,7 @@ std::vector<MergedRequest> deduplicate(std::vector<PendingRequest> batch) {
         MergedRequest& group = groups[it->second];
         group.request.n += pending.request.n;
         group.request.stream = group.request.stream || pending.request.stream;
+        group.request.clients += pending.request.clients;
         group.members.push_back(std::move(pending));
         continue;
       }

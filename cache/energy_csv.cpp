@@ -88,16 +88,28 @@ EnergyCsv::~EnergyCsv() {
   thread_.join();
 }
 
+namespace {
+
+// A queued row's heap footprint, roughly: the struct and its strings.
+size_t row_bytes(const EnergyRow& r) {
+  return sizeof(EnergyRow) + r.event.capacity() + r.ns.capacity() + r.model.capacity() + r.method.capacity() +
+         r.energy_class.capacity();
+}
+
+}  // namespace
+
 void EnergyCsv::append(EnergyRow row) {
   bool was_empty;
+  const size_t bytes = row_bytes(row);
   {
     std::lock_guard lock(mu_);
-    if (queue_.size() >= kMaxQueued) {
+    if (queue_.size() >= kMaxQueued || queued_bytes_ + bytes > kMaxQueuedBytes) {
       ++dropped_;
       return;
     }
     was_empty = queue_.empty();
     queue_.push_back(std::move(row));
+    queued_bytes_ += bytes;
   }
   // Only the first row of a batch wakes the writer. Waking it per row made it switch
   // in and out once per response while it gathers (bench/peers.sh: a third of the hit
@@ -118,6 +130,11 @@ uint64_t EnergyCsv::dropped() const {
   return dropped_;
 }
 
+uint64_t EnergyCsv::write_errors() const {
+  std::lock_guard lock(mu_);
+  return write_errors_;
+}
+
 void EnergyCsv::run() {
   // Formatting a 50 ms batch takes a few ms of CPU; at the default priority it took
   // them from the I/O threads in one go and showed up in their p99 (bench/peers.sh,
@@ -134,17 +151,19 @@ void EnergyCsv::run() {
     if (!stop_) wake_.wait_for(lock, std::chrono::milliseconds(50), [this] { return stop_ || flushing_; });
     std::deque<EnergyRow> rows;
     rows.swap(queue_);
+    queued_bytes_ = 0;
     writing_ = true;
     lock.unlock();
-    write_rows(rows);
+    const bool written = write_rows(rows);
     lock.lock();
+    if (!written) write_errors_ += rows.size();
     writing_ = false;
     if (queue_.empty()) idle_.notify_all();
   }
   idle_.notify_all();
 }
 
-void EnergyCsv::write_rows(std::deque<EnergyRow>& rows) {
+bool EnergyCsv::write_rows(std::deque<EnergyRow>& rows) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path path(path_);
@@ -153,7 +172,7 @@ void EnergyCsv::write_rows(std::deque<EnergyRow>& rows) {
     size_ = fs::exists(path, ec) ? fs::file_size(path, ec) : 0;
     if (ec) size_ = 0;
     out_.open(path, std::ios::app | std::ios::binary);
-    if (!out_) return;  // a missing disk must not take the proxy down; rows are lost
+    if (!out_) return false;  // a missing disk must not take the proxy down; rows are lost
   }
   std::string text;
   for (auto& row : rows) {
@@ -164,16 +183,24 @@ void EnergyCsv::write_rows(std::deque<EnergyRow>& rows) {
       out_.close();
       fs::rename(path, path.string() + ".1", ec);  // replaces the previous .1
       out_.open(path, std::ios::trunc | std::ios::binary);
-      if (!out_) return;
+      if (!out_) return false;
       size_ = 0;
     }
     if (size_ + text.size() == 0) text += header();
     text += line;
   }
+  const uint64_t before = size_;
   size_ += text.size();
   out_ << text;
   out_.flush();  // readers (and a crash) see whole rows
-  if (!out_) out_.close();
+  if (out_) return true;
+  // A full disk: the rows are lost (counted), a torn last row is cut off, and the
+  // file is opened and measured again for the next batch, so rows resume once there
+  // is space.
+  out_.close();
+  out_.clear();
+  fs::resize_file(path, before, ec);
+  return false;
 }
 
 }  // namespace reprise::cache

@@ -5,8 +5,10 @@
 // energy_consumed, pue), then Reprise's: event, namespace, model, prompt_tokens,
 // completion_tokens, avoided_energy_kwh, avoided_emissions_kg, method, energy_class.
 // Rotated by size: the full file becomes <path>.1 (replacing the previous one).
-// Bounded: beyond 100,000 rows waiting (a stalled disk), rows are dropped and
-// counted rather than held in memory.
+// Bounded: beyond 100,000 rows or 64 MiB waiting (a stalled disk; a row holds the
+// client's model name, any length), rows are dropped and counted rather than held in
+// memory. A failed write (a full disk) loses its rows, counted too, and the next
+// batch opens the file again: nothing here stops or blocks the proxy.
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -37,6 +39,7 @@ struct EnergyRow {
 class EnergyCsv {
  public:
   static constexpr size_t kMaxQueued = 100'000;
+  static constexpr size_t kMaxQueuedBytes = size_t(64) << 20;
   EnergyCsv(std::string path, uint64_t max_bytes);
   ~EnergyCsv();  // writes what is queued, then stops
   EnergyCsv(const EnergyCsv&) = delete;
@@ -46,13 +49,16 @@ class EnergyCsv {
   // Blocks until every row appended so far is written (tests, shutdown).
   void flush();
   uint64_t dropped() const;
+  // Rows lost to failed writes (the file could not be opened or written).
+  uint64_t write_errors() const;
 
   static std::string header();
   static std::string format(const EnergyRow& row);
 
  private:
   void run();
-  void write_rows(std::deque<EnergyRow>& rows);
+  // Returns whether the rows reached the file.
+  bool write_rows(std::deque<EnergyRow>& rows);
 
   const std::string path_;
   const uint64_t max_bytes_;
@@ -66,6 +72,8 @@ class EnergyCsv {
   uint64_t size_ = 0;
   bool stop_ = false;
   uint64_t dropped_ = 0;
+  size_t queued_bytes_ = 0;
+  uint64_t write_errors_ = 0;  // under mu_; written by the writer thread
   std::thread thread_;
 };
 

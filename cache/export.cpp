@@ -52,6 +52,9 @@ ordered_json sample_json(const Sample& s) {
   j["model"] = s.model;
   j["created"] = s.created;
   j["backend"] = s.backend;
+  // Optional: exports made before they existed have neither.
+  if (!s.usage_extra.is_null()) j["usage_extra"] = s.usage_extra;
+  if (!s.response_extra.is_null()) j["response_extra"] = s.response_extra;
   return j;
 }
 
@@ -176,13 +179,19 @@ Status parse_entry(std::string_view text, size_t number, Prepared& out, std::str
       return bad(where + ", sample " + std::to_string(i) + " lacks a field or has one of the wrong type");
     sample.created = s["created"].get<int64_t>();
     sample.choice = std::move(*choice);
+    for (auto [name, slot] : {std::pair{"usage_extra", &sample.usage_extra}, std::pair{"response_extra", &sample.response_extra}}) {
+      auto it = s.find(name);
+      if (it == s.end() || it->is_null()) continue;
+      if (!it->is_object()) return bad(where + ", sample " + std::to_string(i) + ": " + name + " is not an object");
+      *slot = std::move(*it);
+    }
     sample.request_sha256 = digest;
     out.samples.push_back(std::move(sample));
   }
   // The key is derived again from the canonical form this build makes of the request:
   // a text that does not come out identical (another build's canonical form) would be
   // stored under a key no client of this build asks for.
-  auto canonical = canonicalize(*kind, request);
+  auto canonical = canonicalize_text(*kind, request);
   if (!canonical) {
     refused = where + ": the request does not parse here (" + canonical.error().message + ")";
     return Status::OK();

@@ -13,7 +13,8 @@
 //   {"sha256":"<hex SHA-256 of every byte before this line>"}
 //
 // An entry is one list: the canonical request (the exact text that is hashed into the
-// key, so the importer re-derives the key under its own tenant) and the samples the
+// key, its query line included (canonical.hpp with_query), so the importer re-derives
+// the key under its own tenant) and the samples the
 // namespace consumed from it, indices 0..cursor-1 in order. No tenant, key or secret is
 // in the file. Entries are sorted by (endpoint, request), so one cache exports one file.
 #include <cstdint>

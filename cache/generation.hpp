@@ -82,6 +82,8 @@ class Generation {
   Generation& operator=(const Generation&) = delete;
 
   const CanonicalRequest& request() const { return *request_; }
+  const std::shared_ptr<const CanonicalRequest>& request_ptr() const { return request_; }
+  const std::shared_ptr<const CallContext>& context_ptr() const { return context_; }
   Endpoint endpoint() const { return endpoint_; }
   uint32_t size() const { return size_; }
   bool stream() const { return stream_; }
@@ -92,8 +94,8 @@ class Generation {
   const std::string& origin() const { return origin_; }
   std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
-  // The list index of choice 0. Set by the Cacher; it moves down only if an earlier
-  // generation of the same key fails (its indices are then taken by this one).
+  // The list index of choice 0. Set by the Cacher when it makes the generation; it
+  // never changes afterwards (I2: a client may have been told it).
   uint64_t first_index() const { return first_index_.load(std::memory_order_acquire); }
   void set_first_index(uint64_t first) { first_index_.store(first, std::memory_order_release); }
 

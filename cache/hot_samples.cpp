@@ -19,7 +19,7 @@ size_t json_bytes(const nlohmann::json& j) {
 }  // namespace
 
 size_t approximate_bytes(const Sample& s) {
-  return sizeof(Sample) + json_bytes(s.choice) + s.finish_reason.size() + s.system_fingerprint.size() +
+  return sizeof(Sample) + json_bytes(s.choice) + json_bytes(s.usage_extra) + json_bytes(s.response_extra) + s.finish_reason.size() + s.system_fingerprint.size() +
          s.model.size() + s.backend.size();
 }
 

@@ -42,17 +42,21 @@ double measured_joules(const std::vector<Slot>& slots) {
 }  // namespace
 
 Ledger::Ledger(LedgerOptions options)
-    : options_(std::move(options)), model_(options_.rules, options_.default_class), stats_(options_.grid_g_per_kwh) {
+    : options_(std::move(options)),
+      model_(options_.rules, options_.default_class),
+      stats_(options_.grid_g_per_kwh, options_.stats_max_namespaces, options_.stats_max_models) {
   if (!options_.csv_path.empty()) csv_ = std::make_unique<EnergyCsv>(options_.csv_path, options_.csv_max_bytes);
 }
 
 EnergyResolution Ledger::resolve(const std::string& model) {
   std::lock_guard lock(resolved_mu_);
   auto it = resolved_.find(model);
-  if (it == resolved_.end()) {
-    it = resolved_.emplace(model, model_.resolve(model)).first;
-    stats_.set_model_energy(model, it->second.energy_class, it->second.resolved_by);
-  }
+  if (it != resolved_.end()) return it->second;
+  // Remembered only for the models Stats keeps apart: model names are the client's
+  // to choose, and the others are resolved again each time (a few glob matches).
+  if (resolved_.size() >= options_.stats_max_models || !stats_.tracks_model(model)) return model_.resolve(model);
+  it = resolved_.emplace(model, model_.resolve(model)).first;
+  stats_.set_model_energy(model, it->second.energy_class, it->second.resolved_by);
   return it->second;
 }
 

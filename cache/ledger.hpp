@@ -41,6 +41,10 @@ struct LedgerOptions {
   std::vector<Price> prices;
   std::string csv_path;        // empty: no CSV
   uint64_t csv_max_bytes = 64ull << 20;
+  // Stats' caps on the namespaces and models with counters of their own; the energy
+  // class of at most stats_max_models models is remembered (the rest resolve each time).
+  size_t stats_max_namespaces = Stats::kMaxTracked;
+  size_t stats_max_models = Stats::kMaxTracked;
 };
 
 enum class Outcome { hit, miss, partial, bypass, error };

@@ -30,6 +30,19 @@ struct Sample {
   // measured (every upstream's, the engine's on the CPU). The ledger uses it instead of
   // the token estimate when every sample of a call has it. Stored only when measured.
   double energy_j = -1;
+  // The rest of the backend's answer that belongs to this sample, so that every field
+  // it sent is given back (null when there was none, as in every record written
+  // before these existed; stored only when not null):
+  //   usage_extra:    this sample's share of the usage object beyond the three counts
+  //                   above (prompt_tokens_details, completion_tokens_details, a
+  //                   provider's own fields), in the upstream's shape;
+  //   response_extra: the answer's own fields beyond id, object, created, model,
+  //                   choices, usage and system_fingerprint (service_tier, a
+  //                   provider's own fields).
+  // How they are split over a call's samples and put together again when several
+  // are served in one response: proxy/openai_format.hpp (split_usage_extra, usage_of).
+  nlohmann::json usage_extra;
+  nlohmann::json response_extra;
 
   // Not stored. A slot where the proxy keeps this sample's serialised wire forms once
   // made, so a sample served again and again from memory (a replay) is serialised
@@ -42,16 +55,20 @@ struct Sample {
   Sample& operator=(const Sample& o) {
     copy_fields(o);
     choice = o.choice;
+    usage_extra = o.usage_extra;
+    response_extra = o.response_extra;
     return *this;
   }
   Sample& operator=(Sample&& o) noexcept {
     copy_fields(o);
     choice = std::move(o.choice);
+    usage_extra = std::move(o.usage_extra);
+    response_extra = std::move(o.response_extra);
     return *this;
   }
 
  private:
-  void copy_fields(const Sample& o) {  // everything but `choice` and `rendered`
+  void copy_fields(const Sample& o) {  // everything but the JSON members and `rendered`
     finish_reason = o.finish_reason;
     completion_tokens = o.completion_tokens;
     prompt_tokens = o.prompt_tokens;

@@ -90,12 +90,14 @@ Counters Counters::from_record(const json& record) {
 
 namespace {
 
-// The entry for `name`, or "_other" once `cap` entries exist (counting each new name
-// folded there in `dropped`).
-Counters& tracked(std::map<std::string, Counters>& map, const std::string& name, uint64_t& dropped) {
-  auto it = map.find(name);
-  if (it != map.end()) return it->second;
-  if (map.size() < Stats::kMaxTracked) return map[name];
+// The entry for `name`, or "_other" once `cap` entries exist or for a name longer
+// than kMaxLabelBytes (counting each name folded there in `dropped`).
+Counters& tracked(std::map<std::string, Counters>& map, const std::string& name, size_t cap, uint64_t& dropped) {
+  if (name.size() <= Stats::kMaxLabelBytes) {
+    auto it = map.find(name);
+    if (it != map.end()) return it->second;
+    if (map.size() < cap) return map[name];
+  }
   ++dropped;
   return map["_other"];
 }
@@ -106,8 +108,8 @@ void Stats::add(const std::string& ns, const std::string& model, const Counters&
   std::lock_guard lock(mu_);
   ++changes_;
   totals_.add(delta);
-  if (!ns.empty()) tracked(namespaces_, ns, namespaces_dropped_).add(delta);
-  if (!model.empty()) tracked(models_, model, models_dropped_).add(delta);
+  if (!ns.empty()) tracked(namespaces_, ns, max_namespaces_, namespaces_dropped_).add(delta);
+  if (!model.empty()) tracked(models_, model, max_models_, models_dropped_).add(delta);
 }
 
 void Stats::record_upstream_latency(double ms) {
@@ -122,7 +124,15 @@ void Stats::record_upstream_latency(double ms) {
 void Stats::set_model_energy(const std::string& model, const std::string& energy_class,
                              const std::string& resolved_by) {
   std::lock_guard lock(mu_);
+  // At most one entry per model that has counters of its own (or will have).
+  if (model.size() > kMaxLabelBytes || (model_energy_.size() >= max_models_ && !model_energy_.count(model))) return;
   model_energy_[model] = {energy_class, resolved_by};
+}
+
+bool Stats::tracks_model(const std::string& model) const {
+  if (model.size() > kMaxLabelBytes) return false;
+  std::lock_guard lock(mu_);
+  return models_.count(model) || models_.size() < max_models_;
 }
 
 void Stats::forget_namespace(const std::string& ns) {
@@ -233,10 +243,14 @@ void Stats::restore(const json& saved) {
   totals_ = Counters::from_record(saved.value("totals", json()));
   namespaces_.clear();
   models_.clear();
+  // Saved under larger caps, perhaps: folded like new names would be.
+  uint64_t ignored = 0;
   if (auto it = saved.find("namespaces"); it != saved.end() && it->is_object())
-    for (auto& [ns, record] : it->items()) namespaces_[ns] = Counters::from_record(record);
+    for (auto& [ns, record] : it->items())
+      tracked(namespaces_, ns, max_namespaces_, ignored).add(Counters::from_record(record));
   if (auto it = saved.find("models"); it != saved.end() && it->is_object())
-    for (auto& [model, record] : it->items()) models_[model] = Counters::from_record(record);
+    for (auto& [model, record] : it->items())
+      tracked(models_, model, max_models_, ignored).add(Counters::from_record(record));
 }
 
 }  // namespace reprise::cache

@@ -44,7 +44,8 @@ struct Counters {
 
 class Stats {
  public:
-  explicit Stats(double grid_g_per_kwh) : grid_(grid_g_per_kwh) {}
+  explicit Stats(double grid_g_per_kwh, size_t max_namespaces = kMaxTracked, size_t max_models = kMaxTracked)
+      : grid_(grid_g_per_kwh), max_namespaces_(max_namespaces), max_models_(max_models) {}
 
   // Adds `delta` to the totals, to namespace `ns` (when not empty) and to `model`
   // (when not empty).
@@ -67,17 +68,25 @@ class Stats {
   uint64_t changes() const;
   void restore(const nlohmann::json& saved);
 
-  // Namespaces (and models) kept apart at most; beyond, new ones are counted in the
-  // totals and under "_other" ("labels_dropped" says how many were folded). A sweep
-  // that gives every request a namespace of its own must not make every request pay
-  // for a map of a million entries, nor every save serialise it.
+  // Namespaces (and models) kept apart at most, by default ([cache] stats_max_*);
+  // beyond, new ones are counted in the totals and under "_other" ("labels_dropped"
+  // says how many were folded). A sweep that gives every request a namespace of its
+  // own must not make every request pay for a map of a million entries, nor every save
+  // serialise it; and model names are the client's to choose, any number of them.
   static constexpr size_t kMaxTracked = 10'000;
+  // Longer names are folded into "_other" too, so that the maps are bounded in bytes
+  // (a namespace has at most 128 characters; a model name is any JSON string).
+  static constexpr size_t kMaxLabelBytes = 256;
+  // Whether `model` has (or may get) counters and an energy class of its own.
+  bool tracks_model(const std::string& model) const;
 
   // Upstream latency buckets (upper bounds in ms); the last is +Inf.
   static constexpr std::array<double, 13> kLatencyBoundsMs = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000};
 
  private:
   const double grid_;
+  const size_t max_namespaces_;
+  const size_t max_models_;
   mutable std::mutex mu_;
   Counters totals_;
   std::map<std::string, Counters> namespaces_;

@@ -2,11 +2,14 @@
 #include "cache/store.hpp"
 
 #include <openssl/rand.h>
+#include <sys/statvfs.h>
 
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -15,7 +18,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 #include <limits>
 #include <system_error>
@@ -113,6 +120,10 @@ StatusOr<std::string> EncodeSample(const Sample& s) {
     // Optional, so a record without it (every one written before it existed, and every
     // unmeasured sample) reads as "not measured".
     if (s.energy_j >= 0) j["energy_j"] = s.energy_j;
+    // Optional too: older records have neither (and read as null), and older builds
+    // skip keys they do not know, so the schema version stays.
+    if (!s.usage_extra.is_null()) j["usage_extra"] = s.usage_extra;
+    if (!s.response_extra.is_null()) j["response_extra"] = s.response_extra;
     std::vector<uint8_t> cbor = nlohmann::json::to_cbor(j);
     std::string out;
     out.reserve(kChecksumBytes + cbor.size());
@@ -137,6 +148,8 @@ Status DecodeFields(nlohmann::json& j, Sample& s) {
   s.backend = j.at("backend").get<std::string>();
   if (auto it = j.find("model"); it != j.end()) s.model = it->get<std::string>();
   if (auto it = j.find("energy_j"); it != j.end() && it->is_number()) s.energy_j = it->get<double>();
+  if (auto it = j.find("usage_extra"); it != j.end() && it->is_object()) s.usage_extra = std::move(*it);
+  if (auto it = j.find("response_extra"); it != j.end() && it->is_object()) s.response_extra = std::move(*it);
   return Status::OK();
 }
 
@@ -220,14 +233,76 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Families(const StoreOptions& option
           {kRequestsCf, requests}};
 }
 
-rocksdb::DBOptions MakeDbOptions() {
+}  // namespace
+
+// ---- Write failures -------------------------------------------------------------------
+// A full disk must not take the proxy down. RocksDB 7.8 (Debian 12's) aborts, in builds
+// with assertions as Debian's is, in two places that a full disk reaches:
+//   - its own info LOG: a failed write to it poisons the file writer, and the next
+//     log line asserts (writable_file_writer.h:312). The LOG goes to stderr instead
+//     (StderrLogger), never to the data filesystem.
+//   - the WAL: after a failed append, its writer stays poisoned (the "seen error"
+//     flag, rocksdb issue 11643), and RocksDB's own recovery, which keeps that writer
+//     when the memtables are empty, lets the next write assert. So its automatic
+//     recovery is turned off (RecoveryListener), the store refuses writes itself
+//     while failed, and recovers by closing and reopening the database (a fresh WAL;
+//     kPointInTimeRecovery replays what was acknowledged).
+
+struct detail::StoreRecovery {
+  std::mutex mu;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::atomic<bool> failed{false};
+  std::atomic<uint64_t> write_errors{0};
+  std::atomic<uint64_t> recoveries{0};
+  std::thread thread;
+
+  void Fail() {
+    {
+      std::lock_guard lock(mu);
+      if (failed.exchange(true)) return;
+    }
+    wake.notify_all();
+  }
+};
+
+namespace {
+
+// RocksDB's info log, warnings and errors only, on stderr beside the proxy's own log.
+class StderrLogger : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    std::vsnprintf(line, sizeof line, format, ap);
+    std::fprintf(stderr, "rocksdb: %s\n", line);
+  }
+};
+
+class RecoveryListener : public rocksdb::EventListener {
+ public:
+  explicit RecoveryListener(std::shared_ptr<detail::StoreRecovery> recovery) : recovery_(std::move(recovery)) {}
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error && !error->ok()) recovery_->Fail();  // a failed flush or compaction: writes stop
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status, bool* auto_recovery) override {
+    if (auto_recovery) *auto_recovery = false;  // the store reopens instead (see above)
+  }
+
+ private:
+  std::shared_ptr<detail::StoreRecovery> recovery_;
+};
+
+rocksdb::DBOptions MakeDbOptions(const std::shared_ptr<detail::StoreRecovery>& recovery) {
   rocksdb::DBOptions db;
+  db.info_log = std::make_shared<StderrLogger>();
+  db.listeners.push_back(std::make_shared<RecoveryListener>(recovery));
   db.create_if_missing = true;
   db.create_missing_column_families = true;
   // Default kPointInTimeRecovery: after a crash, replay the WAL up to the first torn
   // record and stop there, which is exactly "lose only unacknowledged writes".
   db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
-  db.keep_log_file_num = 4;  // RocksDB's info LOG files, not the WAL
   // A WAL file can be deleted only once every column family has flushed what it
   // holds, and the small ones (cursors, meta) rarely fill a memtable: without a cap
   // the logs grew to 4x the table files (376 MiB of WAL for 92 MiB of tables at 1M
@@ -266,6 +341,9 @@ bool LooksForeign(const fs::path& dir, std::string* reason) {
 bool IsDamage(const rocksdb::Status& s) {
   return s.IsCorruption() || (s.IsIOError() && s.subcode() == rocksdb::Status::kPathNotFound);
 }
+
+// While the database is being reopened after a failure.
+Status Unavailable() { return Status::IOError("the cache store is being reopened after a write failure"); }
 
 Status MoveAside(const fs::path& dir, OpenReport* report, const std::string& reason) {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -311,13 +389,91 @@ struct OpenAttempt {
   std::string reason;
 };
 
-OpenAttempt OpenDb(const fs::path& dir, const StoreOptions& options, std::unique_ptr<Handles>& out);
+OpenAttempt OpenDb(const fs::path& dir, const StoreOptions& options,
+                   const std::shared_ptr<detail::StoreRecovery>& recovery, std::unique_ptr<Handles>& out);
 OpenAttempt CheckSchema(Handles& h);
 
 }  // namespace
 
-Store::Store(std::unique_ptr<Handles> handles) : h_(std::move(handles)) {}
-Store::~Store() = default;
+Store::Store(std::unique_ptr<Handles> handles, std::string dir, const StoreOptions& options,
+             std::shared_ptr<detail::StoreRecovery> recovery)
+    : h_(std::shared_ptr<Handles>(std::move(handles))), dir_(std::move(dir)), options_(options),
+      recovery_(std::move(recovery)) {
+  recovery_->thread = std::thread([this] { RecoveryLoop(); });
+}
+
+Store::~Store() {
+  {
+    std::lock_guard lock(recovery_->mu);
+    recovery_->stopping = true;
+  }
+  recovery_->wake.notify_all();
+  recovery_->thread.join();
+}
+
+Store::Health Store::GetHealth() const {
+  return {recovery_->write_errors.load(), recovery_->recoveries.load(), !recovery_->failed.load()};
+}
+
+Status Store::Writable() {
+  if (!recovery_->failed.load(std::memory_order_relaxed)) return Status::OK();
+  ++recovery_->write_errors;
+  return Status::IOError("the cache store is not writable since a write failed (a full disk?); retrying");
+}
+
+Status Store::Written(const Status& status) {
+  if (status.ok()) return status;
+  ++recovery_->write_errors;
+  recovery_->Fail();
+  return status;
+}
+
+void Store::RecoveryLoop() {
+  auto& r = *recovery_;
+  std::unique_lock lock(r.mu);
+  for (;;) {
+    r.wake.wait(lock, [&] { return r.stopping || r.failed.load(); });
+    if (r.wake.wait_for(lock, options_.recovery_interval, [&] { return r.stopping; })) return;
+    lock.unlock();
+    const bool reopened = Reopen();
+    lock.lock();
+    if (reopened) {
+      r.failed = false;
+      ++r.recoveries;
+      std::fprintf(stderr, "rocksdb: the cache store at %s was reopened after a write failure; caching again\n",
+                   dir_.c_str());
+    }
+  }
+}
+
+// Closes the database and opens it again, once the disk has room: a fresh WAL and
+// no error state. Requests that hold the old handles finish first (they hold them for
+// one call); new ones find none meanwhile and fail (a read error, a refused write).
+bool Store::Reopen() {
+  struct statvfs fs_stat {};
+  if (statvfs(dir_.c_str(), &fs_stat) == 0 &&
+      uint64_t(fs_stat.f_bavail) * fs_stat.f_frsize < options_.recovery_min_free_bytes)
+    return false;
+  if (std::shared_ptr<Handles> old = h_.exchange(nullptr)) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (old.use_count() > 1) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        h_.store(std::move(old));
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }  // closed here: its error state goes with it
+  std::unique_ptr<Handles> fresh;
+  OpenAttempt attempt = OpenDb(dir_, options_, recovery_, fresh);
+  if (!attempt.error.ok()) {
+    std::fprintf(stderr, "rocksdb: reopening the cache store failed (%s); retrying\n",
+                 attempt.error.message().c_str());
+    return false;  // no database until a later attempt succeeds
+  }
+  h_.store(std::shared_ptr<Handles>(std::move(fresh)));
+  return true;
+}
 
 StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenReport* report) {
   return Open(path, StoreOptions{}, report);
@@ -336,13 +492,14 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path, const Stor
   std::string reason;
   OpenAttempt attempt;
   std::unique_ptr<Handles> h;
+  auto recovery = std::make_shared<detail::StoreRecovery>();
   if (LooksForeign(dir, &reason)) {
     attempt = {Status::Corruption(reason), true, reason};
   } else {
-    attempt = OpenDb(dir, options, h);
+    attempt = OpenDb(dir, options, recovery, h);
     if (attempt.error.ok()) attempt = CheckSchema(*h);
   }
-  if (attempt.error.ok()) return std::unique_ptr<Store>(new Store(std::move(h)));
+  if (attempt.error.ok()) return std::unique_ptr<Store>(new Store(std::move(h), dir.string(), options, recovery));
   if (!attempt.damaged) return attempt.error;
 
   // Damaged: close what is open, keep the evidence under another name, start empty.
@@ -351,18 +508,19 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path, const Stor
   if (!moved.ok()) return moved;
   fs::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create store directory " + dir.string() + ": " + ec.message());
-  attempt = OpenDb(dir, options, h);
+  attempt = OpenDb(dir, options, recovery, h);
   if (attempt.error.ok()) attempt = CheckSchema(*h);
   if (!attempt.error.ok()) return attempt.error;
-  return std::unique_ptr<Store>(new Store(std::move(h)));
+  return std::unique_ptr<Store>(new Store(std::move(h), dir.string(), options, recovery));
 }
 
 namespace {
 
-OpenAttempt OpenDb(const fs::path& dir, const StoreOptions& options, std::unique_ptr<Handles>& out) {
+OpenAttempt OpenDb(const fs::path& dir, const StoreOptions& options,
+                   const std::shared_ptr<detail::StoreRecovery>& recovery, std::unique_ptr<Handles>& out) {
   auto h = std::make_unique<Handles>();
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(MakeDbOptions(), dir.string(), Families(options), &h->all, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(MakeDbOptions(recovery), dir.string(), Families(options), &h->all, &raw);
   if (!s.ok()) {
     const bool damaged = IsDamage(s);
     return {FromRocks(s, "cannot open store " + dir.string()), damaged, s.ToString()};
@@ -420,12 +578,14 @@ OpenAttempt CheckSchema(Handles& h) {
 // ---- Reads ----------------------------------------------------------------------------
 
 StatusOr<uint64_t> Store::Count(const TenantId& tenant, const CacheKey& key) {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   const std::string prefix = ListPrefix(tenant, key);
   const std::string first = SampleKey(tenant, key, 0);
   const rocksdb::Slice lower(first);
   rocksdb::ReadOptions ro;
   ro.iterate_lower_bound = &lower;
-  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(ro, h_->samples));
+  std::unique_ptr<rocksdb::Iterator> it(h->db->NewIterator(ro, h->samples));
   // The last record of the list is its length - 1: lists have no gaps (Append).
   it->SeekForPrev(SampleKey(tenant, key, std::numeric_limits<uint64_t>::max()));
   if (!it->Valid()) {
@@ -444,12 +604,14 @@ StatusOr<std::vector<Sample>> Store::Read(const TenantId& tenant, const CacheKey
   if (count == 0 || from > kMaxIndex) return out;
   const uint64_t end = from + std::min(count, kMaxIndex + 1 - from);  // exclusive, saturated
   if (end - from <= kPointReadMax) return ReadByPoints(tenant, key, from, end);
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   const std::string lo = SampleKey(tenant, key, from);
   const std::string hi = SampleKey(tenant, key, end);
   const rocksdb::Slice upper(hi);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(ro, h_->samples));
+  std::unique_ptr<rocksdb::Iterator> it(h->db->NewIterator(ro, h->samples));
   out.reserve(std::min<uint64_t>(end - from, 1024));
   uint64_t expect = from;
   for (it->Seek(lo); it->Valid(); it->Next(), ++expect) {
@@ -473,11 +635,13 @@ StatusOr<std::vector<Sample>> Store::Read(const TenantId& tenant, const CacheKey
 // sample per request.
 StatusOr<std::vector<Sample>> Store::ReadByPoints(const TenantId& tenant, const CacheKey& key, uint64_t from,
                                                   uint64_t end) {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   std::vector<Sample> out;
   bool ended = false;
   for (uint64_t index = from; index < end; ++index) {
     rocksdb::PinnableSlice value;
-    rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->samples, SampleKey(tenant, key, index), &value);
+    rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->samples, SampleKey(tenant, key, index), &value);
     if (s.IsNotFound()) {
       ended = true;
       continue;
@@ -493,8 +657,10 @@ StatusOr<std::vector<Sample>> Store::ReadByPoints(const TenantId& tenant, const 
 }
 
 StatusOr<bool> Store::HasIndex(const TenantId& tenant, const CacheKey& key, uint64_t index) {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   rocksdb::PinnableSlice value;
-  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->samples, SampleKey(tenant, key, index), &value);
+  rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->samples, SampleKey(tenant, key, index), &value);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return FromRocks(s, "read " + Describe(tenant, key));
   return true;
@@ -502,8 +668,10 @@ StatusOr<bool> Store::HasIndex(const TenantId& tenant, const CacheKey& key, uint
 
 StatusOr<uint64_t> Store::Cursor(std::string_view ns, const TenantId& tenant, const CacheKey& key) {
   if (!ValidNamespace(ns)) return Status::InvalidArgument("invalid namespace");
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   std::string value;
-  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->cursors, CursorKey(ns, tenant, key), &value);
+  rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->cursors, CursorKey(ns, tenant, key), &value);
   if (s.IsNotFound()) return uint64_t{0};
   if (!s.ok()) return FromRocks(s, "cursor");
   if (value.size() != 8) return Status::Corruption("malformed cursor record in namespace " + std::string(ns));
@@ -511,8 +679,10 @@ StatusOr<uint64_t> Store::Cursor(std::string_view ns, const TenantId& tenant, co
 }
 
 StatusOr<std::vector<std::string>> Store::Namespaces() {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   std::vector<std::string> out;
-  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(rocksdb::ReadOptions(), h_->cursors));
+  std::unique_ptr<rocksdb::Iterator> it(h->db->NewIterator(rocksdb::ReadOptions(), h->cursors));
   // Skip from namespace to namespace: cost per namespace, not per cursor.
   for (it->SeekToFirst(); it->Valid();) {
     const rocksdb::Slice k = it->key();
@@ -528,10 +698,12 @@ StatusOr<std::vector<std::string>> Store::Namespaces() {
 // ---- Writes ---------------------------------------------------------------------------
 
 StatusOr<std::string> Store::ServerSecret() {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   static std::mutex make_once;  // two first callers must not make two secrets
   std::lock_guard lock(make_once);
   std::string value;
-  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->meta, kSecretKey, &value);
+  rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->meta, kSecretKey, &value);
   if (s.ok()) {
     if (value.size() != 32) return Status::Corruption("server secret has wrong size");
     return value;
@@ -542,8 +714,8 @@ StatusOr<std::string> Store::ServerSecret() {
     return Status::IOError("no randomness for the server secret");
   rocksdb::WriteOptions sync;
   sync.sync = true;
-  s = h_->db->Put(sync, h_->meta, kSecretKey, value);
-  if (!s.ok()) return FromRocks(s, "server secret");
+  s = h->db->Put(sync, h->meta, kSecretKey, value);
+  if (!s.ok()) return Written(FromRocks(s, "server secret"));
   return value;
 }
 
@@ -605,6 +777,9 @@ void PutMoves(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* cf,
 Status Store::Append(const TenantId& tenant, const CacheKey& key, uint64_t first_index,
                      const std::vector<Sample>& samples, const std::vector<CursorMove>& moves,
                      std::string_view request_record) {
+  if (Status st = Writable(); !st.ok()) return st;
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   if (first_index > kMaxIndex || samples.size() > kMaxIndex + 1 - first_index)
     return Status::InvalidArgument("append past the largest index");
   // Encode outside the lock: the critical section is one seek and one write.
@@ -612,11 +787,11 @@ Status Store::Append(const TenantId& tenant, const CacheKey& key, uint64_t first
   for (size_t i = 0; i < samples.size(); ++i) {
     auto value = EncodeSample(samples[i]);
     if (!value.ok()) return value.error();
-    batch.Put(h_->samples, SampleKey(tenant, key, first_index + i), *value);
+    batch.Put(h->samples, SampleKey(tenant, key, first_index + i), *value);
   }
-  PutMoves(batch, h_->cursors, moves);
+  PutMoves(batch, h->cursors, moves);
   if (!request_record.empty())
-    batch.Put(h_->requests, ListPrefix(tenant, key), rocksdb::Slice(request_record.data(), request_record.size()));
+    batch.Put(h->requests, ListPrefix(tenant, key), rocksdb::Slice(request_record.data(), request_record.size()));
 
   std::lock_guard<std::mutex> lock(StripeFor(tenant, key));
   auto length = Count(tenant, key);
@@ -629,37 +804,48 @@ Status Store::Append(const TenantId& tenant, const CacheKey& key, uint64_t first
                                    (first_index < *length ? " (would overwrite)" : " (would leave a gap)"));
   Status st = CheckMoves(moves, &tenant, &key, first_index + samples.size());
   if (!st.ok()) return st;
-  return FromRocks(h_->db->Write(h_->write, &batch), "append to " + Describe(tenant, key));
+  return Written(FromRocks(h->db->Write(h->write, &batch), "append to " + Describe(tenant, key)));
 }
 
 Status Store::SetCursors(const std::vector<CursorMove>& moves) {
+  if (Status st = Writable(); !st.ok()) return st;
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   Status st = CheckMoves(moves, nullptr, nullptr, 0);
   if (!st.ok()) return st;
   rocksdb::WriteBatch batch;
-  PutMoves(batch, h_->cursors, moves);
-  return FromRocks(h_->db->Write(h_->write, &batch), "set cursors");
+  PutMoves(batch, h->cursors, moves);
+  return Written(FromRocks(h->db->Write(h->write, &batch), "set cursors"));
 }
 
 Status Store::AdvanceCursor(const CursorMove& move, uint64_t list_length) {
+  if (Status st = Writable(); !st.ok()) return st;
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   if (!ValidNamespace(move.ns)) return Status::InvalidArgument("invalid namespace in cursor move");
   if (move.next > list_length)
     return Status::InvalidArgument("cursor of namespace " + move.ns + " would point past the end of its list");
   std::string value;
   AppendBE64(value, move.next);
-  return FromRocks(h_->db->Merge(h_->write, h_->cursors, CursorKey(move.ns, move.tenant, move.key), value),
-                   "advance cursor");
+  return Written(FromRocks(h->db->Merge(h->write, h->cursors, CursorKey(move.ns, move.tenant, move.key), value),
+                           "advance cursor"));
 }
 
 Status Store::PutMeta(std::string_view name, std::string_view value) {
+  if (Status st = Writable(); !st.ok()) return st;
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   if (name == kSchemaKey || name == kSecretKey) return Status::InvalidArgument("reserved meta name");
-  return FromRocks(h_->db->Put(h_->write, h_->meta, rocksdb::Slice(name.data(), name.size()),
-                               rocksdb::Slice(value.data(), value.size())),
-                   "put meta");
+  return Written(FromRocks(h->db->Put(h->write, h->meta, rocksdb::Slice(name.data(), name.size()),
+                                       rocksdb::Slice(value.data(), value.size())),
+                           "put meta"));
 }
 
 StatusOr<std::optional<std::string>> Store::GetMeta(std::string_view name) {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   std::string value;
-  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->meta, rocksdb::Slice(name.data(), name.size()), &value);
+  rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->meta, rocksdb::Slice(name.data(), name.size()), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return FromRocks(s, "get meta");
   return std::optional<std::string>(std::move(value));
@@ -678,13 +864,15 @@ StatusOr<Store::NamespaceSummary> Store::SummarizeNamespace(std::string_view ns)
 
 StatusOr<std::vector<CursorEntry>> Store::NamespaceCursors(std::string_view ns) {
   if (!ValidNamespace(ns)) return Status::InvalidArgument("invalid namespace");
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   std::vector<CursorEntry> out;
   const std::string begin = std::string(ns) + '\0';
   const std::string end = std::string(ns) + '\x01';
   const rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(h_->db->NewIterator(ro, h_->cursors));
+  std::unique_ptr<rocksdb::Iterator> it(h->db->NewIterator(ro, h->cursors));
   for (it->Seek(begin); it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key();
     if (it->value().size() != 8 || k.size() != begin.size() + kPrefixBytes)
@@ -700,8 +888,10 @@ StatusOr<std::vector<CursorEntry>> Store::NamespaceCursors(std::string_view ns) 
 }
 
 StatusOr<std::optional<std::string>> Store::Request(const TenantId& tenant, const CacheKey& key) {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   std::string value;
-  rocksdb::Status s = h_->db->Get(rocksdb::ReadOptions(), h_->requests, ListPrefix(tenant, key), &value);
+  rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->requests, ListPrefix(tenant, key), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return FromRocks(s, "request record of " + Describe(tenant, key));
   return std::optional<std::string>(std::move(value));
@@ -710,7 +900,7 @@ StatusOr<std::optional<std::string>> Store::Request(const TenantId& tenant, cons
 uint64_t Store::SizeOnDisk() const {
   std::error_code ec;
   uint64_t total = 0;
-  for (auto& entry : std::filesystem::directory_iterator(h_->db->GetName(), ec))
+  for (auto& entry : std::filesystem::directory_iterator(dir_, ec))
     if (entry.is_regular_file(ec)) total += entry.file_size(ec);
   return total;
 }
@@ -718,11 +908,14 @@ uint64_t Store::SizeOnDisk() const {
 // One range tombstone, whatever the number of cursors. Tombstones cost reads a little
 // until compaction drops them; resets are rare (an operator's replay), so that is cheap.
 Status Store::ResetNamespace(std::string_view ns) {
+  if (Status st = Writable(); !st.ok()) return st;
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
   if (!ValidNamespace(ns)) return Status::InvalidArgument("invalid namespace");
   const std::string begin = std::string(ns) + '\0';
   const std::string end = std::string(ns) + '\x01';
-  return FromRocks(h_->db->DeleteRange(h_->write, h_->cursors, begin, end),
-                   "reset namespace " + std::string(ns));
+  return Written(FromRocks(h->db->DeleteRange(h->write, h->cursors, begin, end),
+                           "reset namespace " + std::string(ns)));
 }
 
 }  // namespace reprise::cache

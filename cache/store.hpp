@@ -22,6 +22,8 @@
 // to the same (tenant, key) are serialised inside (check-then-write); the caller still
 // decides which indices an append fills (the Cacher serialises generation per key).
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,7 +39,8 @@
 namespace reprise::cache {
 
 namespace detail {
-struct StoreHandles;  // the open DB and its column families (store.cpp)
+struct StoreHandles;   // the open DB and its column families (store.cpp)
+struct StoreRecovery;  // the write-failure state and the thread that reopens (store.cpp)
 }  // namespace detail
 
 struct StoreOptions {
@@ -51,6 +54,12 @@ struct StoreOptions {
   // Default 64 MiB: the LRU block cache shared by all column families (0 = RocksDB's
   // own small default). Hits read from here instead of the disk.
   size_t block_cache_bytes = 64u << 20;
+  // After a failed write (a full disk, an I/O error), the store stops writing (each
+  // write is refused at once, counted in Health) and, every recovery_interval, once
+  // the filesystem has recovery_min_free_bytes free, closes and reopens the database
+  // and writes again. Reads go on meanwhile, except for the moment of the reopen.
+  std::chrono::milliseconds recovery_interval{1000};
+  uint64_t recovery_min_free_bytes = 4u << 20;
 };
 
 // What Open did besides opening: set when a damaged store was moved aside.
@@ -168,6 +177,16 @@ class Store {
   // Bytes of the store's files on disk (SST files, WAL, manifests).
   uint64_t SizeOnDisk() const;
 
+  // Failed writes so far (each one a write refused or failed: samples not stored,
+  // cursors not moved), recoveries (the database reopened after a failure), and
+  // whether writes are accepted now.
+  struct Health {
+    uint64_t write_errors = 0;
+    uint64_t recoveries = 0;
+    bool writable = true;
+  };
+  Health GetHealth() const;
+
  private:
   static constexpr size_t kStripes = 64;  // append locks, striped by (tenant, key)
   static constexpr uint64_t kPointReadMax = 16;  // Read uses point lookups up to this count
@@ -176,12 +195,24 @@ class Store {
                                              uint64_t end);
   StatusOr<bool> HasIndex(const TenantId& tenant, const CacheKey& key, uint64_t index);
 
-  explicit Store(std::unique_ptr<detail::StoreHandles> handles);
+  Store(std::unique_ptr<detail::StoreHandles> handles, std::string dir, const StoreOptions& options,
+        std::shared_ptr<detail::StoreRecovery> recovery);
+  // The open database, or null while it is being reopened after a failure.
+  std::shared_ptr<detail::StoreHandles> CurrentHandles() const { return h_.load(); }
+  // Refuses a write while the store is failed (counted); OK otherwise.
+  Status Writable();
+  // The outcome of a RocksDB write; a failure stops writes until a reopen.
+  Status Written(const Status& status);
+  void RecoveryLoop();
+  bool Reopen();
   Status CheckMoves(const std::vector<CursorMove>& moves, const TenantId* appended_tenant,
                     const CacheKey* appended_key, uint64_t appended_count);
   std::mutex& StripeFor(const TenantId& tenant, const CacheKey& key);
 
-  std::unique_ptr<detail::StoreHandles> h_;
+  std::atomic<std::shared_ptr<detail::StoreHandles>> h_;
+  const std::string dir_;
+  const StoreOptions options_;
+  std::shared_ptr<detail::StoreRecovery> recovery_;  // shared with RocksDB's listener
   std::array<std::mutex, kStripes> stripes_;
 };
 

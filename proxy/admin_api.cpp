@@ -51,7 +51,18 @@ json AdminApi::stats() const {
   out["in_flight_generations"] = context_.pipeline ? context_.pipeline->cacher().generations_in_flight() : 0;
   out["store_bytes"] = context_.store ? context_.store->SizeOnDisk() : 0;
   out["batches"] = context_.pipeline ? context_.pipeline->batch_stats() : json::object();
-  if (context_.ledger && context_.ledger->csv()) out["energy_csv_rows_dropped"] = context_.ledger->csv()->dropped();
+  if (context_.ledger && context_.ledger->csv()) {
+    out["energy_csv_rows_dropped"] = context_.ledger->csv()->dropped();
+    out["energy_csv_write_errors"] = context_.ledger->csv()->write_errors();  // rows lost to failed writes
+  }
+  if (context_.store) {
+    // Writes the store failed or refused (samples served but not stored: a full
+    // disk, say), the reopens that recovered from them, and whether it writes now.
+    const cache::Store::Health health = context_.store->GetHealth();
+    out["store_errors"] = health.write_errors;
+    out["store_recoveries"] = health.recoveries;
+    out["store_writable"] = health.writable;
+  }
   if (context_.engine_stats) out["engine"] = context_.engine_stats();
   return out;
 }

@@ -6,6 +6,7 @@
 
 #include "proxy/async_event.hpp"
 #include "proxy/openai_format.hpp"
+#include "proxy/upstream_backend.hpp"
 
 namespace reprise {
 namespace {
@@ -117,13 +118,66 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
   co_await writer.send_json(200, std::move(text), out);
 }
 
+// A streamed answer whose head waits for its first bytes. Until something can be
+// written (a stored sample, or the first event of a generation for this client's
+// choices) a failure is still answered with its own status and headers: an upstream's
+// 429 stays a 429 with its Retry-After (the SDKs raise their typed error and retry),
+// rather than a 200 whose stream carries the error. Nothing is sent while waiting: a
+// long wait for the first token is normal, and the SDKs' read timeouts are minutes.
+class HeldStream {
+ public:
+  HeldStream(ResponseWriter& writer, http::response_header<> head) : writer_(writer), head_(std::move(head)) {}
+
+  // Sends the head first if it is still held. False once the client is gone.
+  // (Named locals only: GCC 12 mishandles temporaries inside co_await expressions.)
+  awaitable<bool> write(std::string_view data) {
+    bool open = true;
+    if (!started_) {
+      started_ = true;
+      http::response_header<> head = std::move(head_);
+      open = co_await writer_.begin_stream(std::move(head));
+    }
+    if (open) open = co_await writer_.write_chunk(data);
+    co_return open;
+  }
+  awaitable<bool> end() {
+    bool ended = co_await writer_.end_stream();
+    co_return ended;
+  }
+
+  // Ends the answer with a generation's failure: as a response of its own while
+  // nothing was written, else (headers gone) as an error event in the stream, which
+  // the SDKs raise on, cut short so nobody takes the response as complete.
+  awaitable<void> fail(const cache::GenerationError& error) {
+    if (!started_) {
+      started_ = true;
+      http::fields out;
+      for (auto& field : head_)
+        if (field.name() != http::field::content_type && field.name() != http::field::cache_control)
+          out.insert(field.name_string(), field.value());
+      for (auto& [name, value] : error.headers) out.set(name, value);
+      std::string body = error.body;
+      co_await writer_.send_json(error.status, std::move(body), out);
+      co_return;
+    }
+    std::string error_event = "data: " + error.body + "\n\n";
+    co_await writer_.write_chunk(error_event);
+    writer_.abort();
+  }
+
+ private:
+  ResponseWriter& writer_;
+  http::response_header<> head_;
+  bool started_ = false;
+};
+
 // Relays the live events of `gen` for the choices in `mine` (choice -> the client's
 // indices), then, for a generation that did not stream, its samples replayed.
 // Returns false when the response must end (client gone, or the generation failed).
 awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
                                  const std::map<uint32_t, std::vector<uint32_t>>& mine,
                                  format::ChunkHead& head, format::ChunkEncoder& encoder, const ServeOptions& options,
-                                 ResponseWriter& writer) {
+                                 HeldStream& writer) {
   auto executor = co_await asio::this_coro::executor;
   auto event = std::make_shared<AsyncEvent>(executor);
   Subscription subscription({gen}, event);
@@ -137,13 +191,14 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       consumed += events.size();
       if (head.model.empty()) head.model = gen->model();
       if (head.system_fingerprint.empty()) head.system_fingerprint = gen->system_fingerprint();
+      if (head.extra.is_null()) head.extra = live_response_extra(*gen);
       std::string batch;  // everything that arrived, in one write
       for (auto& event_ : events) {
         auto it = mine.find(event_.choice);
         if (it == mine.end()) continue;
         for (uint32_t index : it->second) encoder.append(batch, head, index, event_.delta);
       }
-      if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
+      if (!batch.empty() && !co_await writer.write(batch)) co_return false;
       continue;
     }
     if (view.state == Generation::State::running) {
@@ -151,12 +206,8 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       continue;
     }
     if (view.state == Generation::State::failed) {
-      // Headers are gone: tell SSE clients in the stream (the official SDKs raise on
-      // an error event), then cut the response short so nobody takes it as complete.
-      std::string error_event = "data: " + gen->error().body + "\n\n";
       done(options, false);
-      co_await writer.write_chunk(error_event);
-      writer.abort();
+      co_await writer.fail(gen->error());
       co_return false;
     }
     if (!gen->stream()) {  // made by a non-streamed call: replay its samples
@@ -164,11 +215,12 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
       for (auto& [choice, indices] : mine) {
         const Sample& sample = gen->samples()[choice];
         if (head.model.empty()) head.model = sample.model;
+        if (head.extra.is_null()) head.extra = sample.response_extra;
         for (uint32_t index : indices)
           for (auto& piece : format::rendered(head.endpoint, sample).pieces)
             encoder.append_text(batch, head, index, piece);
       }
-      if (!batch.empty() && !co_await writer.write_chunk(batch)) co_return false;
+      if (!batch.empty() && !co_await writer.write(batch)) co_return false;
     }
     co_return true;
   }
@@ -192,6 +244,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   if (!slots.empty() && slots.front().sample) {
     head.model = slots.front().sample->model;
     head.system_fingerprint = slots.front().sample->system_fingerprint;
+    head.extra = slots.front().sample->response_extra;
   }
 
   format::ChunkEncoder encoder;
@@ -217,7 +270,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
     co_await writer.send(std::move(res));
     co_return;
   }
-  if (!co_await writer.begin_stream(std::move(response_head))) co_return;
+  HeldStream stream(writer, std::move(response_head));
   for (size_t i = 0; i < slots.size();) {
     if (slots[i].sample) {  // stored: replayed at once
       for (auto& piece : format::rendered(options.endpoint, *slots[i].sample).pieces)
@@ -226,14 +279,14 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
       continue;
     }
     if (!batch.empty()) {
-      if (!co_await writer.write_chunk(batch)) co_return;
+      if (!co_await stream.write(batch)) co_return;
       batch.clear();
     }
     // A run of slots served by one generation: relayed live.
     std::map<uint32_t, std::vector<uint32_t>> mine;
     const auto gen = slots[i].gen;
     for (; i < slots.size() && slots[i].gen == gen; ++i) mine[slots[i].choice].push_back(static_cast<uint32_t>(i));
-    if (!co_await relay_generation(gen, mine, head, encoder, options, writer)) co_return;
+    if (!co_await relay_generation(gen, mine, head, encoder, options, stream)) co_return;
   }
   if (head.model.empty()) head.model = options.fallback_model;
   if (options.include_usage) {
@@ -243,8 +296,8 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   }
   batch += format::kSseDone;
   done(options, true);
-  if (!co_await writer.write_chunk(batch)) co_return;
-  co_await writer.end_stream();
+  if (!co_await stream.write(batch)) co_return;
+  co_await stream.end();
 }
 
 }  // namespace

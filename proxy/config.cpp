@@ -271,6 +271,10 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     r.read("greedy_reuse", c.cache.greedy_reuse);
     r.read("share_across_keys", c.cache.share_across_keys);
     r.read("hot_samples_mb", c.cache.hot_samples_mb, 0, 1 << 20);
+    r.read("max_new_samples", c.cache.max_new_samples, 1, 1 << 20);
+    r.read("canonical_memo_mb", c.cache.canonical_memo_mb, 0, 1 << 20);
+    r.read("stats_max_namespaces", c.cache.stats_max_namespaces, 1, 10'000'000);
+    r.read("stats_max_models", c.cache.stats_max_models, 1, 10'000'000);
     r.finish();
     if (c.cache.path.empty()) r.error_at("path", "must not be empty");
   }

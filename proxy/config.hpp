@@ -42,6 +42,12 @@ struct CacheConfig {
   bool greedy_reuse = true;
   bool share_across_keys = false;
   int hot_samples_mb = 64;  // decoded samples kept in memory for hits; 0 = off
+  int max_new_samples = 128;  // most samples one X-Reprise-Sample request may have generated
+  int canonical_memo_mb = 64;  // canonical forms of recent request bodies (heap bytes); 0 = off
+  // Counters kept apart per namespace and per model (names over 256 bytes too) in
+  // /admin/stats, /metrics and the saved stats; beyond, folded into "_other".
+  int stats_max_namespaces = 10'000;
+  int stats_max_models = 10'000;
 };
 
 struct PipelineConfig {
@@ -52,7 +58,7 @@ struct PipelineConfig {
 struct UpstreamConfig {
   std::string name;
   std::string base_url;
-  std::string api_key_env;                  // used when a client sends no Authorization
+  std::string api_key_env;                  // used when a client sends no credential
   std::string ca_file;                      // extra trusted CA bundle (PEM); system store always
   Millis connect_timeout{5'000};            // TCP connect and TLS handshake
   Millis first_byte_timeout{120'000};       // request sent to response headers

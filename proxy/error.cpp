@@ -18,6 +18,7 @@ unsigned to_http_status(const Error& error) {
     case ErrorKind::header_too_large: return 431;
     case ErrorKind::backend_unavailable: return 503;
     case ErrorKind::overloaded: return 503;
+    case ErrorKind::cache_unavailable: return 503;
     case ErrorKind::upstream_unreachable: return 502;
     case ErrorKind::upstream_bad_response: return 502;
     case ErrorKind::upstream_timeout: return 504;
@@ -41,7 +42,8 @@ std::string_view openai_error_type(ErrorKind kind) {
     case ErrorKind::not_cached: return "invalid_request_error";
     case ErrorKind::unauthorized: return "authentication_error";
     case ErrorKind::backend_unavailable:
-    case ErrorKind::overloaded: return "service_unavailable";
+    case ErrorKind::overloaded:
+    case ErrorKind::cache_unavailable: return "service_unavailable";
     case ErrorKind::upstream_unreachable:
     case ErrorKind::upstream_bad_response:
     case ErrorKind::upstream_status:
@@ -63,6 +65,7 @@ std::string_view openai_error_code(ErrorKind kind) {
     case ErrorKind::header_too_large: return "header_too_large";
     case ErrorKind::backend_unavailable: return "backend_unavailable";
     case ErrorKind::overloaded: return "overloaded";
+    case ErrorKind::cache_unavailable: return "cache_unavailable";
     case ErrorKind::upstream_unreachable: return "upstream_unreachable";
     case ErrorKind::upstream_bad_response: return "upstream_bad_response";
     case ErrorKind::upstream_timeout: return "upstream_timeout";

@@ -27,6 +27,8 @@ enum class ErrorKind {
   header_too_large,      // 431: header over [server] max_header_bytes
   backend_unavailable,   // 503: the model routes to a backend that is not loaded
   overloaded,            // 503: connection cap reached, or draining
+  cache_unavailable,     // 503: the cache store cannot take the write a request needs
+                         //      (a full disk, say); sent with Retry-After
   upstream_unreachable,  // 502: connect, TLS or transport failure
   upstream_bad_response, // 502: upstream answered something that is not HTTP/OpenAI
   upstream_timeout,      // 504: connect, first-byte, idle or total timeout

@@ -29,4 +29,20 @@ std::optional<std::string> check_request_framing(const http::request_header<>& h
   return std::nullopt;
 }
 
+size_t header_end(std::string_view bytes) {
+  const size_t at = bytes.find("\r\n\r\n");
+  return at == std::string_view::npos ? at : at + 4;
+}
+
+std::optional<std::string> check_obs_fold(std::string_view head) {
+  // A line break followed by a space or a tab continues the previous field. The
+  // blank line that ends the header is followed by the body, so it is left out.
+  const size_t end = header_end(head);
+  if (end != std::string_view::npos) head = head.substr(0, end - 2);
+  for (size_t at = head.find("\r\n"); at != std::string_view::npos; at = head.find("\r\n", at + 2))
+    if (at + 2 < head.size() && (head[at + 2] == ' ' || head[at + 2] == '\t'))
+      return "a header field folded over two lines (obs-fold) is not accepted";
+  return std::nullopt;
+}
+
 }  // namespace reprise

@@ -2,6 +2,7 @@
 
 #include "proxy/framing.hpp"
 #include "proxy/log.hpp"
+#include "proxy/routes.hpp"
 
 namespace reprise {
 
@@ -155,6 +156,24 @@ awaitable<void> HttpServer::session(tcp::socket socket) {
     std::optional<Error> refusal;
 
     stream.expires_after(std::min<Clock::duration>(limits_.header_timeout, limits_.request_timeout));
+    // The whole header into the buffer first, so that its raw bytes can be checked
+    // for folded lines, which the parser unfolds without a trace. Beyond the header
+    // limit, the parser below reports it.
+    auto raw = [&buffer] {
+      auto bytes = buffer.data();
+      return std::string_view(static_cast<const char*>(bytes.data()), bytes.size());
+    };
+    bool header_read = true;
+    while (header_end(raw()) == std::string_view::npos && buffer.size() <= limits_.max_header_bytes) {
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_nothrow);
+      if (ec) { header_read = false; break; }  // timeouts, resets and EOF just close
+      buffer.commit(n);
+    }
+    if (!header_read) break;
+    if (auto why = check_obs_fold(raw())) {
+      co_await refuse(stream, Error{ErrorKind::bad_request, *why, {}});
+      break;
+    }
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, use_nothrow);
     if (hec) {
       if (hec == http::error::header_limit)
@@ -187,13 +206,23 @@ awaitable<void> HttpServer::session(tcp::socket socket) {
       auto [bec, bn] = co_await http::async_read_some(stream, buffer, parser, use_nothrow);
       if (bec == http::error::body_limit)
         refusal = Error{ErrorKind::payload_too_large, "request body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes", {}};
+      else if (bec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+               bec != http::error::end_of_stream && bec != http::error::partial_message)
+        // A malformed chunk ("0x5", "-1", "5zz", an overflowing size, more data than
+        // the size said): answered, so the client learns why, then closed.
+        refusal = Error{ErrorKind::bad_request, "malformed HTTP request body: " + bec.message(), {}};
       if (bec) { body_ok = false; break; }
     }
     if (refusal) co_await refuse(stream, *refusal);
     if (!body_ok) break;
 
     Request req = parser.release();
-    ResponseWriter writer(stream, limits_.write_timeout, req.version(), req.keep_alive() && !draining_);
+    // HTTP/1.0 has no chunked coding: a 1.0 request that says Transfer-Encoding may be
+    // framed differently by another hop, so its connection closes after the answer
+    // (RFC 9112 section 6.1).
+    const bool te_in_1_0 = req.version() < 11 && req.count(http::field::transfer_encoding) > 0;
+    ResponseWriter writer(stream, limits_.write_timeout, req.version(),
+                          req.keep_alive() && !draining_ && !te_in_1_0);
     co_await handler_(req, writer);
     if (!writer.started()) {
       Error bug{ErrorKind::internal, "the handler produced no response", {}};
@@ -211,7 +240,8 @@ awaitable<void> HttpServer::session(tcp::socket socket) {
 
 void HttpServer::log_access(const Request& req, const ResponseWriter& writer, Clock::time_point start) const {
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
-  std::string line = name_ + " " + std::string(req.method_string()) + " " + std::string(req.target()) + " " +
+  // A `key` query parameter is a credential: never in the log.
+  std::string line = name_ + " " + std::string(req.method_string()) + " " + redacted_target(req.target()) + " " +
                      std::to_string(writer.status()) + " " + std::to_string(writer.bytes_written()) + "B " +
                      std::to_string(us / 1000) + "." + std::to_string(us % 1000 / 100) + "ms";
   if (!writer.finished()) line += " (incomplete)";

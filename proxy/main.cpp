@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <functional>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <csignal>
@@ -275,6 +276,8 @@ int run(const Config& config) {
   for (auto& price : config.prices)
     accounting.prices.push_back({price.match, price.prompt_per_million, price.completion_per_million});
   accounting.csv_max_bytes = config.energy.csv_max_bytes;
+  accounting.stats_max_namespaces = size_t(config.cache.stats_max_namespaces);
+  accounting.stats_max_models = size_t(config.cache.stats_max_models);
   for (auto& rule : config.energy.models) {
     cache::EnergyRule r{rule.match, rule.energy_class, std::nullopt};
     if (rule.a >= 0) r.coefficients = cache::EnergyCoefficients{rule.a, rule.b, rule.c};
@@ -297,10 +300,26 @@ int run(const Config& config) {
 
   cache::CacherOptions caching;
   caching.hot_sample_bytes = size_t(config.cache.hot_samples_mb) << 20;
+  caching.max_new_samples = static_cast<uint32_t>(config.cache.max_new_samples);
   caching.on_generation_end = [&ledger](const cache::Generation& gen, cache::Generation::State state) {
     ledger.on_generation_end(gen, state);
   };
-  caching.on_store_error = [](const cache::Status& st) { log::error("cache write failed: " + st.message()); };
+  // A full disk fails every write: one line a second, with how many were not logged.
+  caching.on_store_error = [](const cache::Status& st) {
+    static std::mutex mu;
+    static std::chrono::steady_clock::time_point last{};
+    static uint64_t suppressed = 0;
+    std::lock_guard lock(mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::seconds(1)) {
+      ++suppressed;
+      return;
+    }
+    std::string more = suppressed ? " (and " + std::to_string(suppressed) + " more since the last line)" : "";
+    last = now;
+    suppressed = 0;
+    log::error("cache write failed: " + st.message() + more);
+  };
   cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
 
   // Declared after the pipeline and the ledger, so it stops (and fails what it still
@@ -347,10 +366,12 @@ int run(const Config& config) {
   auto save_stats = [&] {
     const uint64_t changes = ledger.stats().changes();
     if (changes == saved_changes) return;
-    saved_changes = changes;
     std::string record = ledger.stats().persistent().dump();
+    // A failed save (a full disk) is tried again at the next tick.
     if (auto st = store.value()->PutMeta(kStatsRecord, record); !st.ok())
       log::warn("saving the stats counters failed: " + st.message());
+    else
+      saved_changes = changes;
   };
   std::optional<PeriodicSaver> saver(std::in_place, save_stats);
 

@@ -356,6 +356,14 @@ std::string prometheus_text(const nlohmann::json& stats, size_t max_label_values
         num(field(stats, "in_flight_generations")));
   gauge(out, "reprise_store_size_bytes", "Size of the cache store on disk, in bytes.",
         num(field(stats, "store_bytes")));
+  family(out, "reprise_store_errors_total", "counter",
+         "Writes the cache store failed or refused (a full disk, say): samples served but not stored.");
+  sample(out, "reprise_store_errors_total", num(field(stats, "store_errors")));
+  family(out, "reprise_store_recoveries_total", "counter",
+         "Times the cache store was reopened after a failed write, and cached again.");
+  sample(out, "reprise_store_recoveries_total", num(field(stats, "store_recoveries")));
+  family(out, "reprise_energy_csv_write_errors_total", "counter", "Rows of the energy CSV lost to failed writes.");
+  sample(out, "reprise_energy_csv_write_errors_total", num(field(stats, "energy_csv_write_errors")));
   gauge(out, "reprise_grid_intensity_grams_per_kwh",
         "Grid carbon intensity used for the CO2 estimates, in gCO2e per kWh.",
         num(field(stats, "grid_intensity_g_per_kwh")));

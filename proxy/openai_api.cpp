@@ -46,10 +46,37 @@ class HopByHop {
 
 }  // namespace
 
-http::fields upstream_headers(const http::fields& client, const UpstreamConfig& upstream) {
+std::vector<Credential> client_credentials(const http::fields& headers, std::string_view query) {
+  std::vector<Credential> out;
+  for (std::string_view name : {"authorization", "x-api-key", "api-key", "x-goog-api-key"}) {
+    for (auto [it, end] = headers.equal_range(name); it != end; ++it) {
+      std::string_view value = it->value();
+      if (name == "authorization" && value.size() >= 7 && beast::iequals(value.substr(0, 7), "bearer "))
+        value.remove_prefix(7);
+      if (!value.empty()) out.push_back({name, value});
+    }
+  }
+  for (auto value : query_values(query, "key"))
+    if (!value.empty()) out.push_back({"?key", value});
+  return out;
+}
+
+std::string tenant_secret_input(const std::vector<Credential>& credentials) {
+  if (credentials.empty()) return {};
+  if (credentials.size() == 1 && credentials.front().name == "authorization") return std::string(credentials.front().value);
+  std::string out;
+  for (auto& credential : credentials) {
+    out += '\0';
+    out += credential.name;
+    out += '\0';
+    out += credential.value;
+  }
+  return out;
+}
+
+http::fields upstream_headers(const http::fields& client, const UpstreamConfig& upstream, std::string_view query) {
   http::fields out;
   HopByHop hop_by_hop(client);
-  bool has_auth = false;
   for (auto& field : client) {
     auto name = field.name_string();
     if (hop_by_hop.contains(name)) continue;
@@ -58,13 +85,15 @@ http::fields upstream_headers(const http::fields& client, const UpstreamConfig& 
       case http::field::content_length:
       case http::field::expect:
       case http::field::accept_encoding: continue;
-      case http::field::authorization: has_auth = true; break;
       default: break;
     }
     if (name.size() >= 10 && beast::iequals(name.substr(0, 10), "x-reprise-")) continue;
     out.insert(name, field.value());
   }
-  if (!has_auth && !upstream.api_key.empty()) out.set(http::field::authorization, "Bearer " + upstream.api_key);
+  // A client that brings any key of its own (api-key, x-api-key, ...) is that key's
+  // user: adding ours would bill, and answer, someone else.
+  if (client_credentials(client, query).empty() && !upstream.api_key.empty())
+    out.set(http::field::authorization, "Bearer " + upstream.api_key);
   // The proxy reads what it relays (errors, and soon every answer for the cache).
   out.set(http::field::accept_encoding, "identity");
   return out;
@@ -130,18 +159,10 @@ std::optional<std::pair<uint64_t, uint32_t>> parse_sample_header(std::string_vie
 
 namespace {
 
-// The API key that names the tenant: the bearer token (or the whole Authorization
-// value for other schemes); empty when the client sent none and the configured key
-// is used. Only its HMAC is kept, never the key.
-std::string_view api_key_of(const Request& req) {
-  std::string_view auth = req[http::field::authorization];
-  if (auth.size() >= 7 && beast::iequals(auth.substr(0, 7), "bearer ")) auth.remove_prefix(7);
-  return auth;
-}
-
 // HMAC-SHA256 costs a few microseconds; a client keeps its key, so each thread
 // remembers the last one it derived (the key stays in this process's memory, as the
-// forwarded Authorization header does anyway; it is never written anywhere).
+// forwarded credential headers do anyway; it is never written anywhere).
+// `api_key` is tenant_secret_input() of the client's credentials.
 const cache::TenantId& tenant_for(const std::string& secret, std::string_view api_key) {
   thread_local const std::string* last_secret = nullptr;
   thread_local std::string last_key;
@@ -171,10 +192,18 @@ bool several_prompts(const cache::CanonicalRequest& canonical) {
   return false;
 }
 
+// best_of = k answers the best n of k draws, picked server-side: its choices are not
+// i.i.d. samples of the request, and a merged or split n could exceed k (an upstream
+// 400). Relayed uncached, whatever its value (even 1: merged into n > 1 it is a 400).
+bool has_best_of(const cache::CanonicalRequest& canonical) {
+  auto best_of = canonical.body.find("best_of");
+  return best_of != canonical.body.end() && !best_of->is_null();
+}
+
 }  // namespace
 
 Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const std::string& ns,
-                                    bool only_cached, Plan& plan) const {
+                                    std::string_view query, bool only_cached, Plan& plan) const {
   const cache::Endpoint kind = cache_endpoint(endpoint);
   auto canonical = canonical_memo_.canonical(kind, req.body());
   if (!canonical) {
@@ -184,7 +213,10 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   }
   std::shared_ptr<const cache::CanonicalRequest> request = std::move(canonical.value());
   if (auto invalid = validate_request(endpoint, request->body)) return *invalid;
-  if (endpoint == Endpoint::completions && several_prompts(*request)) return false;
+  if (endpoint == Endpoint::completions && (several_prompts(*request) || has_best_of(*request))) return false;
+  // The target's query shapes the answer (Azure's api-version): it enters the key.
+  if (std::string in_key = key_query(query); !in_key.empty())
+    request = std::make_shared<const cache::CanonicalRequest>(cache::with_query(*request, std::move(in_key)));
 
   const ModelRoute* backend = route_model(config_.models, request->model);
   if (!backend) return Error{ErrorKind::not_found, "no [[models]] route matches model \"" + request->model + "\"", "model"};
@@ -198,7 +230,9 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   }
 
   cache::CacheRequest& c = plan.cache_request;
-  c.tenant = tenant_for(server_secret_, config_.cache.share_across_keys ? std::string_view() : api_key_of(req));
+  c.tenant = tenant_for(server_secret_, config_.cache.share_across_keys
+                                            ? std::string()
+                                            : tenant_secret_input(client_credentials(req.base(), query)));
   c.key = cache::cache_key(c.tenant, kind, *request);
   c.endpoint = kind;
   c.ns = ns;
@@ -225,7 +259,8 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   c.backend = backend_named(backend->backend);
   if (plan.upstream) {
     auto context = std::make_shared<UpstreamCallContext>();
-    context->headers = upstream_headers(req.base(), plan.upstream->config());
+    context->headers = upstream_headers(req.base(), plan.upstream->config(), query);
+    context->query = std::string(query);
     c.context = std::move(context);
   }
 
@@ -258,7 +293,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   if (!cache_mode.empty() && cache_mode != "use" && cache_mode != "bypass" && cache_mode != "only-cached")
     return Error{ErrorKind::bad_request, "X-Reprise-Cache must be use, bypass or only-cached", "X-Reprise-Cache"};
 
-  const std::string what = std::string(req.method_string()) + " " + std::string(req.target());
+  const std::string what = std::string(req.method_string()) + " " + redacted_target(req.target());
   bool cacheable = false;
   switch (route.endpoint) {
     case Endpoint::not_found:
@@ -282,7 +317,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   plan.ns = route.ns;
   plan.counted = cacheable;
   if (cacheable && cache_mode != "bypass" && pipeline_) {
-    auto cached = plan_cached(req, route.endpoint, route.ns, cache_mode == "only-cached", plan);
+    auto cached = plan_cached(req, route.endpoint, route.ns, route.query, cache_mode == "only-cached", plan);
     if (!cached) return cached.error();
     if (cached.value()) return plan;
   }
@@ -299,7 +334,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     // Not about one model: the first [[upstreams]] entry answers.
     if (upstreams_.empty()) return Error{ErrorKind::not_found, "no [[upstreams]] configured to relay " + what + " to", {}};
     plan.upstream = upstreams_.front().get();
-    plan.request.headers = upstream_headers(req.base(), plan.upstream->config());
+    plan.request.headers = upstream_headers(req.base(), plan.upstream->config(), route.query);
     plan.request.body = req.body();
     plan.json_endpoint = route.endpoint == Endpoint::models_list;
     return plan;
@@ -329,9 +364,9 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
       return plan;
     }
     // Bypassed (or no cache at all): the engine answers, nothing is stored.
-    auto direct = plan_cached(req, route.endpoint, route.ns, false, plan);
+    auto direct = plan_cached(req, route.endpoint, route.ns, route.query, false, plan);
     if (!direct) return direct.error();
-    if (!direct.value()) return Error{ErrorKind::bad_request, "the engine answers one prompt per request", "prompt"};
+    if (!direct.value()) return Error{ErrorKind::bad_request, "the engine answers one prompt per request, without best_of", "prompt"};
     plan.cached = false;
     plan.engine_direct = true;
     plan.serve.outcome = "bypass";
@@ -340,7 +375,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   plan.upstream = upstream_named(backend->backend);
   if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
 
-  plan.request.headers = upstream_headers(req.base(), plan.upstream->config());
+  plan.request.headers = upstream_headers(req.base(), plan.upstream->config(), route.query);
   plan.json_endpoint = true;
   if (route.endpoint != Endpoint::model_get) {
     // The upstream gets the body as the proxy understood it, re-serialised, never
@@ -419,10 +454,18 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
   }
   const cache::Assignment& assignment = *waiter->assignment;
   if (assignment.error != cache::AssignError::none) {
-    Error error{assignment.error == cache::AssignError::not_cached ? ErrorKind::not_cached : ErrorKind::internal,
-                assignment.message, {}};
+    Error error{ErrorKind::internal, assignment.message, {}};
+    if (assignment.error == cache::AssignError::not_cached) error.kind = ErrorKind::not_cached;
+    if (assignment.error == cache::AssignError::too_many) error = {ErrorKind::bad_request, assignment.message, "X-Reprise-Sample"};
+    http::fields headers = ours;
+    if (assignment.error == cache::AssignError::store) {
+      // The store cannot persist what serving needs (a cursor move: I1), a full disk
+      // say: the client may retry shortly; the store recovers by itself.
+      error.kind = ErrorKind::cache_unavailable;
+      headers.set(http::field::retry_after, "1");
+    }
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
-    co_await writer.send_error(error, ours);
+    co_await writer.send_error(error, headers);
     if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
     co_return;
   }

@@ -76,8 +76,9 @@ class OpenAiApi {
   awaitable<void> serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer);
   awaitable<void> serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer);
   // The cache's half of plan(): canonical form, tenant, key and how to pick indices.
-  Result<bool> plan_cached(const Request& req, Endpoint endpoint, const std::string& ns, bool only_cached,
-                           Plan& plan) const;
+  // `query` is the target's (Route::query): part of the key, and sent upstream.
+  Result<bool> plan_cached(const Request& req, Endpoint endpoint, const std::string& ns, std::string_view query,
+                           bool only_cached, Plan& plan) const;
   UpstreamClient* upstream_named(std::string_view name) const;
   cache::Backend* backend_named(std::string_view name) const;
 
@@ -88,14 +89,35 @@ class OpenAiApi {
   std::unique_ptr<EngineBackend> engine_backend_;  // set when engine_ is
   cache::Pipeline* pipeline_;
   cache::Ledger* ledger_;
-  mutable cache::CanonicalMemo canonical_memo_;
+  mutable cache::CanonicalMemo canonical_memo_{size_t(config_.cache.canonical_memo_mb) << 20};
   std::string server_secret_;
 };
 
 // The headers to send upstream: the client's end-to-end headers minus hop-by-hop
 // ones, ours (X-Reprise-*), Host, Content-Length and Accept-Encoding; the client's
-// Authorization, or the upstream's configured key when the client sent none.
-http::fields upstream_headers(const http::fields& client, const UpstreamConfig& upstream);
+// credentials (client_credentials: its headers, or a `key` in `query`, the target's
+// query), or the upstream's configured key as Authorization when the client sent none.
+http::fields upstream_headers(const http::fields& client, const UpstreamConfig& upstream, std::string_view query = {});
+
+// A credential a client sent (DESIGN.md section 9): which header (lower case) or query
+// parameter ("?key"), and its value; for Authorization, the bearer token (or the whole
+// value for other schemes).
+struct Credential {
+  std::string_view name;
+  std::string_view value;
+};
+// Every credential of a request, in a fixed order (Authorization, x-api-key, api-key,
+// x-goog-api-key, then the query's `key`), repeated ones in the order sent. Empty values
+// are left out: they authenticate nobody.
+std::vector<Credential> client_credentials(const http::fields& headers, std::string_view query);
+
+// What the tenant's HMAC is taken over (never logged, never stored): "" for no
+// credential; the token alone when Authorization is the only one (the tenants made
+// before other credentials were read, and the admin import's X-Reprise-Import-Key, stay
+// the same); otherwise every credential with its name, NUL-framed (header values and
+// targets cannot hold a NUL, so no two sets frame alike, and none frames like a lone
+// token). Changing, adding or dropping any credential changes the tenant.
+std::string tenant_secret_input(const std::vector<Credential>& credentials);
 
 // The upstream's response headers worth relaying (hop-by-hop and framing dropped).
 http::fields relay_headers(const http::fields& upstream);

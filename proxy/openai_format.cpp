@@ -63,47 +63,83 @@ void merge_logprobs(json& into, const json& incoming, const std::array<const cha
   }
 }
 
-// Appends `piece` to the string at `slot` (made a string first if it is not one).
-void append(json& slot, std::string_view piece) {
-  if (!slot.is_string()) slot = "";
-  slot.get_ref<std::string&>().append(piece);
+// Keys whose first value stands: they name a thing (the speaker, a call, its kind),
+// so a repeat is not a piece to append.
+bool identifying_key(std::string_view key) { return key == "role" || key == "id" || key == "type" || key == "index"; }
+
+void merge_delta(json& into, const json& delta);
+
+// Array pieces: an entry with an integer "index" (OpenRouter's reasoning_details, say)
+// merges into the entry with the same index, as the SDKs do; others are appended.
+void merge_array(json& into, const json& pieces) {
+  for (const json& piece : pieces) {
+    const json& index = field(piece, "index");
+    if (index.is_number_integer()) {
+      auto same = std::find_if(into.begin(), into.end(), [&](const json& e) { return field(e, "index") == index; });
+      if (same != into.end()) {
+        merge_delta(*same, piece);
+        continue;
+      }
+    }
+    into.push_back(piece);
+  }
 }
 
-// The merged entry for a tool-call delta's index, created on first sight.
-json& tool_call_slot(json& tool_calls, const json& index) {
-  for (json& call : tool_calls)
-    if (field(call, "index") == index) return call;
-  tool_calls.push_back({{"index", index}, {"function", {{"name", ""}, {"arguments", ""}}}});
-  return tool_calls.back();
+// Merges one delta object into what was accumulated (see ChoiceAccumulator).
+void merge_delta(json& into, const json& delta) {
+  for (auto& [key, value] : delta.items()) {
+    auto it = into.find(key);
+    if (it == into.end() || it->is_null()) {
+      into[key] = value;  // a first value (null included: the field was sent)
+      continue;
+    }
+    if (value.is_null() || identifying_key(key)) continue;
+    if (it->is_string() && value.is_string()) it->get_ref<std::string&>() += value.get_ref<const std::string&>();
+    else if (it->is_object() && value.is_object()) merge_delta(*it, value);
+    else if (it->is_array() && value.is_array()) merge_array(*it, value);
+    else *it = value;
+  }
+}
+
+// Whether a delta value carries something of the answer (a token's worth).
+bool carries_piece(const json& value) {
+  if (value.is_string()) return !value.get_ref<const std::string&>().empty();
+  if (value.is_object() || value.is_array()) return !value.empty();
+  return !value.is_null();
 }
 
 // Merges the tool-call deltas of one chunk by their "index"; true when it had any.
-bool merge_tool_calls(json& tool_calls, const json& deltas) {
+bool merge_tool_calls(json& tool_calls, std::vector<json>& indices, const json& deltas) {
   if (!deltas.is_array() || deltas.empty()) return false;
   for (size_t position = 0; position < deltas.size(); ++position) {
     const json& delta = deltas[position];
     if (!delta.is_object()) continue;
     // OpenAI always sends "index"; a delta without one is taken by its position.
     const json& given = field(delta, "index");
-    json& call = tool_call_slot(tool_calls, given.is_number_integer() ? given : json(position));
-    for (const char* key : {"id", "type"}) {
-      const json& value = field(delta, key);
-      if (value.is_string() && !call.contains(key)) call[key] = value;
+    json index = given.is_number_integer() ? given : json(position);
+    auto it = std::find(indices.begin(), indices.end(), index);
+    if (it == indices.end()) {
+      indices.push_back(index);
+      tool_calls.push_back(json::object());
+      it = indices.end() - 1;
     }
-    const json& function = field(delta, "function");
-    append(call["function"]["name"], string_field(function, "name"));
-    append(call["function"]["arguments"], string_field(function, "arguments"));
+    json& call = tool_calls[size_t(it - indices.begin())];
+    json rest = delta;
+    rest.erase("index");  // stream-only: a non-streamed answer's calls have none
+    merge_delta(call, rest);
   }
   return true;
 }
 
-// The legacy single function_call: name and arguments concatenated.
-bool merge_function_call(json& function_call, const json& delta) {
-  if (!delta.is_object()) return false;
-  if (!function_call.is_object()) function_call = {{"name", ""}, {"arguments", ""}};
-  append(function_call["name"], string_field(delta, "name"));
-  append(function_call["arguments"], string_field(delta, "arguments"));
-  return true;
+// The delta fields with a meaning of their own; others merge generically.
+bool chat_delta_key(std::string_view key) {
+  return key == "role" || key == "content" || key == "refusal" || key == "tool_calls";
+}
+
+// A chunk choice's fields that the accumulator handles itself; others are extras.
+bool chunk_choice_key(Endpoint endpoint, std::string_view key) {
+  if (key == "index" || key == "logprobs" || key == "finish_reason") return true;
+  return endpoint == Endpoint::chat_completions ? key == "delta" : key == "text";
 }
 
 }  // namespace
@@ -118,24 +154,35 @@ void ChoiceAccumulator::add(const json& chunk_choice) {
   bool piece = false;
   if (endpoint_ == Endpoint::chat_completions) {
     const json& delta = field(chunk_choice, "delta");
-    if (auto role = string_field(delta, "role"); !role.empty()) role_ = role;
-    if (auto text = string_field(delta, "content"); !text.empty()) {
-      content_ += text;
-      has_content_ = piece = true;
+    if (delta.is_object()) {
+      // The known fields only when well-typed: a malformed one is dropped, not kept.
+      if (const json& role = field(delta, "role"); role.is_string() && !role.get_ref<const std::string&>().empty())
+        merge_delta(message_, {{"role", role}});
+      for (const char* key : {"content", "refusal"}) {
+        auto it = delta.find(key);
+        if (it == delta.end() || !(it->is_string() || it->is_null())) continue;
+        merge_delta(message_, {{key, *it}});
+        piece |= carries_piece(*it);
+      }
+      piece |= merge_tool_calls(tool_calls_, tool_call_indices_, field(delta, "tool_calls"));
+      for (auto& [key, value] : delta.items()) {
+        if (chat_delta_key(key)) continue;
+        if (key == "function_call" && !value.is_object()) continue;
+        merge_delta(message_, {{key, value}});
+        piece |= carries_piece(value);
+      }
     }
-    if (auto text = string_field(delta, "refusal"); !text.empty()) {
-      refusal_ += text;
-      has_refusal_ = piece = true;
-    }
-    piece |= merge_tool_calls(tool_calls_, field(delta, "tool_calls"));
-    piece |= merge_function_call(function_call_, field(delta, "function_call"));
     merge_logprobs(logprobs_, field(chunk_choice, "logprobs"), kChatLogprobKeys);
   } else {
     if (auto text = string_field(chunk_choice, "text"); !text.empty()) {
-      content_ += text;
-      has_content_ = piece = true;
+      text_ += text;
+      piece = true;
     }
     merge_logprobs(logprobs_, field(chunk_choice, "logprobs"), kCompletionLogprobKeys);
+  }
+  for (auto& [key, value] : chunk_choice.items()) {
+    if (chunk_choice_key(endpoint_, key)) continue;
+    if (!value.is_null() || !extra_.contains(key)) extra_[key] = value;  // the latest that says something
   }
   if (auto reason = string_field(chunk_choice, "finish_reason"); !reason.empty()) finish_reason_ = reason;
   if (piece) ++pieces_;
@@ -143,17 +190,31 @@ void ChoiceAccumulator::add(const json& chunk_choice) {
 
 json ChoiceAccumulator::choice() const {
   json finish = finish_reason_.empty() ? json(nullptr) : json(finish_reason_);
-  if (endpoint_ != Endpoint::chat_completions)
-    return {{"text", content_}, {"logprobs", logprobs_}, {"finish_reason", finish}};
-  json message = {{"role", role_}};
-  // A non-streamed answer has content null when the model only called tools or
-  // refused, and "" when it said nothing at all.
-  bool other = !tool_calls_.empty() || function_call_.is_object() || has_refusal_;
-  message["content"] = has_content_ || !other ? json(content_) : json(nullptr);
-  message["refusal"] = has_refusal_ ? json(refusal_) : json(nullptr);
+  json out = extra_;
+  out["logprobs"] = logprobs_;
+  out["finish_reason"] = std::move(finish);
+  if (endpoint_ != Endpoint::chat_completions) {
+    out["text"] = text_;
+    return out;
+  }
+  json message = message_;
+  if (!message.contains("role")) message["role"] = "assistant";
   if (!tool_calls_.empty()) message["tool_calls"] = tool_calls_;
-  if (function_call_.is_object()) message["function_call"] = function_call_;
-  return {{"message", std::move(message)}, {"logprobs", logprobs_}, {"finish_reason", finish}};
+  // A non-streamed answer always has content: null when the model only called tools
+  // or refused, "" when it said nothing at all. A stream that sent it keeps it as sent.
+  if (!message.contains("content")) {
+    const json& refusal = field(message, "refusal");
+    bool other = !tool_calls_.empty() || field(message, "function_call").is_object() ||
+                 (refusal.is_string() && !refusal.get_ref<const std::string&>().empty());
+    message["content"] = other ? json(nullptr) : json("");
+  }
+  out["message"] = std::move(message);
+  return out;
+}
+
+bool normal_finish_reason(std::string_view reason) {
+  return reason == "stop" || reason == "length" || reason == "tool_calls" || reason == "function_call" ||
+         reason == "content_filter";
 }
 
 // ---------------------------------------------------------------------------------
@@ -252,20 +313,16 @@ void replay_chat_text(const char* key, std::string_view text, LogprobsReplay& lp
   }
 }
 
-// One chunk per tool call, with everything the call has: the stream a client sees
-// when the upstream sends a call in one piece.
+// One chunk per tool call, whole (function and custom calls alike, every field the
+// call has), numbered by its position: the stream a client sees when the upstream
+// sends a call in one piece.
 void replay_tool_calls(const json& calls, std::vector<json>& out) {
   if (!calls.is_array()) return;
   for (size_t position = 0; position < calls.size(); ++position) {
     const json& call = calls[position];
     if (!call.is_object()) continue;
-    const json& index = field(call, "index");
-    json entry = {{"index", index.is_number_integer() ? index : json(position)}};
-    for (const char* key : {"id", "type"})
-      if (field(call, key).is_string()) entry[key] = call[key];
-    const json& function = field(call, "function");
-    entry["function"] = {{"name", string_field(function, "name")},
-                         {"arguments", string_field(function, "arguments")}};
+    json entry = call;
+    entry["index"] = position;
     out.push_back(chat_chunk({{"tool_calls", json::array({std::move(entry)})}}));
   }
 }
@@ -275,22 +332,61 @@ json finish_reason_of(const json& choice) {
   return reason.is_string() ? reason : json(nullptr);
 }
 
+// The last chunk: the finish_reason, logprobs not carried yet, and the choice's own
+// other fields (which an accumulator takes as they are).
+json final_chunk(Endpoint endpoint, const json& choice, json body, json logprobs) {
+  json out = choice.is_object() ? choice : json::object();
+  for (auto it = out.begin(); it != out.end();) {
+    if (chunk_choice_key(endpoint, it.key()) || it.key() == "message") it = out.erase(it);
+    else ++it;
+  }
+  for (auto& [key, value] : body.items()) out[key] = std::move(value);
+  out["logprobs"] = std::move(logprobs);
+  out["finish_reason"] = finish_reason_of(choice);
+  return out;
+}
+
+// Message fields streamed in token pieces when they are text, as reasoning models
+// stream them; every other field (but the ones replay_chat handles) goes whole in the
+// first chunk.
+constexpr std::array<const char*, 2> kReasoningKeys = {"reasoning_content", "reasoning"};
+
+bool streamed_in_pieces(std::string_view key, const json& value) {
+  if (key == "role" || key == "content" || key == "tool_calls" || key == "function_call") return true;
+  if (key == "refusal") return value.is_string() && !value.get_ref<const std::string&>().empty();
+  for (const char* reasoning : kReasoningKeys)
+    if (key == reasoning) return value.is_string() && !value.get_ref<const std::string&>().empty();
+  return false;
+}
+
 std::vector<json> replay_chat(const json& choice) {
   const json& message = field(choice, "message");
   std::string_view role = string_field(message, "role");
+  json first = {{"role", role.empty() ? "assistant" : role}};
+  // Content opens as "" when the answer has text and as null when it has none (only
+  // tool calls, a refusal): as the upstream streamed it, so that a client rebuilding
+  // the message gets the one a live stream gave.
+  const bool null_content = message.is_object() && message.contains("content") && message["content"].is_null();
+  first["content"] = null_content ? json(nullptr) : json("");
+  // The message's other fields, whole: the null ones open the stream (refusal: null,
+  // as OpenAI's first delta has it), the others follow the text, as OpenAI streams
+  // annotations and audio after it.
+  json others = json::object();
+  if (message.is_object())
+    for (auto& [key, value] : message.items())
+      if (!streamed_in_pieces(key, value)) (value.is_null() ? first : others)[key] = value;
   std::vector<json> out;
-  out.push_back(chat_chunk({{"role", role.empty() ? "assistant" : role}, {"content", ""}}));
+  out.push_back(chat_chunk(std::move(first)));
+  for (const char* key : kReasoningKeys)
+    for (std::string_view piece : token_pieces(string_field(message, key))) out.push_back(chat_chunk({{key, piece}}));
   LogprobsReplay lp(field(choice, "logprobs"), kChatLogprobKeys);
   replay_chat_text("content", string_field(message, "content"), lp, out);
   replay_chat_text("refusal", string_field(message, "refusal"), lp, out);
+  if (!others.empty()) out.push_back(chat_chunk(std::move(others)));
   replay_tool_calls(field(message, "tool_calls"), out);
   if (const json& call = field(message, "function_call"); call.is_object())
-    out.push_back(chat_chunk({{"function_call",
-                               {{"name", string_field(call, "name")},
-                                {"arguments", string_field(call, "arguments")}}}}));
-  out.push_back({{"delta", json::object()},
-                 {"logprobs", lp.rest()},
-                 {"finish_reason", finish_reason_of(choice)}});
+    out.push_back(chat_chunk({{"function_call", call}}));
+  out.push_back(final_chunk(Endpoint::chat_completions, choice, {{"delta", json::object()}}, lp.rest()));
   return out;
 }
 
@@ -328,9 +424,7 @@ std::vector<json> replay_completion(const json& choice) {
       first = false;
     }
   }
-  json last = text_chunk("", lp.rest());
-  last["finish_reason"] = finish_reason_of(choice);
-  out.push_back(std::move(last));
+  out.push_back(final_chunk(Endpoint::completions, choice, {{"text", ""}}, lp.rest()));
   return out;
 }
 
@@ -364,9 +458,12 @@ uint64_t choice_weight(Endpoint endpoint, const json& choice) {
     const json& message = field(choice, "message");
     weight += token_pieces(string_field(message, "content")).size();
     weight += token_pieces(string_field(message, "refusal")).size();
+    for (const char* key : kReasoningKeys) weight += token_pieces(string_field(message, key)).size();
     if (const json& calls = field(message, "tool_calls"); calls.is_array())
-      for (const json& call : calls)
+      for (const json& call : calls) {
         weight += token_pieces(string_field(field(call, "function"), "arguments")).size();
+        weight += token_pieces(string_field(field(call, "custom"), "input")).size();
+      }
     weight += token_pieces(string_field(field(message, "function_call"), "arguments")).size();
   } else {
     weight += token_pieces(string_field(choice, "text")).size();
@@ -398,6 +495,59 @@ std::vector<uint32_t> split_proportionally(uint64_t total, const std::vector<uin
   return shares;
 }
 
+namespace {
+
+// The usage fields split over a call's samples and summed again: completion_tokens_details
+// and its kind ("completion_*" objects). Everything else belongs to the whole call.
+bool per_completion(std::string_view key, const json& value) {
+  return key.starts_with("completion_") && value.is_object();
+}
+
+// The samples' usage_extra put together again (see usage_of).
+json merged_usage_extra(const std::vector<const cache::Sample*>& samples) {
+  json out = json::object();
+  for (const cache::Sample* sample : samples) {
+    if (sample == nullptr || !sample->usage_extra.is_object()) continue;
+    for (auto& [key, value] : sample->usage_extra.items()) {
+      auto it = out.find(key);
+      if (it == out.end()) {
+        out[key] = value;
+        continue;
+      }
+      if (!per_completion(key, value) || !it->is_object()) continue;
+      for (auto& [name, count] : value.items()) {
+        json& slot = (*it)[name];
+        if (slot.is_null()) slot = count;
+        else if (slot.is_number_unsigned() && count.is_number_unsigned())
+          slot = slot.get<uint64_t>() + count.get<uint64_t>();
+      }
+    }
+  }
+  return out;
+}
+
+bool has_usage_extra(const std::vector<const cache::Sample*>& samples) {
+  for (const cache::Sample* sample : samples)
+    if (sample != nullptr && sample->usage_extra.is_object() && !sample->usage_extra.empty()) return true;
+  return false;
+}
+
+// The response_extra of an answer: the first sample's that has one.
+const json& response_extra_of(const std::vector<const cache::Sample*>& samples) {
+  for (const cache::Sample* sample : samples)
+    if (sample != nullptr && sample->response_extra.is_object() && !sample->response_extra.empty())
+      return sample->response_extra;
+  return null_json();
+}
+
+// The top-level fields every answer is rebuilt with (and a chunk's per-event padding).
+bool rebuilt_field(std::string_view key) {
+  return key == "id" || key == "object" || key == "created" || key == "model" || key == "choices" ||
+         key == "usage" || key == "system_fingerprint" || key == "obfuscation";
+}
+
+}  // namespace
+
 json usage_of(Endpoint endpoint, const std::vector<const cache::Sample*>& samples) {
   uint64_t prompt = 0;
   uint64_t completion = 0;
@@ -406,10 +556,43 @@ json usage_of(Endpoint endpoint, const std::vector<const cache::Sample*>& sample
     prompt = std::max<uint64_t>(prompt, sample->prompt_tokens);
     completion += sample->completion_tokens;
   }
-  if (endpoint == Endpoint::embeddings) return {{"prompt_tokens", prompt}, {"total_tokens", prompt}};
-  return {{"prompt_tokens", prompt},
-          {"completion_tokens", completion},
-          {"total_tokens", prompt + completion}};
+  json usage = endpoint == Endpoint::embeddings
+                   ? json{{"prompt_tokens", prompt}, {"total_tokens", prompt}}
+                   : json{{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+  if (has_usage_extra(samples)) {
+    json extra = merged_usage_extra(samples);
+    for (auto& [key, value] : extra.items())
+      if (!usage.contains(key)) usage[key] = std::move(value);
+  }
+  return usage;
+}
+
+std::vector<json> split_usage_extra(const json& usage, const std::vector<uint32_t>& completion_shares) {
+  std::vector<json> out(completion_shares.size());
+  if (!usage.is_object() || completion_shares.empty()) return out;
+  json call = json::object();  // the fields beyond the three counts
+  for (auto& [key, value] : usage.items())
+    if (key != "prompt_tokens" && key != "completion_tokens" && key != "total_tokens") call[key] = value;
+  if (call.empty()) return out;
+  for (json& extra : out) extra = call;
+  const std::vector<uint64_t> weights(completion_shares.begin(), completion_shares.end());
+  for (auto& [key, value] : call.items()) {
+    if (!per_completion(key, value)) continue;
+    for (auto& [name, count] : value.items()) {
+      if (!count.is_number_unsigned()) continue;
+      auto shares = split_proportionally(count.get<uint64_t>(), weights);
+      for (size_t i = 0; i < out.size(); ++i) out[i][key][name] = shares[i];
+    }
+  }
+  return out;
+}
+
+json response_extra_of(const json& answer) {
+  if (!answer.is_object()) return nullptr;
+  json out = json::object();
+  for (auto& [key, value] : answer.items())
+    if (!rebuilt_field(key)) out[key] = value;
+  return out.empty() ? json(nullptr) : out;
 }
 
 // ---------------------------------------------------------------------------------
@@ -454,23 +637,42 @@ json completion_body(Endpoint endpoint, std::string_view id, int64_t created,
       choice["finish_reason"] = sample->finish_reason;
     choices.push_back(std::move(choice));
   }
-  return {{"id", id},
-          {"object", object_name(endpoint, false)},
-          {"created", created},
-          {"model", model.empty() ? fallback_model : model},
-          {"choices", std::move(choices)},
-          {"usage", usage_of(endpoint, samples)},
-          {"system_fingerprint", string_or_null(fingerprint)}};
+  json body = {{"id", id},
+               {"object", object_name(endpoint, false)},
+               {"created", created},
+               {"model", model.empty() ? fallback_model : model},
+               {"choices", std::move(choices)},
+               {"usage", usage_of(endpoint, samples)},
+               {"system_fingerprint", string_or_null(fingerprint)}};
+  for (auto& [key, value] : response_extra_of(samples).items())
+    if (!rebuilt_field(key)) body[key] = value;
+  return body;
 }
 
 namespace {
 
 json chunk_head(const ChunkHead& head) {
-  return {{"id", head.id},
-          {"object", object_name(head.endpoint, true)},
-          {"created", head.created},
-          {"model", head.model},
-          {"system_fingerprint", string_or_null(head.system_fingerprint)}};
+  json out = {{"id", head.id},
+              {"object", object_name(head.endpoint, true)},
+              {"created", head.created},
+              {"model", head.model},
+              {"system_fingerprint", string_or_null(head.system_fingerprint)}};
+  if (head.extra.is_object())
+    for (auto& [key, value] : head.extra.items())
+      if (!rebuilt_field(key)) out[key] = value;
+  return out;
+}
+
+// Appends `,"key":value` for each of `extra`'s fields that an answer is not rebuilt with.
+void append_extra(std::string& out, const json& extra) {
+  if (!extra.is_object()) return;
+  for (auto& [key, value] : extra.items()) {
+    if (rebuilt_field(key)) continue;
+    out += ',';
+    append_json_string(out, key);
+    out += ':';
+    out += value.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
 }
 
 }  // namespace
@@ -497,7 +699,7 @@ std::string sse_event(const json& payload) {
 }
 
 void ChunkEncoder::build(const ChunkHead& head) {
-  if (built_ && model_ == head.model && fingerprint_ == head.system_fingerprint) return;
+  if (built_ && model_ == head.model && fingerprint_ == head.system_fingerprint && extra_ == head.extra) return;
   // The fields of chunk(head, ...) around its "choices", written once per response
   // (by hand: nlohmann's initializer lists cost more than a whole replayed sample).
   prefix_ = "data: {\"choices\":[{\"index\":";
@@ -511,9 +713,11 @@ void ChunkEncoder::build(const ChunkHead& head) {
   if (head.system_fingerprint.empty()) suffix_ += "null";
   else append_json_string(suffix_, head.system_fingerprint);
   if (head.include_usage) suffix_ += ",\"usage\":null";
+  append_extra(suffix_, head.extra);
   suffix_ += "}\n\n";
   model_ = head.model;
   fingerprint_ = head.system_fingerprint;
+  extra_ = head.extra;
   built_ = true;
 }
 
@@ -621,8 +825,13 @@ std::string completion_text(Endpoint endpoint, std::string_view id, int64_t crea
   out += ",\"system_fingerprint\":";
   if (fingerprint.empty()) out += "null";
   else append_json_string(out, fingerprint);
-  out += ",\"usage\":{\"completion_tokens\":" + std::to_string(completion) +
-         ",\"prompt_tokens\":" + std::to_string(prompt) + ",\"total_tokens\":" + std::to_string(prompt + completion) + "}}";
+  if (has_usage_extra(samples))
+    out += ",\"usage\":" + usage_of(endpoint, samples).dump(-1, ' ', false, json::error_handler_t::replace);
+  else
+    out += ",\"usage\":{\"completion_tokens\":" + std::to_string(completion) +
+           ",\"prompt_tokens\":" + std::to_string(prompt) + ",\"total_tokens\":" + std::to_string(prompt + completion) + "}";
+  append_extra(out, response_extra_of(samples));
+  out += '}';
   return out;
 }
 

@@ -24,22 +24,30 @@ using nlohmann::json;
 using cache::Endpoint;
 
 // Accumulates the chunk choices of one streamed choice (each a chunk's element of
-// "choices" without its "index") into the choice object a non-streamed call returns:
-//   chat:        {"message":{"role","content"[,"refusal"][,"tool_calls"][,"function_call"]},
-//                 "logprobs", "finish_reason"}
-//   completions: {"text", "logprobs", "finish_reason"}
-// Content pieces are concatenated; tool_calls merged by their "index" (id/type taken
-// from the first delta that has them, function.name and function.arguments
-// concatenated; the "index" field kept in the merged entries as OpenAI does);
-// logprobs.content / logprobs.refusal arrays concatenated (chat), and tokens /
-// token_logprobs / top_logprobs / text_offset concatenated (completions); null when
-// no chunk carried logprobs.
+// "choices" without its "index") into the choice object a non-streamed call returns,
+// keeping every field the stream sent:
+//   chat:        {"message":{"role","content", every other delta field}, "logprobs",
+//                 "finish_reason", every other field of the chunk choices}
+//   completions: {"text", "logprobs", "finish_reason", every other field}
+// Delta fields merge as the SDKs' accumulators do: a field seen first (or over a null)
+// is taken as sent; strings are concatenated (content, refusal, reasoning_content,
+// audio.data, function.arguments, custom.input, ...), objects merged field by field,
+// arrays appended (annotations), an entry with an "index" merged into its namesake;
+// identifiers (role, id, type) keep their first value,
+// other scalars the latest. tool_calls merge by their "index" (in order of first
+// appearance), which the merged calls drop as a non-streamed answer has none. Content
+// is kept as sent (null stays null); a stream that sent none has content null when it
+// called tools or refused, else "". The chunk choices' own other fields (a provider's
+// native_finish_reason, say) keep their latest non-null value. logprobs.content /
+// logprobs.refusal arrays are concatenated (chat), and tokens / token_logprobs /
+// top_logprobs / text_offset (completions); null when no chunk carried logprobs.
 class ChoiceAccumulator {
  public:
   explicit ChoiceAccumulator(Endpoint endpoint);
   void add(const json& chunk_choice);
-  // Chunks that carried content, text, refusal or tool-call pieces: the token count
-  // of a streamed choice as OpenAI streams about one token per chunk.
+  // Chunks that carried a piece of the answer (content, text, refusal, reasoning, a
+  // tool call...): the token count of a streamed choice as OpenAI streams about one
+  // token per chunk.
   uint32_t pieces() const { return pieces_; }
   bool finished() const { return !finish_reason_.empty(); }
   const std::string& finish_reason() const { return finish_reason_; }
@@ -47,29 +55,35 @@ class ChoiceAccumulator {
 
  private:
   Endpoint endpoint_;
-  std::string role_ = "assistant";
-  std::string content_;
-  bool has_content_ = false;
-  std::string refusal_;
-  bool has_refusal_ = false;
+  json message_ = json::object();    // chat: the deltas merged, tool_calls aside
   json tool_calls_ = json::array();  // merged, in order of first appearance
-  json function_call_;               // legacy, null when absent
+  std::vector<json> tool_call_indices_;  // the stream's "index" of each entry of tool_calls_
+  std::string text_;                 // completions
+  json extra_ = json::object();      // the chunk choices' other fields
   json logprobs_;                    // null until a chunk carries logprobs
   std::string finish_reason_;
   uint32_t pieces_ = 0;
 };
 
+// Whether a finish_reason is a normal ending, the only kind stored (DESIGN section 1):
+// stop, length, tool_calls, function_call, content_filter. Anything else ("error", as
+// OpenRouter reports a generation that failed midway) is not a complete success.
+bool normal_finish_reason(std::string_view reason);
+
 // The chunk choices (without "index") that replay a stored choice as a stream.
-//   chat: {"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null},
-//         then one chunk per token piece of content (when logprobs.content is present,
-//         one chunk per logprobs entry instead, carrying {"content":[entry]} as its
-//         logprobs and the entry's "token" as its content), then refusal pieces, then
-//         tool_calls (one chunk per call with id/type/name and its full arguments),
-//         then {"delta":{},"logprobs":null,"finish_reason":F}.
-//   completions: {"text":piece,"index" absent,"logprobs":null,"finish_reason":null}
-//         per piece, then {"text":"","logprobs":null,"finish_reason":F}.
+//   chat: {"delta":{"role":R,"content":"" (null when the message's content is null),
+//         and the message's other null fields (refusal: null)},"logprobs":null,
+//         "finish_reason":null}; then one chunk per token piece of reasoning_content /
+//         reasoning; then of content (when logprobs.content is present, one chunk per
+//         logprobs entry instead, carrying {"content":[entry]} as its logprobs and the
+//         entry's "token" as its content); then refusal pieces; then one chunk with
+//         every other field of the message whole (annotations, audio, ...); then tool_calls (one chunk per call, whole, with its
+//         position as "index": function and custom calls alike); then function_call;
+//         then {"delta":{},"logprobs":null,"finish_reason":F, the choice's other fields}.
+//   completions: {"text":piece,"logprobs":null,"finish_reason":null} per piece, then
+//         {"text":"","logprobs":null,"finish_reason":F, the choice's other fields}.
 // Replaying and accumulating round-trips: ChoiceAccumulator over replay_choice(c)
-// gives c back (for the fields listed above).
+// gives c back, and so does any accumulator that concatenates strings (the SDKs').
 std::vector<json> replay_choice(Endpoint endpoint, const json& choice);
 
 // Pieces of about one token each: a run of whitespace with the word that follows
@@ -89,8 +103,24 @@ std::vector<uint32_t> split_proportionally(uint64_t total, const std::vector<uin
 // {"prompt_tokens": P, "completion_tokens": C, "total_tokens": P + C} over the
 // samples served: P is the prompt once (the largest prompt_tokens among them; they
 // come from the same prompt), C the sum of their completion_tokens. Embeddings:
-// {"prompt_tokens": P, "total_tokens": P}.
+// {"prompt_tokens": P, "total_tokens": P}. Then the samples' usage_extra put together
+// again: the integers under completion_tokens_details (every "completion_*" object)
+// summed, every other field the first sample's that has it. A response made of one
+// call's samples gets that call's usage object back exactly.
 json usage_of(Endpoint endpoint, const std::vector<const cache::Sample*>& samples);
+
+// The usage_extra of each of a call's samples (see cache::Sample): `usage` less
+// prompt_tokens, completion_tokens and total_tokens. The integers under
+// completion_tokens_details (every "completion_*" object) are split in proportion to
+// `completion_shares` (split_proportionally, so they sum back exactly); every other
+// field belongs to the call and goes to each sample (the prompt is counted once).
+// Null entries when there is nothing else.
+std::vector<json> split_usage_extra(const json& usage, const std::vector<uint32_t>& completion_shares);
+
+// The fields of an answer (a body, or a chunk) beyond what every answer is rebuilt
+// with (id, object, created, model, choices, usage, system_fingerprint, and a chunk's
+// per-event obfuscation): service_tier, a provider's own. Null when there are none.
+json response_extra_of(const json& answer);
 
 // A stored choice's wire text, made once per sample kept in memory (see
 // Sample::rendered): the choice as completion_body puts it (without "index"), and
@@ -115,16 +145,18 @@ std::string new_response_id(Endpoint endpoint);
 
 // The non-streamed body of chat or completions from the samples served, in order:
 // {"id","object":"chat.completion"|"text_completion","created","model",
-//  "choices":[choice with "index": i, i from 0], "usage", "system_fingerprint"}.
-// model and system_fingerprint are the first sample's (system_fingerprint null when
-// empty); `fallback_model` is used when the samples carry no model.
+//  "choices":[choice with "index": i, i from 0], "usage", "system_fingerprint",
+//  and the response_extra fields}. model and system_fingerprint are the first
+// sample's (system_fingerprint null when empty), response_extra the first sample's
+// that has one; `fallback_model` is used when the samples carry no model.
 json completion_body(Endpoint endpoint, std::string_view id, int64_t created,
                      const std::vector<const cache::Sample*>& samples, std::string_view fallback_model);
 
 // One SSE chunk object carrying one chunk choice re-indexed to `index`:
 // {"id","object":"chat.completion.chunk"|"text_completion","created","model",
 //  "system_fingerprint","choices":[{"index":index, ...chunk_choice}]}, plus
-// "usage": null when include_usage (as OpenAI does for every chunk but the last).
+// "usage": null when include_usage (as OpenAI does for every chunk but the last), and
+// the fields of `extra` (a sample's response_extra: service_tier, ...) in every chunk.
 struct ChunkHead {
   Endpoint endpoint = Endpoint::chat_completions;
   std::string id;
@@ -132,6 +164,7 @@ struct ChunkHead {
   std::string model;
   std::string system_fingerprint;  // null in the output when empty
   bool include_usage = false;
+  json extra;                      // an object, or null
 };
 json chunk(const ChunkHead& head, uint32_t index, const json& chunk_choice);
 // The final usage chunk: "choices": [] and "usage".
@@ -154,6 +187,7 @@ class ChunkEncoder {
   std::string prefix_;  // 'data: {"choices":[{"index":' is last; rebuilt when the head changes
   std::string suffix_;
   std::string model_, fingerprint_;
+  json extra_;
   bool built_ = false;
 };
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";

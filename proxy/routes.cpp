@@ -1,5 +1,7 @@
 #include "proxy/routes.hpp"
 
+#include <algorithm>
+
 namespace reprise {
 namespace {
 
@@ -24,7 +26,67 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
+// The query's parameters as (name, whole parameter) in order; empty ones skipped.
+struct Param {
+  std::string name;  // percent-decoded (undecodable names kept as sent)
+  std::string_view text;
+};
+
+std::vector<Param> params_of(std::string_view query) {
+  std::vector<Param> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view text = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (text.empty()) continue;
+    std::string_view raw_name = text.substr(0, text.find('='));
+    auto name = percent_decode(raw_name);
+    out.push_back({name ? *name : std::string(raw_name), text});
+  }
+  return out;
+}
+
+std::string_view value_of(const Param& param) {
+  size_t eq = param.text.find('=');
+  return eq == std::string_view::npos ? std::string_view{} : param.text.substr(eq + 1);
+}
+
 }  // namespace
+
+bool is_credential_param(std::string_view name) { return name == "key"; }
+
+std::vector<std::string_view> query_values(std::string_view query, std::string_view name) {
+  std::vector<std::string_view> out;
+  for (auto& param : params_of(query))
+    if (param.name == name) out.push_back(value_of(param));
+  return out;
+}
+
+std::string key_query(std::string_view query) {
+  auto params = params_of(query);
+  std::erase_if(params, [](const Param& p) { return is_credential_param(p.name); });
+  std::stable_sort(params.begin(), params.end(), [](const Param& a, const Param& b) { return a.name < b.name; });
+  std::string out;
+  for (auto& param : params) {
+    if (!out.empty()) out += '&';
+    out += param.text;
+  }
+  return out;
+}
+
+std::string redacted_target(std::string_view target) {
+  size_t mark = target.find('?');
+  if (mark == std::string_view::npos) return std::string(target);
+  std::string out(target.substr(0, mark + 1));
+  bool first = true;
+  for (auto& param : params_of(target.substr(mark + 1))) {
+    if (!first) out += '&';
+    first = false;
+    if (is_credential_param(param.name)) out += std::string(param.text.substr(0, param.text.find('='))) + "=REDACTED";
+    else out += param.text;
+  }
+  return out;
+}
 
 bool valid_namespace(std::string_view ns) {
   if (ns.empty() || ns.size() > 128) return false;
@@ -55,6 +117,7 @@ Result<Route> parse_route(std::string_view target) {
 
   std::string_view api = path.substr(3);  // "/chat/completions"
   route.upstream_target = std::string(api) + std::string(query);
+  if (!query.empty()) route.query = std::string(query.substr(1));
   if (api == "/chat/completions") route.endpoint = Endpoint::chat_completions;
   else if (api == "/completions") route.endpoint = Endpoint::completions;
   else if (api == "/embeddings") route.endpoint = Endpoint::embeddings;

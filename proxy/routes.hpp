@@ -27,10 +27,29 @@ struct Route {
   bool ns_from_path = false;
   std::string upstream_target;    // what follows /v1, query included: "/chat/completions"
   std::string model_id;           // for model_get, percent-decoded
+  std::string query;              // the target's query, without its '?' ("api-version=2024-10-21")
 };
 
 // Parses a request target. An invalid namespace is an Error (400).
 Result<Route> parse_route(std::string_view target);
+
+// Query parameters whose value is a credential (DESIGN.md section 9: Gemini's `key`).
+// They name the tenant; they never enter a key, a log line or an error message.
+bool is_credential_param(std::string_view name);
+
+// The values of the query parameters named `name` (compared percent-decoded, as a
+// server reads them), raw, in order.
+std::vector<std::string_view> query_values(std::string_view query, std::string_view name);
+
+// The part of a query that enters the cache key: every parameter but the credentials,
+// stably sorted by name (so "b=1&a=2" and "a=2&b=1" are one key, while repeated names
+// keep their order), joined by '&'; "" for none. Parameters such as Azure's
+// api-version shape the answer, so they stay in.
+std::string key_query(std::string_view query);
+
+// The target with the value of every credential parameter replaced by "REDACTED": for
+// logs and error messages.
+std::string redacted_target(std::string_view target);
 
 // Namespaces are names, not paths: [A-Za-z0-9._:-], 1..128 characters.
 bool valid_namespace(std::string_view ns);

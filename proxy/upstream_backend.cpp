@@ -1,6 +1,7 @@
 #include "proxy/upstream_backend.hpp"
 
 #include <chrono>
+#include <optional>
 
 #include "proxy/log.hpp"
 #include "proxy/openai_api.hpp"
@@ -42,6 +43,17 @@ std::string string_field(const json& object, const char* name) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// Why choice i's ending makes the answer no complete success (DESIGN section 1: only
+// normal endings are stored; "error" is how OpenRouter reports a generation that
+// failed midway), or nothing when it ended normally.
+std::optional<std::string> abnormal_ending(uint32_t i, const std::string& finish_reason) {
+  if (finish_reason.empty())
+    return "returned choice " + std::to_string(i) + " without a finish_reason (incomplete)";
+  if (!format::normal_finish_reason(finish_reason))
+    return "ended choice " + std::to_string(i) + " with finish_reason \"" + finish_reason + "\" (not a complete answer)";
+  return std::nullopt;
+}
+
 // The fields every sample of one call shares.
 Sample sample_base(const json& head, uint32_t prompt_tokens, std::string_view backend) {
   Sample s;
@@ -73,8 +85,7 @@ Expected<std::vector<Sample>, std::string> samples_from_completion(cache::Endpoi
     seen[i] = true;
     ordered[i] = choice;
     ordered[i].erase("index");
-    if (string_field(ordered[i], "finish_reason").empty())
-      return std::string("returned choice " + std::to_string(i) + " without a finish_reason (incomplete)");
+    if (auto problem = abnormal_ending(i, string_field(ordered[i], "finish_reason"))) return *problem;
   }
   bool has_prompt = false, has_completion = false;
   const json usage = body.value("usage", json());
@@ -85,6 +96,8 @@ Expected<std::vector<Sample>, std::string> samples_from_completion(cache::Endpoi
   uint64_t total = 0;
   for (auto w : weights) total += w;
   auto shares = format::split_proportionally(has_completion ? completion_tokens : total, weights);
+  auto usage_extra = format::split_usage_extra(usage, shares);
+  const json response_extra = format::response_extra_of(body);
 
   std::vector<Sample> samples;
   for (uint32_t i = 0; i < size; ++i) {
@@ -92,6 +105,8 @@ Expected<std::vector<Sample>, std::string> samples_from_completion(cache::Endpoi
     s.finish_reason = string_field(ordered[i], "finish_reason");
     s.completion_tokens = shares[i];
     s.choice = std::move(ordered[i]);
+    s.usage_extra = std::move(usage_extra[i]);
+    s.response_extra = response_extra;
     samples.push_back(std::move(s));
   }
   return samples;
@@ -130,6 +145,21 @@ Expected<std::vector<Sample>, std::string> samples_from_embeddings(const json& b
 
 }  // namespace
 
+void LiveHead::set(nlohmann::json extra) {
+  std::lock_guard lock(mu_);
+  extra_ = std::move(extra);
+}
+
+nlohmann::json LiveHead::get() const {
+  std::lock_guard lock(mu_);
+  return extra_;
+}
+
+nlohmann::json live_response_extra(const cache::Generation& gen) {
+  auto* context = dynamic_cast<const UpstreamCallContext*>(gen.context());
+  return context && context->live_head ? context->live_head->get() : nlohmann::json();
+}
+
 std::string_view upstream_path(cache::Endpoint endpoint) {
   switch (endpoint) {
     case cache::Endpoint::chat_completions: return "/chat/completions";
@@ -158,7 +188,10 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
   UpstreamRequest request;
   request.method = http::verb::post;
   request.target = std::string(upstream_path(gen->endpoint()));
-  if (auto* context = dynamic_cast<const UpstreamCallContext*>(gen->context())) request.headers = context->headers;
+  if (auto* context = dynamic_cast<const UpstreamCallContext*>(gen->context())) {
+    request.headers = context->headers;
+    if (!context->query.empty()) request.target += "?" + context->query;
+  }
   request.headers.set(http::field::content_type, "application/json");
   request.body = cache::upstream_body(gen->request(), static_cast<int>(gen->size()), stream)
                      .dump(-1, ' ', false, json::error_handler_t::replace);
@@ -220,10 +253,13 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
   // A stream: every choice's pieces go to the waiting clients as they arrive, and are
   // accumulated into the samples stored once the stream reached [DONE].
   format::SseParser parser;
+  auto* context = dynamic_cast<const UpstreamCallContext*>(gen->context());
+  LiveHead* live = context ? context->live_head.get() : nullptr;
   std::vector<format::ChoiceAccumulator> choices(gen->size(), format::ChoiceAccumulator(gen->endpoint()));
   std::vector<std::string> events;
   json head;
   json usage;
+  json response_extra;  // the chunks' own fields (service_tier, ...), the first value of each
   bool done = false;
   for (;;) {
     auto piece = co_await response.read_some();
@@ -256,6 +292,13 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
       if (head.is_null()) {
         head = {{"model", chunk.value("model", json())}, {"system_fingerprint", chunk.value("system_fingerprint", json())}};
         gen->set_identity(string_field(head, "model"), string_field(head, "system_fingerprint"));
+        // Before the first piece is published: the live relays read it with it.
+        if (live) live->set(format::response_extra_of(chunk));
+      }
+      if (json extra = format::response_extra_of(chunk); extra.is_object()) {
+        if (!response_extra.is_object()) response_extra = json::object();
+        for (auto& [key, value] : extra.items())
+          if (!response_extra.contains(key)) response_extra[key] = std::move(value);
       }
       if (auto u = chunk.find("usage"); u != chunk.end() && u->is_object()) usage = *u;
       auto list = chunk.find("choices");
@@ -284,6 +327,11 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
       gen->fail(bad_response(upstream, "ended the stream with choice " + std::to_string(i) + " unfinished"));
       co_return;
     }
+    if (auto problem = abnormal_ending(i, choices[i].finish_reason())) {
+      log::warn("upstream \"" + upstream + "\" " + *problem + ": not cached");
+      gen->fail(bad_response(upstream, *problem));
+      co_return;
+    }
     pieces.push_back(std::max<uint32_t>(1, choices[i].pieces()));
   }
   bool has_prompt = false, has_completion = false;
@@ -292,12 +340,15 @@ awaitable<void> UpstreamBackend::run(std::shared_ptr<cache::Generation> gen) {
   uint64_t total_pieces = 0;
   for (auto p : pieces) total_pieces += p;
   auto shares = format::split_proportionally(has_completion ? completion_tokens : total_pieces, pieces);
+  auto usage_extra = format::split_usage_extra(usage, shares);
   std::vector<Sample> samples;
   for (uint32_t i = 0; i < gen->size(); ++i) {
     Sample s = sample_base(head, prompt_tokens, upstream);
     s.choice = choices[i].choice();
     s.finish_reason = choices[i].finish_reason();
     s.completion_tokens = shares[i];
+    s.usage_extra = std::move(usage_extra[i]);
+    s.response_extra = response_extra;
     samples.push_back(std::move(s));
   }
   gen->complete(std::move(samples));

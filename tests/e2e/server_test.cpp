@@ -55,6 +55,49 @@ TEST_CASE("request smuggling attempts are refused with 400 and a closed connecti
   CHECK(s.fake.stats()["calls"] == 0);
 }
 
+TEST_CASE("malformed chunked bodies and folded headers get a 400 before the close") {
+  Stack s;
+  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+  const std::string chunked = head + "Transfer-Encoding: chunked\r\n\r\n";
+  SUBCASE("chunk size 0x5") { CHECK(refused_status(s.proxy.port(), chunked + "0x5\r\nhello\r\n0\r\n\r\n") == 400); }
+  SUBCASE("chunk size -1") { CHECK(refused_status(s.proxy.port(), chunked + "-1\r\nhello\r\n0\r\n\r\n") == 400); }
+  SUBCASE("chunk size 5zz") { CHECK(refused_status(s.proxy.port(), chunked + "5zz\r\nhello\r\n0\r\n\r\n") == 400); }
+  SUBCASE("a chunk size that overflows 64 bits") {
+    CHECK(refused_status(s.proxy.port(), chunked + "fffffffffffffffffffff\r\nhello\r\n0\r\n\r\n") == 400);
+  }
+  SUBCASE("more data than the chunk size") {
+    CHECK(refused_status(s.proxy.port(), chunked + "5\r\nhello, world\r\n0\r\n\r\n") == 400);
+  }
+  SUBCASE("Transfer-Encoding folded over two lines") {
+    CHECK(refused_status(s.proxy.port(), head + "Transfer-Encoding:\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n") == 400);
+  }
+  SUBCASE("any other field folded (a tab)") {
+    CHECK(refused_status(s.proxy.port(), head + "X-Note: one\r\n\ttwo\r\nContent-Length: 2\r\n\r\n{}") == 400);
+  }
+  CHECK(s.fake.stats()["calls"] == 0);
+}
+
+TEST_CASE("an HTTP/1.0 request with Transfer-Encoding closes its connection after the answer") {
+  Stack s;
+  Conn conn(s.proxy.port());
+  std::ostringstream size;
+  size << std::hex << kChat.size();
+  // keep-alive asked for, and honoured without Transfer-Encoding (see below).
+  conn.send("POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            size.str() + "\r\n" + kChat + "\r\n0\r\n\r\n");
+  std::string all = conn.recv_until_close(std::chrono::seconds(5));
+  CHECK(all.starts_with("HTTP/1."));
+  // The same request without Transfer-Encoding keeps its connection: the close above
+  // is the rule's doing.
+  Conn kept(s.proxy.port());
+  kept.send("POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+            "Content-Type: application/json\r\nContent-Length: " + std::to_string(kChat.size()) + "\r\n\r\n" + kChat);
+  auto r = read_response(kept, std::chrono::seconds(10));
+  CHECK(r.status == 200);
+  CHECK_FALSE(kept.recv_some(std::chrono::milliseconds(300)).has_value());  // still open
+}
+
 TEST_CASE("a proper chunked request body is accepted") {
   Stack s;
   Conn conn(s.proxy.port());

@@ -143,8 +143,9 @@ Reply App::route_v1(http::verb method, std::string_view path, const json& body, 
   if (body.is_discarded() || !body.is_object())
     return error_reply(400, "invalid_request_error",
                        "We could not parse the JSON body of your request: expected a JSON object.");
-  CallContext ctx{id, int64_t(std::time(nullptr)), knobs.min_words, knobs.max_words, sampler_,
-                  knobs.simulate_game24};
+  CallContext ctx{id,          int64_t(std::time(nullptr)), knobs.min_words,    knobs.max_words,
+                  sampler_,    knobs.simulate_game24,       knobs.rich,         knobs.tool_calls,
+                  knobs.finish_reason, knobs.finish_reason_choice};
   if (path == "/v1/chat/completions") return chat_completions(body, ctx);
   if (path == "/v1/completions") return completions(body, ctx);
   return embeddings(body);

@@ -195,20 +195,114 @@ std::vector<Choice> sample(const GenRequest& g, const std::vector<game24::Task>&
 
 enum class Kind { chat, text };
 
+std::string base64(const std::string& bytes);
+
+// Splits text as a stream sends it: each word with the blank before it.
+std::vector<std::string> word_pieces(const std::string& text) {
+  std::vector<std::string> pieces;
+  size_t start = 0;
+  for (size_t i = 1; i < text.size(); ++i)
+    if (text[i] == ' ' && text[i - 1] != ' ') {
+      pieces.push_back(text.substr(start, i - start));
+      start = i;
+    }
+  if (start < text.size()) pieces.push_back(text.substr(start));
+  return pieces;
+}
+
+// What a chat choice says besides its text under the answer-shape knobs: its tool
+// calls (content null) and the rich fields, each whole (the JSON form) and as the
+// stream's pieces.
+struct ChatExtras {
+  ojson tool_calls = ojson::array();           // whole
+  std::vector<ojson> tool_deltas;              // the stream's tool_calls deltas, in order
+  std::string reasoning;                       // rich: reasoning_content
+  ojson annotations, audio;                    // rich
+  int64_t tokens = 0;                          // completion tokens beyond the text
+};
+
+ChatExtras chat_extras(const Choice& c, size_t i, const CallContext& ctx) {
+  ChatExtras x;
+  // Ids from the text and the choice, not the call: a seeded request gets the same answer.
+  const uint64_t h = fnv1a(c.text, 0xcbf29ce484222325 ^ i);
+  const std::string tag = std::to_string(h % 1000000) + "_" + std::to_string(i);
+  auto add_call = [&](ojson call, const char* kind, const char* field, const std::string& text) {
+    const size_t index = x.tool_calls.size();
+    ojson head = call;
+    head[kind][field] = "";
+    head["index"] = index;  // OpenAI's order: index first; kept simple here
+    x.tool_deltas.push_back(ojson::array({head}));
+    for (auto& piece : word_pieces(text)) {
+      ojson delta;
+      delta["index"] = index;
+      delta[kind][field] = piece;
+      x.tool_deltas.push_back(ojson::array({delta}));
+      ++x.tokens;
+    }
+    call[kind][field] = text;
+    x.tool_calls.push_back(std::move(call));
+  };
+  if (ctx.tool_calls == "function" || ctx.tool_calls == "both") {
+    ojson call;
+    call["id"] = "call_fake_" + tag + "_f";
+    call["type"] = "function";
+    call["function"]["name"] = "lookup";
+    add_call(call, "function", "arguments", "{\"query\": \"" + c.text + "\"}");
+  }
+  if (ctx.tool_calls == "custom" || ctx.tool_calls == "both") {
+    ojson call;
+    call["id"] = "call_fake_" + tag + "_c";
+    call["type"] = "custom";
+    call["custom"]["name"] = "run_code";
+    add_call(call, "custom", "input", "print(\"" + c.text + "\")");
+  }
+  if (ctx.rich) {
+    x.reasoning = "Considering " + std::to_string(c.ends.size()) + " words first.";
+    x.tokens += int64_t(word_pieces(x.reasoning).size());
+    ojson citation;
+    citation["type"] = "url_citation";
+    citation["url_citation"] = {{"url", "https://example.com/" + tag}, {"title", "Fake source " + tag},
+                                {"start_index", 0}, {"end_index", int64_t(c.text.size())}};
+    x.annotations = ojson::array({citation});
+    x.audio = {{"id", "audio_fake_" + tag}, {"data", base64(c.text)}, {"expires_at", int64_t(1700000000 + h % 100000)},
+               {"transcript", c.text}};
+  }
+  return x;
+}
+
 // Builds the reply of chat or completions from sampled choices.
 Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choices,
                int64_t prompt_tokens, const CallContext& ctx) {
   const bool chat = kind == Kind::chat;
-  int64_t completion_tokens = 0, longest = 0;
-  for (const auto& c : choices) {
-    completion_tokens += int64_t(c.ends.size());
-    longest = std::max(longest, int64_t(c.ends.size()));
+  const bool tools = chat && ctx.tool_calls != "off";
+  const bool rich = chat && ctx.rich;
+  std::vector<ChatExtras> extras;
+  if (chat)
+    for (size_t i = 0; i < choices.size(); ++i) extras.push_back(chat_extras(choices[i], i, ctx));
+  int64_t completion_tokens = 0, longest = 0, reasoning_tokens = 0;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const Choice& c = choices[i];
+    int64_t own = tools ? 0 : int64_t(c.ends.size());
+    if (chat) own += extras[i].tokens;
+    if (rich) reasoning_tokens += int64_t(word_pieces(extras[i].reasoning).size());
+    completion_tokens += own;
+    longest = std::max(longest, own);
   }
   ojson usage;
   usage["prompt_tokens"] = prompt_tokens;
   usage["completion_tokens"] = completion_tokens;
   usage["total_tokens"] = prompt_tokens + completion_tokens;
-  auto finish = [](const Choice& c) { return c.truncated ? "length" : "stop"; };
+  if (rich) {  // as OpenAI reports them
+    usage["prompt_tokens_details"] = {{"cached_tokens", prompt_tokens / 2}, {"audio_tokens", 0}};
+    usage["completion_tokens_details"] = {{"reasoning_tokens", reasoning_tokens}, {"audio_tokens", 0},
+                                          {"accepted_prediction_tokens", 0}, {"rejected_prediction_tokens", 0}};
+  }
+  auto finish = [&](size_t i) -> std::string {
+    if (ctx.finish_reason && (ctx.finish_reason_choice < 0 || size_t(ctx.finish_reason_choice) == i))
+      return *ctx.finish_reason;
+    if (tools) return "tool_calls";
+    return choices[i].truncated ? "length" : "stop";
+  };
 
   Reply r;
   r.samples = choices.size();
@@ -220,7 +314,9 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
   head["object"] = chat ? (g.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
   head["created"] = ctx.created;
   head["model"] = g.model;
+  if (rich) head["service_tier"] = "default";
   head["system_fingerprint"] = "fp_fake";
+  if (rich) head["provider"] = "fake-provider";  // a field no client library knows
 
   if (!g.stream) {
     r.body = head;
@@ -229,13 +325,22 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
       ojson c;
       if (chat) {
         c["index"] = i;
-        c["message"] = {{"role", "assistant"}, {"content", choices[i].text}, {"refusal", nullptr}};
+        ojson& m = c["message"] = {{"role", "assistant"}};
+        m["content"] = tools ? ojson(nullptr) : ojson(choices[i].text);
+        m["refusal"] = nullptr;
+        if (tools) m["tool_calls"] = extras[i].tool_calls;
+        if (rich) {
+          m["reasoning_content"] = extras[i].reasoning;
+          m["annotations"] = extras[i].annotations;
+          m["audio"] = extras[i].audio;
+        }
       } else {
         c["text"] = choices[i].text;
         c["index"] = i;
       }
       c["logprobs"] = nullptr;
-      c["finish_reason"] = finish(choices[i]);
+      c["finish_reason"] = finish(i);
+      if (rich) c["native_finish_reason"] = finish(i);
       out.push_back(std::move(c));
     }
     r.body["usage"] = std::move(usage);
@@ -249,19 +354,29 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
     ojson chunk = head;
     chunk["choices"] = std::move(choices_field);
     if (g.include_usage) chunk["usage"] = std::move(usage_field);
+    // OpenAI pads every chunk with random characters (stream_options.include_obfuscation).
+    if (rich) chunk["obfuscation"] = std::string(1 + r.events.size() % 7, char('a' + r.events.size() % 26));
     r.events.push_back("data: " + chunk.dump() + "\n\n");
     r.paced.push_back(std::exchange(next_paced, false));
   };
-  auto piece = [&](size_t i, std::string text, ojson finish_reason) {
+  auto send = [&](size_t i, ojson delta, ojson finish_reason) {
     ojson c;
+    c["index"] = i;
+    c["delta"] = std::move(delta);
+    c["logprobs"] = nullptr;
+    c["finish_reason"] = std::move(finish_reason);
+    if (rich) c["native_finish_reason"] = c["finish_reason"];
+    emit(ojson::array({std::move(c)}), nullptr);
+  };
+  auto piece = [&](size_t i, std::string text, ojson finish_reason) {
     if (chat) {
-      c["index"] = i;
-      c["delta"] = ojson::object();
-      if (!text.empty()) c["delta"]["content"] = std::move(text);
-    } else {
-      c["text"] = std::move(text);
-      c["index"] = i;
+      ojson delta = ojson::object();
+      if (!text.empty()) delta["content"] = std::move(text);
+      return send(i, std::move(delta), std::move(finish_reason));
     }
+    ojson c;
+    c["text"] = std::move(text);
+    c["index"] = i;
     c["logprobs"] = nullptr;
     c["finish_reason"] = std::move(finish_reason);
     emit(ojson::array({std::move(c)}), nullptr);
@@ -269,19 +384,34 @@ Reply generate(Kind kind, const GenRequest& g, const std::vector<Choice>& choice
 
   if (chat)  // the role first, as OpenAI does
     for (size_t i = 0; i < choices.size(); ++i) {
-      ojson c;
-      c["index"] = i;
-      c["delta"] = {{"role", "assistant"}, {"content", ""}};
-      c["logprobs"] = nullptr;
-      c["finish_reason"] = nullptr;
-      emit(ojson::array({std::move(c)}), nullptr);
+      ojson delta = {{"role", "assistant"}, {"content", tools ? ojson(nullptr) : ojson("")}};
+      if (tools || rich) delta["refusal"] = nullptr;
+      send(i, std::move(delta), nullptr);
     }
-  for (size_t w = 0; w < size_t(longest); ++w) {  // round-robin over the choices
-    next_paced = w > 0;  // the choices are generated side by side, a token each per round
+  if (rich)  // reasoning before the answer, as reasoning models stream it
     for (size_t i = 0; i < choices.size(); ++i)
-      if (w < choices[i].ends.size()) piece(i, std::string(choices[i].piece(w)), nullptr);
+      for (auto& p : word_pieces(extras[i].reasoning)) send(i, {{"reasoning_content", p}}, nullptr);
+  if (tools) {
+    for (size_t i = 0; i < choices.size(); ++i)
+      for (auto& d : extras[i].tool_deltas) send(i, {{"tool_calls", d}}, nullptr);
+  } else {
+    size_t rounds = 0;
+    for (const auto& c : choices) rounds = std::max(rounds, c.ends.size());
+    for (size_t w = 0; w < rounds; ++w) {  // round-robin over the choices
+      next_paced = w > 0;  // the choices are generated side by side, a token each per round
+      for (size_t i = 0; i < choices.size(); ++i)
+        if (w < choices[i].ends.size()) piece(i, std::string(choices[i].piece(w)), nullptr);
+    }
   }
-  for (size_t i = 0; i < choices.size(); ++i) piece(i, "", finish(choices[i]));
+  if (rich)  // OpenAI streams annotations and audio whole or in a few pieces, after the text
+    for (size_t i = 0; i < choices.size(); ++i) {
+      send(i, {{"annotations", extras[i].annotations}}, nullptr);
+      const ojson& audio = extras[i].audio;
+      send(i, {{"audio", {{"id", audio["id"]}, {"transcript", audio["transcript"]}}}}, nullptr);
+      send(i, {{"audio", {{"data", audio["data"]}}}}, nullptr);
+      send(i, {{"audio", {{"expires_at", audio["expires_at"]}}}}, nullptr);
+    }
+  for (size_t i = 0; i < choices.size(); ++i) piece(i, "", finish(i));
   if (g.include_usage) emit(ojson::array(), std::move(usage));
   r.events.push_back("data: [DONE]\n\n");
   return r;

@@ -56,6 +56,11 @@ struct CallContext {
   int64_t max_words;
   Sampler& sampler;
   bool simulate = false;  // Game of 24 prompts get the simulated model, usage counts GPT-like tokens
+  // The answer-shape knobs of Settings (chat; finish_reason for completions too).
+  bool rich = false;
+  std::string tool_calls = "off";
+  std::optional<std::string> finish_reason;
+  int64_t finish_reason_choice = -1;
 };
 
 Reply chat_completions(const json& req, const CallContext& ctx);

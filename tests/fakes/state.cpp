@@ -20,6 +20,10 @@ ojson to_json(const Settings& s) {
   j["simulate"] = s.simulate_game24 ? "game24" : "off";
   j["sim_first_token_ms"] = s.sim_first_token_ms;
   j["sim_ms_per_token"] = s.sim_ms_per_token;
+  j["rich"] = s.rich;
+  j["tool_calls"] = s.tool_calls;
+  j["finish_reason"] = s.finish_reason ? ojson(*s.finish_reason) : ojson(nullptr);
+  j["finish_reason_choice"] = s.finish_reason_choice;
   return j;
 }
 
@@ -73,6 +77,24 @@ std::optional<std::string> apply(Settings& s, const std::string& key, const json
     auto err = integer(ms, 0, kMaxInt);
     if (!err) s.retry_after_ms = ms;
     return err;
+  }
+  if (key == "finish_reason_choice") return integer(s.finish_reason_choice, -1, 127);
+  if (key == "rich") {
+    if (!v.is_boolean()) return "rich must be a boolean";
+    s.rich = v.get<bool>();
+    return std::nullopt;
+  }
+  if (key == "tool_calls") {
+    if (v != "off" && v != "function" && v != "custom" && v != "both")
+      return "tool_calls must be \"off\", \"function\", \"custom\" or \"both\"";
+    s.tool_calls = v.get<std::string>();
+    return std::nullopt;
+  }
+  if (key == "finish_reason") {
+    if (v.is_null()) s.finish_reason.reset();
+    else if (v.is_string() && !v.get_ref<const std::string&>().empty()) s.finish_reason = v.get<std::string>();
+    else return "finish_reason must be null or a non-empty string";
+    return std::nullopt;
   }
   if (key == "malformed") {
     if (!v.is_boolean()) return "malformed must be a boolean";

@@ -38,6 +38,11 @@ struct Settings {
   bool simulate_game24 = false;             // the simulated Game of 24 model answers its prompts
   int64_t sim_first_token_ms = 300;         // simulate mode: time to the first token...
   int64_t sim_ms_per_token = 10;            // ...and per token after it
+  // What the real APIs send beyond text (chat): see tests/fakes/README.md.
+  bool rich = false;                        // reasoning_content, annotations, audio, usage details, service_tier...
+  std::string tool_calls = "off";           // "function", "custom", "both": a tool-call-only answer
+  std::optional<std::string> finish_reason; // replaces the finish_reason of...
+  int64_t finish_reason_choice = -1;        // ...this choice (-1: every choice)
 };
 
 ojson to_json(const Settings& s);

@@ -137,6 +137,26 @@ test('errors arrive as the SDK error classes', async () => {
   );
 });
 
+test('a streamed miss the upstream rate-limits raises RateLimitError with its Retry-After', async () => {
+  // Retry-After beyond the proxy's max_retry_after: relayed at once, not waited out.
+  await fetch(`http://127.0.0.1:${fakePort}/_fake/control`, {
+    method: 'POST', body: JSON.stringify({ fail_next: 1, fail_status: 429, retry_after: '3600' }),
+  });
+  try {
+    await assert.rejects(
+      client().chat.completions.create({
+        model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Rate-limited stream' }], stream: true,
+      }),
+      (err) => {
+        const retryAfter = typeof err.headers?.get === 'function' ? err.headers.get('retry-after') : err.headers?.['retry-after'];
+        return err instanceof OpenAI.RateLimitError && err.status === 429 && retryAfter === '3600';
+      },
+    );
+  } finally {
+    await fetch(`http://127.0.0.1:${fakePort}/_fake/control`, { method: 'POST', body: JSON.stringify({ retry_after: null }) });
+  }
+});
+
 test('cache: a namespace replays another one\'s samples, as JSON and as an SSE stream', async () => {
   const inNs = (ns) => new OpenAI({ apiKey: 'sk-sdk-test-key', baseURL: `http://127.0.0.1:${proxyPort}/ns/${ns}/v1`, maxRetries: 0 });
   const params = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Replay me' }], n: 2 };
@@ -167,6 +187,32 @@ test('cache: a namespace replays another one\'s samples, as JSON and as an SSE s
   const floats = await inNs('sdk-b').embeddings.create({ ...emb, encoding_format: 'float' });
   assert.equal(b64.data[0].embedding.length, floats.data[0].embedding.length);
   b64.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - floats.data[0].embedding[i]) < 1e-6));
+});
+
+test('a replayed tool-call-only stream rebuilds the live answer (stream.finalChatCompletion)', async () => {
+  // The fake answers with tool calls only (content null) and the fields OpenAI adds
+  // (service_tier, usage details, reasoning_content, annotations, audio): the SDK's
+  // rebuilt completion of the miss and of the replay must be the upstream's own.
+  const control = (knobs) => fetch(`http://127.0.0.1:${fakePort}/_fake/control`,
+    { method: 'POST', body: JSON.stringify(knobs) });
+  await control({ tool_calls: 'function', rich: true });
+  try {
+    const params = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Use the tool' }], seed: 11,
+      stream_options: { include_usage: true } };
+    const final = async (baseURL) => {
+      const c = new OpenAI({ apiKey: 'sk-sdk-test-key', baseURL, maxRetries: 0 });
+      const { id, created, obfuscation, ...rest } = await c.chat.completions.stream(params).finalChatCompletion();
+      return rest;  // less what differs per response (and the upstream's per-event padding)
+    };
+    const live = await final(`http://127.0.0.1:${fakePort}/v1`);
+    assert.equal(live.choices[0].message.content, null);
+    assert.equal(live.choices[0].message.tool_calls.length, 1);
+    assert.equal(live.service_tier, 'default');
+    assert.deepEqual(await final(`http://127.0.0.1:${proxyPort}/ns/sdk-tools-a/v1`), live);  // the miss
+    assert.deepEqual(await final(`http://127.0.0.1:${proxyPort}/ns/sdk-tools-b/v1`), live);  // the replay
+  } finally {
+    await control({ tool_calls: 'off', rich: false });
+  }
 });
 
 test('the in-process engine through the SDK: JSON, a stream with usage, the models list', async () => {

@@ -49,7 +49,8 @@ struct ProxyConfig {
   std::string upstream;
   std::string tail;
   std::string base_url;  // default: the fake's
-  std::string cache = "cache";  // the cache directory, under the test's directory
+  std::string cache = "cache";  // the cache directory, under the test's directory (or absolute)
+  std::string cache_lines;      // extra lines for [cache]
 
   std::string render(const TempDir& dir, const std::string& upstream_url) const {
     // Test defaults for the upstream, unless the extra lines set them.
@@ -58,7 +59,7 @@ struct ProxyConfig {
       if (upstream.find(line.substr(0, line.find(' ') + 1)) == std::string::npos) upstream_defaults += line + "\n";
     return "[server]\nlisten = \"127.0.0.1:0\"\nthreads = 2\n" + server +
            "\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-           "\n[cache]\npath = \"" + (dir / cache).string() + "\"\n"
+           "\n[cache]\npath = \"" + (dir / cache).string() + "\"\n" + cache_lines +
            "\n[[upstreams]]\nname = \"fake\"\nbase_url = \"" + (base_url.empty() ? upstream_url : base_url) + "\"\n"
            "api_key_env = \"REPRISE_TEST_KEY\"\n" + upstream_defaults + upstream +
            "\n[[models]]\nmatch = \"*\"\nbackend = \"fake\"\n" + tail;

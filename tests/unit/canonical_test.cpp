@@ -533,3 +533,31 @@ TEST_CASE("canonical: upstream_body adds n and streaming, never the excluded fie
   const auto embedding = canon_ok(Endpoint::embeddings, with(kEmbedding, "encoding_format", "base64"));
   CHECK(upstream_body(embedding, 1, false) == kEmbedding);
 }
+
+TEST_CASE("key: the target's query is part of the key, and reads back from the text") {
+  const auto chat = Endpoint::chat_completions;
+  const auto plain = canon_ok(chat, kChat);
+  const auto a = with_query(plain, "api-version=2024-10-21");
+  const auto b = with_query(plain, "api-version=2025-01-01");
+  CHECK(a.text == plain.text + "\n?api-version=2024-10-21");
+  CHECK(a.query == "api-version=2024-10-21");
+  CHECK(a.sha256 == sha256_of(a.text));
+  CHECK(a.body == plain.body);  // what is forwarded does not change
+  CHECK(upstream_body(a, 1, false) == upstream_body(plain, 1, false));
+  CHECK(cache_key(tenant_a(), chat, a) != cache_key(tenant_a(), chat, plain));
+  CHECK(cache_key(tenant_a(), chat, a) != cache_key(tenant_a(), chat, b));
+  // No query: the request as it was, so keys made before queries counted stay valid.
+  const auto none = with_query(plain, "");
+  CHECK(none.text == plain.text);
+  CHECK(cache_key(tenant_a(), chat, none) == cache_key(tenant_a(), chat, plain));
+  // What export writes reads back to the same request (import re-derives the key).
+  auto back = canonicalize_text(chat, a.text);
+  REQUIRE(back.ok());
+  CHECK(back->text == a.text);
+  CHECK(back->query == a.query);
+  CHECK(cache_key(tenant_a(), chat, back.value()) == cache_key(tenant_a(), chat, a));
+  auto plain_back = canonicalize_text(chat, plain.text);
+  REQUIRE(plain_back.ok());
+  CHECK(plain_back->text == plain.text);
+  CHECK_FALSE(canonicalize_text(chat, plain.text + "\nnot a query").ok());
+}

@@ -91,6 +91,9 @@ TEST_CASE("the shipped proxy.toml states exactly the defaults") {
   CHECK(s.cache.greedy_reuse == d.cache.greedy_reuse);
   CHECK(s.cache.share_across_keys == d.cache.share_across_keys);
   CHECK(s.cache.hot_samples_mb == d.cache.hot_samples_mb);
+  CHECK(s.cache.canonical_memo_mb == d.cache.canonical_memo_mb);
+  CHECK(s.cache.stats_max_namespaces == d.cache.stats_max_namespaces);
+  CHECK(s.cache.stats_max_models == d.cache.stats_max_models);
   CHECK(s.pipeline.batch_window_ms == d.pipeline.batch_window_ms);
   CHECK(s.pipeline.batch_max == d.pipeline.batch_max);
   REQUIRE(s.upstreams.size() == 1);

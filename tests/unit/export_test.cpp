@@ -50,6 +50,10 @@ Sample MakeSample(const CanonicalRequest& c, const std::string& content, int i) 
   s.created = 1700000000 + i;
   s.backend = "openai";
   s.request_sha256 = c.sha256;
+  if (i % 2 == 0) {  // the answer's extra fields, on some samples only (older ones have none)
+    s.usage_extra = {{"completion_tokens_details", {{"reasoning_tokens", i}}}};
+    s.response_extra = {{"service_tier", "default"}};
+  }
   return s;
 }
 
@@ -168,6 +172,8 @@ TEST_CASE("Export: a namespace's consumed samples round-trip into another store 
     CHECK(got[i].model == want[i].model);
     CHECK(got[i].created == want[i].created);
     CHECK(got[i].backend == want[i].backend);
+    CHECK(got[i].usage_extra == want[i].usage_extra);
+    CHECK(got[i].response_extra == want[i].response_extra);
     CHECK(got[i].request_sha256 == chat.sha256);
   }
   CHECK(ReadAll(*b, tb, cache_key(tb, Endpoint::embeddings, embed)).size() == 1);
@@ -292,4 +298,30 @@ TEST_CASE("Export: an unknown or invalid namespace, and a store made before requ
   const CanonicalRequest chat = Canon(Endpoint::chat_completions, kChat);
   Fill(*store, t, Endpoint::chat_completions, chat, 1, 1, "paper", "x");
   CHECK(ExportNamespace(*store, "paper").ok());
+}
+
+TEST_CASE("Export: a list keyed with the target's query (api-version) imports under the same key") {
+  ExportDir dir;
+  auto a = Open(dir.db("a"));
+  const TenantId ta = tenant_of("secret-a", "sk-a");
+  const CanonicalRequest plain = Canon(Endpoint::chat_completions, kChat);
+  const CanonicalRequest v1 = with_query(plain, "api-version=2024-10-21");
+  const CanonicalRequest v2 = with_query(plain, "api-version=2025-01-01");
+  Fill(*a, ta, Endpoint::chat_completions, v1, 2, 2, "paper", "v1");
+  Fill(*a, ta, Endpoint::chat_completions, v2, 1, 1, "paper", "v2");
+  const std::string file = ExportOk(*a, "paper");
+
+  auto b = Open(dir.db("b"));
+  const TenantId tb = tenant_of("secret-b", "sk-b");
+  auto report = ImportFile(*b, file, tb);
+  REQUIRE(report.ok());
+  CHECK(report->refused.empty());
+  CHECK(report->lists == 2);
+  auto got_v1 = ReadAll(*b, tb, cache_key(tb, Endpoint::chat_completions, v1));
+  auto got_v2 = ReadAll(*b, tb, cache_key(tb, Endpoint::chat_completions, v2));
+  REQUIRE(got_v1.size() == 2);
+  REQUIRE(got_v2.size() == 1);
+  CHECK(got_v1[1].choice == MakeSample(v1, "v1", 1).choice);
+  CHECK(got_v2[0].choice == MakeSample(v2, "v2", 0).choice);
+  CHECK(ReadAll(*b, tb, cache_key(tb, Endpoint::chat_completions, plain)).empty());
 }

@@ -31,6 +31,17 @@ TEST_CASE("request framing: only unambiguous framing passes") {
   CHECK(check_request_framing(header_with({{"Content-Length", "3"}, {"Content-Length", "3"}})));
 }
 
+TEST_CASE("request framing: a folded header line (obs-fold) is refused") {
+  CHECK_FALSE(check_obs_fold("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"));
+  // A body that starts with a space is not a fold: only the header is looked at.
+  CHECK_FALSE(check_obs_fold("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n {}\r\n x"));
+  CHECK(check_obs_fold("POST / HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"));
+  CHECK(check_obs_fold("POST / HTTP/1.1\r\nX-A: 1\r\n\t2\r\n\r\n"));
+  CHECK(check_obs_fold("POST / HTTP/1.1\r\nX-A: 1\r\n 2"));  // a partial header too
+  CHECK(header_end("a\r\n\r\nb") == 5);
+  CHECK(header_end("a\r\n") == std::string_view::npos);
+}
+
 TEST_CASE("Retry-After: seconds, HTTP date, retry-after-ms") {
   auto now = std::chrono::system_clock::from_time_t(1'700'000'000);
   http::fields f;
@@ -80,6 +91,56 @@ TEST_CASE("upstream request headers: hop-by-hop and ours dropped, key fallback")
   http::fields bare;
   auto without_key = upstream_headers(bare, keyless);
   CHECK(without_key.find("Authorization") == without_key.end());
+}
+
+TEST_CASE("credentials: every one the client sends names the tenant, and none gets the configured key") {
+  auto input = [](std::vector<std::pair<std::string, std::string>> headers, std::string_view query = {}) {
+    http::fields f;
+    for (auto& [k, v] : headers) f.insert(k, v);
+    return tenant_secret_input(client_credentials(f, query));
+  };
+  // None: the shared no-key tenant. Authorization alone: its token, as before.
+  CHECK(input({}).empty());
+  CHECK(input({{"Authorization", "Bearer sk-a"}}) == "sk-a");
+  CHECK(input({{"Authorization", "Basic dXNlcg=="}}) == "Basic dXNlcg==");
+  // Any other credential names its own tenant, never the no-key one.
+  const std::string x = input({{"x-api-key", "k1"}});
+  const std::string azure = input({{"api-key", "k1"}});
+  const std::string goog = input({{"x-goog-api-key", "k1"}});
+  const std::string query = input({}, "alt=sse&key=k1");
+  for (auto& one : {x, azure, goog, query}) {
+    CHECK_FALSE(one.empty());
+    CHECK(one != "k1");
+  }
+  CHECK(x != azure);
+  CHECK(azure != goog);
+  CHECK(goog != query);
+  CHECK(input({{"X-Api-Key", "k1"}}) == x);  // header names are case-insensitive
+  CHECK(input({{"x-api-key", "k2"}}) != x);
+  // Several at once: changing, adding or dropping any of them changes the tenant.
+  const std::string both = input({{"Authorization", "Bearer sk-a"}, {"x-api-key", "k1"}});
+  CHECK(both != input({{"Authorization", "Bearer sk-a"}}));
+  CHECK(both != x);
+  CHECK(both != input({{"Authorization", "Bearer sk-b"}, {"x-api-key", "k1"}}));
+  CHECK(both != input({{"Authorization", "Bearer sk-a"}, {"x-api-key", "k2"}}));
+  CHECK(both == input({{"x-api-key", "k1"}, {"Authorization", "Bearer sk-a"}}));  // the order sent does not matter
+  CHECK(input({{"x-api-key", "k1"}, {"x-api-key", "k2"}}) != x);
+  // The framing keeps name and value apart.
+  CHECK(input({{"x-api-key", "ab"}}) != input({{"api-key", "ab"}}));
+
+  UpstreamConfig up;
+  up.api_key = "sk-configured";
+  for (const char* name : {"x-api-key", "api-key", "x-goog-api-key"}) {
+    http::fields client;
+    client.insert(name, "client-key");
+    auto out = upstream_headers(client, up);
+    CHECK(out[name] == "client-key");
+    CHECK(out.find(http::field::authorization) == out.end());
+  }
+  http::fields bare;
+  auto with_query_key = upstream_headers(bare, up, "key=client-key");
+  CHECK(with_query_key.find(http::field::authorization) == with_query_key.end());
+  CHECK(upstream_headers(bare, up, "api-version=1")["Authorization"] == "Bearer sk-configured");
 }
 
 TEST_CASE("relayed response headers drop framing and hop-by-hop fields") {

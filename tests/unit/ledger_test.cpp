@@ -326,3 +326,32 @@ TEST_CASE("ledger: a bypassed engine call with measured joules is spent as measu
   restored.restore(nlohmann::json::parse(ledger.stats().persistent().dump()));
   CHECK(restored.totals().energy_measured_j == doctest::Approx(4.5));
 }
+
+TEST_CASE("ledger: model names beyond the cap, or too long, fold into _other; the energy classes stay bounded") {
+  LedgerOptions options;
+  options.stats_max_models = 5;
+  options.stats_max_namespaces = 3;
+  Ledger ledger(options);
+  Ledger::BypassUsage usage;
+  usage.known = true;
+  usage.prompt_tokens = 10;
+  usage.completion_tokens = 5;
+  for (int i = 0; i < 50; ++i)
+    ledger.on_bypassed("ns-" + std::to_string(i), "model-" + std::to_string(i), usage, 0.1);
+  ledger.on_bypassed("ns-0", std::string(1000, 'x'), usage, 0.1);
+  const nlohmann::json snap = ledger.stats().snapshot();
+  CHECK(snap["models"].size() == 6);  // 5 and _other
+  CHECK(snap["models"]["_other"]["requests"] == 46);
+  CHECK(snap["namespaces"].size() == 4);
+  CHECK(snap["labels_dropped"]["models"] == 46);
+  CHECK(snap["requests"] == 51);
+  // The energy class is shown for the kept models, and every request still resolved one.
+  CHECK(snap["models"]["model-0"]["energy_class"] == "frontier");
+  CHECK(snap["energy_spent_wh"].get<double>() > 0);
+  // Restoring saved counters from a larger cap folds them the same way.
+  Ledger restored(options);
+  nlohmann::json saved = ledger.stats().persistent();
+  for (int i = 0; i < 20; ++i) saved["models"]["more-" + std::to_string(i)] = saved["models"]["model-0"];
+  restored.restore(saved);
+  CHECK(restored.stats().snapshot()["models"].size() <= 6);
+}

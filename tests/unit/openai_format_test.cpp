@@ -2,6 +2,7 @@
 // streams, replaying choices, bodies and chunks, token splits, embeddings, SSE parsing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -79,7 +80,7 @@ TEST_CASE("format: accumulate a chat stream into the non-streamed choice") {
   CHECK(acc.finished());
   CHECK(acc.finish_reason() == "stop");
   CHECK(acc.pieces() == 2);  // the role chunk with "" carries no piece
-  CHECK(acc.choice() == J(R"({"message":{"role":"assistant","content":"Hello world","refusal":null},
+  CHECK(acc.choice() == J(R"({"message":{"role":"assistant","content":"Hello world"},
                                "logprobs":null,"finish_reason":"stop"})"));
 }
 
@@ -87,11 +88,11 @@ TEST_CASE("format: an empty chat stream gives empty content, not null") {
   json choice = accumulate(Endpoint::chat_completions,
                            {J(R"({"delta":{"role":"assistant","content":""}})"),
                             J(R"({"delta":{},"finish_reason":"length"})")});
-  CHECK(choice == J(R"({"message":{"role":"assistant","content":"","refusal":null},
+  CHECK(choice == J(R"({"message":{"role":"assistant","content":""},
                         "logprobs":null,"finish_reason":"length"})"));
 }
 
-TEST_CASE("format: tool_calls are merged by index over several deltas") {
+TEST_CASE("format: tool_calls are merged by index over several deltas, which the answer drops") {
   ChoiceAccumulator acc(Endpoint::chat_completions);
   acc.add(J(R"({"delta":{"role":"assistant","content":null,"tool_calls":[
                {"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}})"));
@@ -102,9 +103,9 @@ TEST_CASE("format: tool_calls are merged by index over several deltas") {
   acc.add(J(R"({"delta":{"tool_calls":[{"index":0,"id":"ignored","function":{"arguments":":1}"}}]}})"));
   acc.add(J(R"({"delta":{},"logprobs":null,"finish_reason":"tool_calls"})"));
   CHECK(acc.pieces() == 5);
-  CHECK(acc.choice() == J(R"({"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":[
-        {"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},
-        {"index":1,"id":"call_2","type":"function","function":{"name":"get_time","arguments":"{}"}}]},
+  CHECK(acc.choice() == J(R"({"message":{"role":"assistant","content":null,"tool_calls":[
+        {"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},
+        {"id":"call_2","type":"function","function":{"name":"get_time","arguments":"{}"}}]},
         "logprobs":null,"finish_reason":"tool_calls"})"));
 }
 
@@ -135,7 +136,7 @@ TEST_CASE("format: the legacy function_call is concatenated") {
                             J(R"({"delta":{"function_call":{"arguments":"{\"x\":"}}})"),
                             J(R"({"delta":{"function_call":{"arguments":"2}"}}})"),
                             J(R"({"delta":{},"finish_reason":"function_call"})")});
-  CHECK(choice == J(R"({"message":{"role":"assistant","content":null,"refusal":null,
+  CHECK(choice == J(R"({"message":{"role":"assistant","content":null,
                         "function_call":{"name":"f","arguments":"{\"x\":2}"}},
                         "logprobs":null,"finish_reason":"function_call"})"));
 }
@@ -202,7 +203,7 @@ TEST_CASE("format: replay a chat choice as one chunk per token piece") {
                       "logprobs":null,"finish_reason":"stop"})");
   auto chunks = replay_choice(Endpoint::chat_completions, choice);
   REQUIRE(chunks.size() == 4);
-  CHECK(chunks[0] == J(R"({"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null})"));
+  CHECK(chunks[0] == J(R"({"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null})"));
   CHECK(chunks[1] == J(R"({"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null})"));
   CHECK(chunks[2] == J(R"({"delta":{"content":" world!"},"logprobs":null,"finish_reason":null})"));
   CHECK(chunks[3] == J(R"({"delta":{},"logprobs":null,"finish_reason":"stop"})"));
@@ -253,8 +254,8 @@ TEST_CASE("format: replay round-trips logprobs that do not line up with the cont
 
 TEST_CASE("format: replay a chat choice with tool_calls") {
   json choice = J(R"({"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":[
-      {"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\": 1}"}},
-      {"index":1,"id":"call_2","type":"function","function":{"name":"g","arguments":"{}"}}]},
+      {"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\": 1}"}},
+      {"id":"call_2","type":"function","function":{"name":"g","arguments":"{}"}}]},
       "logprobs":null,"finish_reason":"tool_calls"})");
   auto chunks = replay_choice(Endpoint::chat_completions, choice);
   REQUIRE(chunks.size() == 4);
@@ -272,7 +273,7 @@ TEST_CASE("format: replay a chat choice with tool_calls") {
   CHECK(replayed[1]["delta"]["tool_calls"][0]["index"] == 0);
   CHECK(replayed[2]["delta"]["tool_calls"][0]["index"] == 1);
   CHECK(accumulate(Endpoint::chat_completions, replayed)["message"]["tool_calls"][1] ==
-        J(R"({"index":1,"id":"b","type":"function","function":{"name":"g","arguments":"2"}})"));
+        J(R"({"id":"b","type":"function","function":{"name":"g","arguments":"2"}})"));
 }
 
 TEST_CASE("format: replay round-trips refusals, function_call and other roles") {
@@ -449,7 +450,7 @@ TEST_CASE("format: completion_body re-indexes choices from 0 and sums usage") {
 }
 
 TEST_CASE("format: chunk and usage_chunk shapes") {
-  ChunkHead head{Endpoint::chat_completions, "chatcmpl-1", 1700000001, "gpt-4o-mini", "fp_9", false};
+  ChunkHead head{Endpoint::chat_completions, "chatcmpl-1", 1700000001, "gpt-4o-mini", "fp_9", false, nullptr};
   json choice = J(R"({"delta":{"content":" world"},"logprobs":null,"finish_reason":null})");
   CHECK(chunk(head, 2, choice) == J(R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000001,
       "model":"gpt-4o-mini","system_fingerprint":"fp_9",
@@ -468,7 +469,7 @@ TEST_CASE("format: chunk and usage_chunk shapes") {
       "created":1700000001,"model":"gpt-4o-mini","system_fingerprint":null,"choices":[],
       "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})"));
 
-  ChunkHead text_head{Endpoint::completions, "cmpl-1", 1, "m", "", false};
+  ChunkHead text_head{Endpoint::completions, "cmpl-1", 1, "m", "", false, nullptr};
   json text_chunk = chunk(text_head, 1, J(R"({"text":"x","index":9,"logprobs":null,"finish_reason":null})"));
   CHECK(text_chunk == J(R"({"id":"cmpl-1","object":"text_completion","created":1,"model":"m",
       "system_fingerprint":null,"choices":[{"index":1,"text":"x","logprobs":null,"finish_reason":null}]})"));
@@ -657,4 +658,205 @@ TEST_CASE("format: append_json_string escapes like nlohmann") {
     CHECK(out == nlohmann::json(text).dump());
     CHECK(nlohmann::json::parse(out) == text);
   }
+}
+
+// ---------------------------------------------------------------------------------
+// A sample is the upstream's whole answer (issue 16, item 5)
+
+namespace {
+
+// The openai Python SDK's accumulate_delta (lib/streaming/_deltas.py): how its
+// ChatCompletionStreamState rebuilds a message from a stream's deltas. Strings
+// concatenate, objects merge, lists of objects merge by their "index", and a field
+// first sent as null takes the next value; so content "" and content null differ.
+json sdk_accumulate(json acc, const json& delta) {
+  for (auto& [key, value] : delta.items()) {
+    if (!acc.contains(key) || acc[key].is_null()) {
+      acc[key] = value;
+      continue;
+    }
+    json& into = acc[key];
+    if (key == "index" || key == "type") into = value;
+    else if (into.is_string() && value.is_string()) into = into.get<std::string>() + value.get<std::string>();
+    else if (into.is_number_integer() && value.is_number_integer()) into = into.get<int64_t>() + value.get<int64_t>();
+    else if (into.is_object() && value.is_object()) into = sdk_accumulate(into, value);
+    else if (into.is_array() && value.is_array()) {
+      bool scalars = std::all_of(into.begin(), into.end(), [](const json& v) { return v.is_primitive(); });
+      if (scalars) {
+        into.insert(into.end(), value.begin(), value.end());
+        continue;
+      }
+      for (const json& entry : value) {
+        REQUIRE(entry.is_object());
+        REQUIRE(entry.contains("index"));  // the SDK raises on a list entry without one
+        size_t index = entry["index"].get<size_t>();
+        if (index < into.size()) into[index] = sdk_accumulate(into[index], entry);
+        else into.insert(into.begin() + std::ptrdiff_t(std::min(index, into.size())), entry);
+      }
+    }
+  }
+  return acc;
+}
+
+// The message the SDK rebuilds from a choice's chunk choices.
+json sdk_message(const std::vector<json>& chunk_choices) {
+  json message = json::object();
+  for (const json& c : chunk_choices) message = sdk_accumulate(message, c.value("delta", json::object()));
+  return message;
+}
+
+// A tool-call-only answer with a function and a custom call, as OpenAI streams it.
+std::vector<json> live_tool_call_stream() {
+  return {J(R"({"delta":{"role":"assistant","content":null,"refusal":null,"tool_calls":[
+               {"index":0,"id":"call_1","type":"function","function":{"name":"lookup","arguments":""}}]},
+             "logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"q\": "}}]},"logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"rain\"}"}}]},"logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"custom","custom":{"name":"run_code","input":""}}]},
+             "logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{"tool_calls":[{"index":1,"custom":{"input":"print("}}]},"logprobs":null,"finish_reason":null})"),
+          J(R"x({"delta":{"tool_calls":[{"index":1,"custom":{"input":"1)"}}]},"logprobs":null,"finish_reason":null})x"),
+          J(R"({"delta":{},"logprobs":null,"finish_reason":"tool_calls"})")};
+}
+
+// The same answer as OpenAI's JSON gives it.
+json json_tool_call_choice() {
+  return J(R"x({"message":{"role":"assistant","content":null,"refusal":null,"tool_calls":[
+      {"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{\"q\": \"rain\"}"}},
+      {"id":"call_2","type":"custom","custom":{"name":"run_code","input":"print(1)"}}]},
+      "logprobs":null,"finish_reason":"tool_calls"})x");
+}
+
+// A reasoning model's answer with the fields OpenAI and OpenRouter add, streamed.
+std::vector<json> live_rich_stream() {
+  return {J(R"({"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null,
+             "native_finish_reason":null})"),
+          J(R"({"delta":{"reasoning_content":"Think"},"logprobs":null,"finish_reason":null,"native_finish_reason":null})"),
+          J(R"({"delta":{"reasoning_content":" twice."},"logprobs":null,"finish_reason":null,"native_finish_reason":null})"),
+          J(R"({"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null,"native_finish_reason":null})"),
+          J(R"({"delta":{"content":" world"},"logprobs":null,"finish_reason":null,"native_finish_reason":null})"),
+          J(R"({"delta":{"annotations":[{"type":"url_citation","url_citation":{"url":"https://a.example","title":"A",
+             "start_index":0,"end_index":5}}]},"logprobs":null,"finish_reason":null,"native_finish_reason":null})"),
+          J(R"({"delta":{"audio":{"id":"audio_1","transcript":"Hello"}},"logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{"audio":{"transcript":" world","data":"AAAA"}},"logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{"audio":{"data":"BBBB","expires_at":1700003600}},"logprobs":null,"finish_reason":null})"),
+          J(R"({"delta":{},"logprobs":null,"finish_reason":"stop","native_finish_reason":"end_turn"})")};
+}
+
+json json_rich_choice() {
+  return J(R"({"message":{"role":"assistant","content":"Hello world","refusal":null,
+      "reasoning_content":"Think twice.",
+      "annotations":[{"type":"url_citation","url_citation":{"url":"https://a.example","title":"A","start_index":0,"end_index":5}}],
+      "audio":{"id":"audio_1","transcript":"Hello world","data":"AAAABBBB","expires_at":1700003600}},
+      "logprobs":null,"finish_reason":"stop","native_finish_reason":"end_turn"})");
+}
+
+}  // namespace
+
+TEST_CASE("format: a streamed answer is stored as the JSON answer, every field kept") {
+  CHECK(accumulate(Endpoint::chat_completions, live_rich_stream()) == json_rich_choice());
+  // Custom tool calls keep custom.input; no call gets a made-up function; the
+  // stream-only "index" is not part of a non-streamed answer's calls.
+  CHECK(accumulate(Endpoint::chat_completions, live_tool_call_stream()) == json_tool_call_choice());
+  // Completions: a choice's other fields (vLLM's stop_reason, say) too.
+  CHECK(accumulate(Endpoint::completions,
+                   {J(R"({"text":"a","logprobs":null,"finish_reason":null,"stop_reason":null})"),
+                    J(R"({"text":" b","logprobs":null,"finish_reason":"stop","stop_reason":42})")}) ==
+        J(R"({"text":"a b","logprobs":null,"finish_reason":"stop","stop_reason":42})"));
+}
+
+TEST_CASE("format: a stored answer replays as a stream that rebuilds it, as the SDK rebuilds it") {
+  for (const json& choice : {json_rich_choice(), json_tool_call_choice()}) {
+    INFO(choice.dump());
+    check_round_trip(Endpoint::chat_completions, choice);
+    CHECK(sdk_message(replay_choice(Endpoint::chat_completions, choice)).value("content", json("absent")) ==
+          choice["message"]["content"]);
+  }
+  // The final chunk carries the choice's own fields.
+  CHECK(replay_choice(Endpoint::chat_completions, json_rich_choice()).back()["native_finish_reason"] == "end_turn");
+  check_round_trip(Endpoint::completions, J(R"({"text":"a b","logprobs":null,"finish_reason":"stop","stop_reason":42})"));
+}
+
+TEST_CASE("format: a replayed tool-call-only answer rebuilds the message a live stream gave") {
+  // An agent sends the rebuilt message back on its next turn: a message that differs
+  // (content "" for null, an empty function for a custom call) is another cache key.
+  const json live = sdk_message(live_tool_call_stream());
+  const json stored = accumulate(Endpoint::chat_completions, live_tool_call_stream());
+  auto replayed = replay_choice(Endpoint::chat_completions, stored);
+  CHECK(replayed.front()["delta"]["content"].is_null());
+  CHECK(sdk_message(replayed) == live);
+  // And from the JSON form of the same answer.
+  CHECK(sdk_message(replay_choice(Endpoint::chat_completions, json_tool_call_choice())) == live);
+  CHECK(sdk_message(replay_choice(Endpoint::chat_completions, json_rich_choice())) == sdk_message(live_rich_stream()));
+}
+
+TEST_CASE("format: usage details are split over a call's samples and summed back exactly") {
+  const json usage = J(R"({"prompt_tokens":20,"completion_tokens":10,"total_tokens":30,
+      "prompt_tokens_details":{"cached_tokens":8,"audio_tokens":0},
+      "completion_tokens_details":{"reasoning_tokens":7,"audio_tokens":0,"accepted_prediction_tokens":1,
+                                   "rejected_prediction_tokens":0},
+      "cost":0.0012})");
+  const std::vector<uint32_t> shares = {3, 7};
+  auto extras = split_usage_extra(usage, shares);
+  REQUIRE(extras.size() == 2);
+  for (const json& extra : extras) {
+    CHECK_FALSE(extra.contains("prompt_tokens"));
+    CHECK(extra["prompt_tokens_details"] == usage["prompt_tokens_details"]);  // the call's, counted once
+    CHECK(extra["cost"] == usage["cost"]);
+  }
+  CHECK(extras[0]["completion_tokens_details"]["reasoning_tokens"].get<uint32_t>() +
+            extras[1]["completion_tokens_details"]["reasoning_tokens"].get<uint32_t>() == 7);
+  cache::Sample a = sample_of(json::object(), 20, 3), b = sample_of(json::object(), 20, 7);
+  a.usage_extra = extras[0];
+  b.usage_extra = extras[1];
+  CHECK(usage_of(Endpoint::chat_completions, {&a, &b}) == usage);
+  CHECK(usage_of(Endpoint::chat_completions, {&b}) ==
+        json({{"prompt_tokens", 20}, {"completion_tokens", 7}, {"total_tokens", 27},
+              {"prompt_tokens_details", usage["prompt_tokens_details"]}, {"cost", 0.0012},
+              {"completion_tokens_details", extras[1]["completion_tokens_details"]}}));
+  auto one = split_usage_extra(usage, {10});
+  a.completion_tokens = 10;
+  a.usage_extra = one[0];
+  CHECK(usage_of(Endpoint::chat_completions, {&a}) == usage);
+  CHECK(split_usage_extra(J(R"({"prompt_tokens":1,"completion_tokens":2,"total_tokens":3})"), shares) ==
+        std::vector<json>(2));
+}
+
+TEST_CASE("format: the answer's own fields come back in bodies and in every chunk") {
+  const json chunk_in = J(R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",
+      "service_tier":"default","system_fingerprint":"fp","provider":"Fake","obfuscation":"xyz","usage":null,
+      "choices":[]})");
+  const json extra = response_extra_of(chunk_in);
+  CHECK(extra == J(R"({"service_tier":"default","provider":"Fake"})"));  // no per-event padding
+  CHECK(response_extra_of(J(R"({"id":"x","choices":[],"usage":{}})")).is_null());
+
+  cache::Sample a = sample_of(json_rich_choice(), 9, 4);
+  a.response_extra = extra;
+  a.usage_extra = J(R"({"completion_tokens_details":{"reasoning_tokens":2}})");
+  cache::Sample b = sample_of(json_tool_call_choice(), 9, 3);
+  std::vector<const cache::Sample*> samples{&a, &b};
+  json body = completion_body(Endpoint::chat_completions, "chatcmpl-x", 5, samples, "m");
+  CHECK(body["service_tier"] == "default");
+  CHECK(body["provider"] == "Fake");
+  CHECK(body["usage"]["completion_tokens_details"]["reasoning_tokens"] == 2);
+  CHECK(json::parse(completion_text(Endpoint::chat_completions, "chatcmpl-x", 5, samples, "m")) == body);
+
+  ChunkHead head{Endpoint::chat_completions, "chatcmpl-1", 1, "m", "fp", true, extra};
+  json c = chunk(head, 0, J(R"({"delta":{},"logprobs":null,"finish_reason":null})"));
+  CHECK(c["service_tier"] == "default");
+  CHECK(usage_chunk(head, usage_of(Endpoint::chat_completions, samples))["provider"] == "Fake");
+  ChunkEncoder encoder;
+  std::string encoded;
+  encoder.append(encoded, head, 0, J(R"({"delta":{},"logprobs":null,"finish_reason":null})"));
+  CHECK(json::parse(encoded.substr(6)) == c);
+  head.extra = nullptr;  // a changed head is written anew
+  encoded.clear();
+  encoder.append(encoded, head, 0, json::object());
+  CHECK_FALSE(json::parse(encoded.substr(6)).contains("service_tier"));
+}
+
+TEST_CASE("format: only normal endings are complete answers") {
+  for (const char* normal : {"stop", "length", "tool_calls", "function_call", "content_filter"})
+    CHECK(normal_finish_reason(normal));
+  for (const char* other : {"error", "", "abort", "Stop", "cancelled"}) CHECK_FALSE(normal_finish_reason(other));
 }

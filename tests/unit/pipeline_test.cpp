@@ -20,6 +20,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -996,12 +997,15 @@ TEST_CASE("pipeline: a failed generation fails its waiters, stores nothing, give
     Assignment a = assign_ok(cacher, make_request(&backend, "A", 4));  // 0-1 stored, 2-3 new
     CHECK(a.stored() == 2);
     CHECK(backend.sizes() == std::vector<uint32_t>{2, 2});
+    CHECK(cursor_of(*store, "A", base) == 0);  // a JSON request consumes nothing before its end
     FakeBackend::fail(backend.calls[1]);
     CHECK(a.slots[2].gen->view().state == Generation::State::failed);
     CHECK(count_of(*store, base) == 2);  // unchanged
-    // A's uncommitted indices come back: its next request asks for 2-3 again.
-    Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 2));
-    CHECK(indices(a2) == range(2, 4));
+    // The JSON client saw nothing: A gets all of it back, so its retry reads exactly
+    // what it would have read without the failure (0-1 stored, 2-3 from a new call).
+    Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 4));
+    CHECK(indices(a2) == range(0, 4));
+    CHECK(a2.stored() == 2);
     CHECK(backend.sizes() == std::vector<uint32_t>{2, 2, 2});
     FakeBackend::complete(backend.calls[2]);
     CHECK(count_of(*store, base) == 4);
@@ -1010,9 +1014,27 @@ TEST_CASE("pipeline: a failed generation fails its waiters, stores nothing, give
     CHECK(cursor_of(*store, "warm", base) == 2);
     CHECK(contents(warm) == stored_contents(*store, base, 0, 2));
   }
+
+  SUBCASE("behind stored samples, streamed: the stored ones count as served, on disk at once") {
+    Assignment warm = assign_ok(cacher, make_request(&backend, "warm", 2));
+    FakeBackend::complete(backend.calls[0]);
+    auto r = make_request(&backend, "A", 4);
+    r.stream = true;
+    Assignment a = assign_ok(cacher, r);  // 0-1 stored, 2-3 new
+    CHECK(a.stored() == 2);
+    // Its client may receive 0-1 in full before the generation ends: persisted now,
+    // so neither a restart nor an eviction can serve them to A again (I1).
+    CHECK(cursor_of(*store, "A", base) == 2);
+    FakeBackend::fail(backend.calls[1]);
+    CHECK(cursor_of(*store, "A", base) == 2);
+    Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 2));
+    CHECK(indices(a2) == range(2, 4));
+    FakeBackend::complete(backend.calls[2]);
+    CHECK(cursor_of(*store, "A", base) == 4);
+  }
 }
 
-TEST_CASE("pipeline: when the first of two generations fails, the second moves down into its place") {
+TEST_CASE("pipeline: when the first of two generations fails, its indices are made again, the second keeps its own") {
   TempDir dir;
   auto store = open_store(dir.db());
   FakeBackend backend;
@@ -1034,25 +1056,60 @@ TEST_CASE("pipeline: when the first of two generations fails, the second moves d
 
   FakeBackend::fail(gen1);
   for (auto& slot : a1.slots) CHECK(slot.gen->view().state == Generation::State::failed);
-  // gen2's samples are committed at gen1's indices.
-  CHECK(gen2->first_index() == 0);
-  CHECK(indices(a2) == range(0, 2));
-  CHECK(count_of(*store, base) == 2);
-  CHECK(stored_contents(*store, base, 0, 2) == contents(a2));
-  // A's request on gen2 was served 0-1; A's cursor stands right after it.
-  CHECK(cursor_of(*store, "A", base) == 2);
+  // I2: a2's client was told 3-4, and 3-4 they stay. gen2 waits on 0-2, so the Cacher
+  // makes them again (a repair: same indices, same request).
+  CHECK(gen2->first_index() == 3);
+  CHECK(indices(a2) == range(3, 5));
+  REQUIRE(backend.sizes() == std::vector<uint32_t>{3, 2, 3});
+  auto repair = backend.calls[2];
+  CHECK(repair->first_index() == 0);
+  CHECK(cacher.repairs() == 1);
+  CHECK(count_of(*store, base) == 0);
+  FakeBackend::complete(repair);
+  CHECK(count_of(*store, base) == 5);
+  CHECK(stored_contents(*store, base, 3, 2) == contents(a2));
+  // A reserved 3-4 after the failed 0-2: it skips 0-2 (never saw them) and stands at 5.
+  CHECK(cursor_of(*store, "A", base) == 5);
   Assignment a3 = assign_ok(cacher, make_request(&backend, "A", 1));
-  CHECK(indices(a3) == std::vector<uint64_t>{2});
-  CHECK(backend.sizes() == std::vector<uint32_t>{3, 2, 1});
-  FakeBackend::complete(backend.calls[2]);
-  auto seen = contents(a2);
-  seen.push_back(contents(a3)[0]);
-  CHECK(std::set<std::string>(seen.begin(), seen.end()).size() == 3);
+  CHECK(indices(a3) == std::vector<uint64_t>{5});
+  FakeBackend::complete(backend.calls[3]);
   // Another namespace replays the list as committed.
-  Assignment other = assign_ok(cacher, make_request(&backend, "other", 3));
+  Assignment other = assign_ok(cacher, make_request(&backend, "other", 6));
   CHECK(all_stored(other));
-  CHECK(contents(other) == seen);
+  CHECK(contents(other)[3] == contents(a2)[0]);
+  CHECK(contents(other)[4] == contents(a2)[1]);
+  CHECK(contents(other)[5] == contents(a3)[0]);
   CHECK(cacher.generations_in_flight() == 0);
+}
+
+TEST_CASE("pipeline: a repair that keeps failing cuts the list at the hole, cursors come back to it") {
+  TempDir dir;
+  auto store = open_store(dir.db());
+  FakeBackend backend;
+  Cacher cacher(*store, {});
+  auto base = make_request(&backend, "A", 1);
+
+  Assignment a1 = assign_ok(cacher, make_request(&backend, "A", 1));  // gen1: 0
+  Assignment a2 = assign_ok(cacher, make_request(&backend, "B", 2));  // joins 0, gen2: 1
+  REQUIRE(backend.sizes() == std::vector<uint32_t>{1, 1});
+  FakeBackend::complete(backend.calls[1]);
+  FakeBackend::fail(backend.calls[0]);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    REQUIRE(backend.calls.size() == size_t(3 + attempt));
+    CHECK(backend.calls.back()->first_index() == 0);
+    FakeBackend::fail(backend.calls.back());
+  }
+  CHECK(backend.calls.size() == 5);  // three repairs, then the Cacher gives up
+  CHECK(cacher.generations_in_flight() == 0);
+  CHECK(count_of(*store, base) == 0);
+  // Nothing is left in flight, every cursor stands at the cut: the next requests
+  // make index 0 afresh.
+  Assignment a3 = assign_ok(cacher, make_request(&backend, "A", 1));
+  Assignment b3 = assign_ok(cacher, make_request(&backend, "B", 1));
+  CHECK(indices(a3) == std::vector<uint64_t>{0});
+  CHECK(indices(b3) == std::vector<uint64_t>{0});
+  FakeBackend::complete(backend.calls.back());
+  CHECK(count_of(*store, base) == 1);
 }
 
 TEST_CASE("pipeline: a failure in the middle of a namespace's reservations never repeats a sample") {
@@ -1072,10 +1129,12 @@ TEST_CASE("pipeline: a failure in the middle of a namespace's reservations never
   CHECK(indices(r2) == std::vector<uint64_t>{5});
 
   FakeBackend::fail(gen1);
-  CHECK(gen2->first_index() == 0);
-  CHECK(gen3->first_index() == 2);
+  // Nothing moves: gen1's indices are made again by a repair.
+  CHECK(gen2->first_index() == 3);
+  CHECK(gen3->first_index() == 5);
   const uint64_t r2_index = r2.slots[0].index();
-  CHECK(r2_index == 2);
+  CHECK(r2_index == 5);
+  REQUIRE(backend.sizes() == std::vector<uint32_t>{3, 2, 1, 3});
 
   // Whatever A asks next, it never gets r2's index (nor r2's sample) again.
   Assignment r3 = assign_ok(cacher, make_request(&backend, "A", 2));
@@ -1102,7 +1161,7 @@ TEST_CASE("pipeline: a failure in the middle of a namespace's reservations never
   CHECK(cursor_of(*store, "A", base) > *std::max_element(served.begin(), served.end()));
 }
 
-TEST_CASE("pipeline: a generation failing behind a running one: the later ones move down, cursors follow") {
+TEST_CASE("pipeline: a generation failing behind a running one: JSON requests get all they reserved back") {
   TempDir dir;
   auto store = open_store(dir.db());
   FakeBackend backend(/*max_n=*/2);
@@ -1119,30 +1178,32 @@ TEST_CASE("pipeline: a generation failing behind a running one: the later ones m
   CHECK(a.slots[2].gen->view().state == Generation::State::failed);
   CHECK(b.slots[2].gen->view().state == Generation::State::failed);
   CHECK(g1->first_index() == 0);
-  CHECK(g3->first_index() == 2);
-  CHECK(count_of(*store, base) == 0);
-  FakeBackend::complete(g3);  // waits for g1
-  CHECK(count_of(*store, base) == 0);
+  CHECK(g3->first_index() == 4);
+  REQUIRE(backend.sizes() == std::vector<uint32_t>{2, 2, 1, 2});  // g2's 2-3 again
+  auto repair = backend.calls[3];
+  CHECK(repair->first_index() == 2);
+  FakeBackend::complete(g3);  // waits for g1 and the repair
   FakeBackend::complete(g1);
-  CHECK(count_of(*store, base) == 3);
-  CHECK(stored_contents(*store, base, 0, 3) ==
-        std::vector<std::string>{content_of(a.slots[0]), content_of(a.slots[1]), content_of(a.slots[4])});
+  CHECK(count_of(*store, base) == 2);
+  FakeBackend::complete(repair);
+  CHECK(count_of(*store, base) == 5);
+  CHECK(stored_contents(*store, base, 0, 2) == std::vector<std::string>{content_of(a.slots[0]), content_of(a.slots[1])});
+  CHECK(stored_contents(*store, base, 4, 1) == std::vector<std::string>{content_of(a.slots[4])});
   CHECK(cacher.generations_in_flight() == 0);
 
-  // B had reserved 0-2; index 2 was g2's and is now g3's sample, which B never saw.
-  Assignment b2 = assign_ok(cacher, make_request(&backend, "B", 1));
-  CHECK(indices(b2) == std::vector<uint64_t>{2});
+  // Both were JSON requests that failed: their clients saw nothing, and each
+  // namespace reads from where it stood before, with no new call.
+  CHECK(cursor_of(*store, "A", base) == 0);
+  CHECK(cursor_of(*store, "B", base) == 0);
+  Assignment b2 = assign_ok(cacher, make_request(&backend, "B", 3));
+  CHECK(indices(b2) == range(0, 3));
   CHECK(all_stored(b2));
-  CHECK(content_of(b2.slots[0]) == content_of(a.slots[4]));
-  CHECK(backend.calls.size() == 3);
-  // A had reserved 0-4, g2's two indices left the list: A stands at 3 (its share of the
-  // surviving generations, 0-2, belonged to its failed request and is skipped).
-  Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 1));
-  CHECK(indices(a2) == std::vector<uint64_t>{3});
-  CHECK(backend.sizes() == std::vector<uint32_t>{2, 2, 1, 1});
-  backend.complete_all();
-  CHECK(count_of(*store, base) == 4);
-  CHECK(cursor_of(*store, "A", base) == 4);
+  Assignment a2 = assign_ok(cacher, make_request(&backend, "A", 5));
+  CHECK(indices(a2) == range(0, 5));
+  CHECK(all_stored(a2));
+  CHECK(contents(a2)[4] == content_of(a.slots[4]));
+  CHECK(backend.calls.size() == 4);
+  CHECK(cursor_of(*store, "A", base) == 5);
   CHECK(cursor_of(*store, "B", base) == 3);
 }
 
@@ -1206,6 +1267,52 @@ TEST_CASE("pipeline: reset_namespace replays from 0 - requests in flight keep wh
 
 // ---------------------------------------------------------------------------------
 // 10. Greedy, explicit indices, only-cached
+
+TEST_CASE("pipeline: a namespace reset is never undone by a hit's cursor write landing after it") {
+  // A hit persists its cursor move after releasing the key's lock. A reset landing
+  // between the two used to be undone: the late write put the old cursor back, and the
+  // namespace went on from there instead of replaying from 0. One thread reads the
+  // namespace hit after hit while the test resets it: the first read after each reset
+  // must be index 0, and the reads before it must be consecutive.
+  TempDir dir;
+  auto store = open_store(dir.db());
+  FakeBackend backend(/*max_n=*/128, /*immediate=*/true);
+  Cacher cacher(*store, {});
+  assign_ok(cacher, make_request(&backend, "warm", 1000));
+  REQUIRE(count_of(*store, make_request(&backend, "X", 1)) == 1000);
+  for (int round = 0; round < 200; ++round) {
+    CAPTURE(round);
+    REQUIRE(cacher.reset_namespace("X").ok());
+    std::atomic<int> done{0};
+    std::atomic<bool> stop{false};
+    std::vector<uint64_t> seen;
+    std::thread reader([&] {
+      while (!stop.load() && seen.size() < 900) {
+        Assignment a = cacher.assign(make_request(&backend, "X", 1));
+        if (a.error != AssignError::none) break;
+        seen.push_back(a.slots.at(0).index());
+        done.fetch_add(1);
+      }
+    });
+    while (done.load() < 20 + round % 17) std::this_thread::yield();
+    REQUIRE(cacher.reset_namespace("X").ok());
+    const int at_reset = done.load();
+    while (done.load() < at_reset + 5 && done.load() < 900) std::this_thread::yield();
+    stop.store(true);
+    reader.join();
+    // One run from 0, then (after the reset) a second run from 0.
+    size_t descent = 0;
+    for (size_t i = 1; i < seen.size(); ++i)
+      if (seen[i] != seen[i - 1] + 1) {
+        REQUIRE_MESSAGE(descent == 0, "a second break in the sequence at " << i);
+        descent = i;
+      }
+    REQUIRE(seen.front() == 0);
+    REQUIRE_MESSAGE(descent > 0, "the reset left no trace: the namespace went on from " << seen.back());
+    CHECK(seen[descent] == 0);
+  }
+  CHECK(backend.calls.size() == 8);  // the warm-up's 1000 samples only
+}
 
 TEST_CASE("pipeline: greedy requests reuse sample 0 and only record that they read it") {
   TempDir dir;
@@ -1503,7 +1610,7 @@ TEST_CASE("cancellation: only when the last client lets go is a stoppable genera
   CHECK(count_of(*store, base) == 3);
 }
 
-TEST_CASE("cancellation: dropping an assignment lets go of its claims - a later generation moves down") {
+TEST_CASE("cancellation: a generation that later ones wait on is not cancelled when its clients leave") {
   TempDir dir;
   auto store = open_store(dir.db());
   StoppableBackend backend;
@@ -1516,15 +1623,22 @@ TEST_CASE("cancellation: dropping an assignment lets go of its claims - a later 
   auto gen1 = backend.calls[0];
   auto gen2 = backend.calls[1];
   a1.reset();
-  CHECK(backend.cancelled == 1);
-  CHECK(gen1->view().state == Generation::State::failed);
-  CHECK(gen2->view().state == Generation::State::running);
-  CHECK(gen2->first_index() == 0);  // moved into the abandoned one's place
-  CHECK(indices(a2) == range(0, 2));
+  // gen2 needs gen1's indices before it can be stored: stopping gen1 would only mean
+  // making them again, so it runs on.
+  CHECK(backend.cancelled == 0);
+  CHECK(gen1->view().state == Generation::State::running);
+  CHECK(gen2->first_index() == 2);
+  CHECK(indices(a2) == range(2, 4));
   FakeBackend::complete(gen2);
-  CHECK(count_of(*store, base) == 2);
-  CHECK(cursor_of(*store, "A", base) == 2);
+  FakeBackend::complete(gen1);
+  CHECK(count_of(*store, base) == 4);
+  CHECK(cursor_of(*store, "A", base) == 4);
   CHECK(cacher.generations_in_flight() == 0);
+  // The last one of a key is cancelled when its clients leave.
+  std::optional<Assignment> a3 = assign_ok(cacher, make_request(&backend, "A", 1));
+  a3.reset();
+  CHECK(backend.cancelled == 1);
+  CHECK(cursor_of(*store, "A", base) == 4);
 }
 
 TEST_CASE("cancellation: a backend that cannot stop runs on and its samples are stored") {

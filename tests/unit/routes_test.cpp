@@ -70,3 +70,29 @@ TEST_CASE("the first matching [[models]] route wins") {
   std::vector<ModelRoute> narrow = {{"gpt-*", "openai"}};
   CHECK(route_model(narrow, "claude") == nullptr);
 }
+
+TEST_CASE("the query: kept for the upstream, reduced for the key, credentials never in clear") {
+  auto r = parse_route("/v1/chat/completions?api-version=2024-10-21");
+  REQUIRE(r.ok());
+  CHECK(r->query == "api-version=2024-10-21");
+  CHECK(r->upstream_target == "/chat/completions?api-version=2024-10-21");
+  CHECK(parse_route("/v1/chat/completions")->query.empty());
+
+  // Sorted by name (order of repeated names kept), credentials out.
+  CHECK(key_query("b=2&a=1") == "a=1&b=2");
+  CHECK(key_query("a=2&b=0&a=1") == "a=2&a=1&b=0");
+  CHECK(key_query("api-version=X&key=secret") == "api-version=X");
+  CHECK(key_query("k%65y=secret&x=1") == "x=1");  // the name as a server decodes it
+  CHECK(key_query("key=secret").empty());
+  CHECK(key_query("").empty());
+  CHECK(key_query("&&a=1&") == "a=1");
+
+  CHECK(query_values("key=k1&x=1&key=k2", "key") == std::vector<std::string_view>{"k1", "k2"});
+  CHECK(query_values("k%65y=k3", "key") == std::vector<std::string_view>{"k3"});
+  CHECK(query_values("keys=1&akey=2", "key").empty());
+
+  CHECK(redacted_target("/v1beta/models/m:generateContent?key=AIza-secret&alt=sse") ==
+        "/v1beta/models/m:generateContent?key=REDACTED&alt=sse");
+  CHECK(redacted_target("/v1/chat/completions?api-version=1") == "/v1/chat/completions?api-version=1");
+  CHECK(redacted_target("/v1/models") == "/v1/models");
+}

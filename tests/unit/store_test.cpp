@@ -81,7 +81,8 @@ bool Same(const Sample& a, const Sample& b) {
   return a.choice == b.choice && a.finish_reason == b.finish_reason &&
          a.completion_tokens == b.completion_tokens && a.prompt_tokens == b.prompt_tokens &&
          a.system_fingerprint == b.system_fingerprint && a.created == b.created && a.backend == b.backend &&
-         a.request_sha256 == b.request_sha256 && a.energy_j == b.energy_j;
+         a.request_sha256 == b.request_sha256 && a.energy_j == b.energy_j && a.usage_extra == b.usage_extra &&
+         a.response_extra == b.response_extra;
 }
 
 uint64_t CountOk(Store& s, const TenantId& t, const CacheKey& k) {
@@ -153,6 +154,8 @@ TEST_CASE("Store: every Sample field survives a round trip, and a reopen") {
   s.backend = "engine";
   for (size_t i = 0; i < 32; ++i) s.request_sha256[i] = static_cast<uint8_t>(255 - i * 7);
   s.energy_j = 0.123456789;  // measured: stored; the default (-1, not measured) is not
+  s.usage_extra = {{"completion_tokens_details", {{"reasoning_tokens", 7}}}, {"cost", 0.5}};
+  s.response_extra = {{"service_tier", "default"}};
   Sample empty;  // every field at its default
 
   const TenantId t = Tenant(1);
@@ -567,6 +570,8 @@ TEST_CASE("Store: a record written before measured energy existed loads as not m
   CHECK(got[0].choice["text"] == "old");
   CHECK(got[0].completion_tokens == 3);
   CHECK(got[0].energy_j < 0);
+  CHECK(got[0].usage_extra.is_null());  // and without the answer's extra fields
+  CHECK(got[0].response_extra.is_null());
 }
 
 TEST_CASE("Store: a missing record in the middle of a list is Corruption, not a shifted list") {
