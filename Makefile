@@ -3,7 +3,7 @@
 #               weights) if absent, start the proxy on proxy.toml
 #   make test   install what is missing, build, run every test
 #
-# Benchmarks (not part of make test; they install wrk, nginx and gnuplot first):
+# Benchmarks (not part of make test; they install wrk and nginx first):
 #   make experiments   ToT / FoA / CoT-SC on Game of 24 with and without the cache,
 #                      on a simulated LLM; tables and charts in bench/results/
 #   make bench-peers   cache hits through Reprise vs nginx vs the Portkey gateway
@@ -27,7 +27,15 @@ CONFIG     ?= proxy.toml
 JOBS       ?= $(shell nproc)
 SANITIZE   ?= 0
 
-CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DREPRISE_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF)
+# Every node test, client and benchmark runs on the Node.js that scripts/node pins
+# (22 LTS; installed by `make deps`; the README says why), and its npm installs their
+# packages.
+NODE_BIN = $(CURDIR)/scripts/node/node_modules/.bin
+NODE     = $(NODE_BIN)/node
+NPM      = PATH="$(NODE_BIN):$$PATH" npm
+
+CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DREPRISE_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF) \
+              -DNODE_EXECUTABLE=$(NODE)
 
 .PHONY: all deps bench-deps configure build run demo-model test sdk-deps experiments bench-peers clean
 
@@ -66,29 +74,29 @@ bench-deps:
 # and bench-engine.
 sdk-deps: deps
 	@for d in tests/sdk bench/experiments; do \
-	  (cd $$d && { [ -d node_modules/openai ] || npm ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
+	  (cd $$d && { [ -d node_modules/openai ] || $(NPM) ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
 	done
 	@cd tests/engine/llamacpp && { [ -f node_modules/@node-llama-cpp/linux-x64/package.json ] || \
-	  npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error; }
+	  $(NPM) ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error; }
 
 # The engine vs llama.cpp on the CPU: prefill and decode tokens/s of one generated
 # ~100M-parameter model (Q8_0, Q4_0) at 1 and 2 threads; writes
 # bench/results/engine_vs_llamacpp.md. Not part of make test.
 .PHONY: bench-engine
 bench-engine: build sdk-deps
-	node bench/engine/run.mjs --build $(BUILD_DIR)
+	$(NODE) bench/engine/run.mjs --build $(BUILD_DIR)
 
 # The engine's scheduler on the CPU (bench/engine/batching.cpp): n samples sharing a
 # prompt's KV blocks vs n separate requests, batched decode vs batch size, LayerSkip
 # self-speculative decoding by exit layer and draft length (a synthetic early-exit
 # model, and stories260K's trained weights); writes bench/results/engine_batching.md
-# and, with gnuplot (make bench-deps), engine_batching.png. ~5-10 minutes on 2 cores.
+# and, with gnuplot (make deps installs it), engine_batching.png. ~5-10 minutes on 2 cores.
 # Not part of make test.
 BATCHING_FLAGS ?=
 .PHONY: bench-batching
 bench-batching: build
 	$(BUILD_DIR)/engine_batching_bench $(BATCHING_FLAGS) --out bench/results/engine_batching.md --json $(BUILD_DIR)/engine_batching.json
-	node bench/engine/batching_plot.mjs $(BUILD_DIR)/engine_batching.json bench/results/engine_batching.png
+	$(NODE) bench/engine/batching_plot.mjs $(BUILD_DIR)/engine_batching.json bench/results/engine_batching.png
 
 test: build sdk-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
@@ -113,10 +121,10 @@ gpu-carry:
 	cp $(GPU_VOCAB) .gpu-carry/
 
 experiments: build sdk-deps bench-deps
-	REPRISE_BIN=$(BUILD_DIR)/reprise FAKE_OPENAI_BIN=$(BUILD_DIR)/fake_openai node bench/experiments/run.mjs --out bench/results
+	REPRISE_BIN=$(BUILD_DIR)/reprise FAKE_OPENAI_BIN=$(BUILD_DIR)/fake_openai $(NODE) bench/experiments/run.mjs --out bench/results
 
 bench-peers: build bench-deps
-	BUILD_DIR=$(BUILD_DIR) bash bench/peers.sh
+	PATH="$(NODE_BIN):$$PATH" BUILD_DIR=$(BUILD_DIR) bash bench/peers.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

@@ -209,7 +209,8 @@ std::optional<CanonicalError> extract_fields(Endpoint endpoint, json& body,
                                              CanonicalRequest& out) {
   if (auto error = take_n(body, out)) return error;
   if (auto error = take_streaming(body, out)) return error;
-  take(body, "user");   // an end-user id for abuse tracking: never shapes the output
+  // An end-user id for abuse tracking: never shapes the output.
+  if (auto user = take(body, "user"); user && !user->is_string()) return fail("user must be a string", "user");
   if (endpoint == Endpoint::embeddings) {
     if (auto error = take_encoding_format(body, out)) return error;
   }

