@@ -72,11 +72,14 @@ size_t CanonicalMemo::bytes() const {
 }
 
 Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> CanonicalMemo::canonical(
-    Endpoint endpoint, std::string_view raw_body) {
+    Endpoint endpoint, std::string_view raw_body, const Accept& accept) {
+  bool accepted = true;
   auto make = [&]() -> Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> {
     auto made = canonicalize(endpoint, raw_body);
     if (!made) return made.error();
-    return std::make_shared<const CanonicalRequest>(std::move(made.value()));
+    auto request = std::make_shared<const CanonicalRequest>(std::move(made.value()));
+    if (accept) accepted = accept(*request);
+    return request;
   };
   if (raw_body.size() > max_body_bytes_ || max_bytes_per_shard_ == 0) return make();
 
@@ -91,7 +94,7 @@ Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> CanonicalMemo:
     if (it != shard.entries.end() && it->second.raw == raw) return it->second.request;
   }
   auto made = make();
-  if (!made) return made;  // refusals are not kept: they are cheap to repeat
+  if (!made || !accepted) return made;  // refusals are not kept: they are cheap to repeat
   raw.shrink_to_fit();
   const size_t bytes = footprint_of(raw, *made.value());
   if (bytes > max_bytes_per_shard_) return made;  // would push out everything else

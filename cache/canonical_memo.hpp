@@ -11,6 +11,7 @@
 // bodies of 16 KB hold 750 MB: the parsed JSON of many small messages is ten times
 // its text.
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,8 +28,13 @@ class CanonicalMemo {
   // max_bytes are held in all (0: nothing is kept).
   explicit CanonicalMemo(size_t max_bytes = size_t(64) << 20, size_t max_body_bytes = 16 * 1024);
 
+  // `accept` (optional) runs once per body, when it is canonicalised: a request it
+  // refuses is returned but not kept, so every remembered one has passed it and a
+  // repeat skips both the parse and the check (the proxy's parameter validation).
+  using Accept = std::function<bool(const CanonicalRequest&)>;
   Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> canonical(Endpoint endpoint,
-                                                                              std::string_view raw_body);
+                                                                              std::string_view raw_body,
+                                                                              const Accept& accept = {});
 
   // What the memo holds now: entries and their footprint in bytes.
   size_t entries() const;

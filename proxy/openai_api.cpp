@@ -205,14 +205,19 @@ bool has_best_of(const cache::CanonicalRequest& canonical) {
 Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const std::string& ns,
                                     std::string_view query, bool only_cached, Plan& plan) const {
   const cache::Endpoint kind = cache_endpoint(endpoint);
-  auto canonical = canonical_memo_.canonical(kind, req.body());
+  // Validated once per distinct body: the memo keeps only bodies that passed.
+  std::optional<Error> invalid;
+  auto canonical = canonical_memo_.canonical(kind, req.body(), [&](const cache::CanonicalRequest& r) {
+    invalid = validate_request(endpoint, r.body);
+    return !invalid;
+  });
   if (!canonical) {
     auto& e = canonical.error();
     return Error{e.message.find("JSON") != std::string::npos ? ErrorKind::invalid_json : ErrorKind::bad_request,
                  e.message, e.param};
   }
+  if (invalid) return *invalid;
   std::shared_ptr<const cache::CanonicalRequest> request = std::move(canonical.value());
-  if (auto invalid = validate_request(endpoint, request->body)) return *invalid;
   if (endpoint == Endpoint::completions && (several_prompts(*request) || has_best_of(*request))) return false;
   // The target's query shapes the answer (Azure's api-version): it enters the key.
   if (std::string in_key = key_query(query); !in_key.empty())

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "../support/sdk_accumulate.hpp"
 #include "../support/services.hpp"
 
 using namespace reprise::test;
@@ -40,34 +41,6 @@ json answer_of(const Response& r) {
   return body;
 }
 
-// The openai Python SDK's accumulate_delta (lib/streaming/_deltas.py), with which its
-// stream state rebuilds a message: content "" and content null differ there.
-json sdk_accumulate(json acc, const json& delta) {
-  for (auto& [key, value] : delta.items()) {
-    if (!acc.contains(key) || acc[key].is_null()) {
-      acc[key] = value;
-      continue;
-    }
-    json& into = acc[key];
-    if (key == "index" || key == "type") into = value;
-    else if (into.is_string() && value.is_string()) into = into.get<std::string>() + value.get<std::string>();
-    else if (into.is_number_integer() && value.is_number_integer()) into = into.get<int64_t>() + value.get<int64_t>();
-    else if (into.is_object() && value.is_object()) into = sdk_accumulate(into, value);
-    else if (into.is_array() && value.is_array()) {
-      if (std::all_of(into.begin(), into.end(), [](const json& v) { return v.is_primitive(); })) {
-        into.insert(into.end(), value.begin(), value.end());
-        continue;
-      }
-      for (const json& entry : value) {
-        REQUIRE(entry.contains("index"));
-        size_t index = entry["index"].get<size_t>();
-        if (index < into.size()) into[index] = sdk_accumulate(into[index], entry);
-        else into.push_back(entry);
-      }
-    }
-  }
-  return acc;
-}
 
 // A streamed answer as a client rebuilds it: the chunks' own fields (the same in every
 // chunk, less what differs per response or per event), per choice the message and
