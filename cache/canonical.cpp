@@ -259,13 +259,59 @@ std::string_view endpoint_name(Endpoint endpoint) {
     case Endpoint::chat_completions: return "chat.completions";
     case Endpoint::completions: return "completions";
     case Endpoint::embeddings: return "embeddings";
+    case Endpoint::responses: return "responses";
+    case Endpoint::messages: return "messages";
+    case Endpoint::gemini: return "gemini.generate_content";
   }
   return "unknown";
 }
 
+std::optional<Endpoint> endpoint_named(std::string_view name) {
+  for (Endpoint e : kEndpoints)
+    if (endpoint_name(e) == name) return e;
+  return std::nullopt;
+}
+
+namespace {
+
+// Written once at start-up (register_dialects), before any request thread runs;
+// read-only afterwards, so no lock.
+Canonicalizer& registered(Endpoint endpoint) {
+  static Canonicalizer table[std::size(kEndpoints)];
+  return table[static_cast<size_t>(endpoint)];
+}
+
+bool built_in(Endpoint endpoint) {
+  return endpoint == Endpoint::chat_completions || endpoint == Endpoint::completions ||
+         endpoint == Endpoint::embeddings;
+}
+
+}  // namespace
+
+void register_canonicalizer(Endpoint endpoint, Canonicalizer canonicalizer) {
+  registered(endpoint) = std::move(canonicalizer);
+}
+
+void seal(CanonicalRequest& request) {
+  request.text = request.body.dump(-1, ' ', false, json::error_handler_t::strict);
+  request.sha256 = sha256_of(request.text);
+}
+
+Expected<json, CanonicalError> parse_canonical_json(std::string_view raw) {
+  auto parsed = parse_strict(raw);
+  if (!parsed) return parsed.error();
+  normalise_numbers(parsed.value());
+  return parsed;
+}
+
 Expected<CanonicalRequest, CanonicalError> canonicalize(Endpoint endpoint,
-                                                        std::string_view raw_body) {
+                                                        std::string_view raw_body, std::string_view context) {
   try {
+    if (!built_in(endpoint)) {
+      const Canonicalizer& canonicalizer = registered(endpoint);
+      if (!canonicalizer) return fail(std::string("no dialect is registered for ") + std::string(endpoint_name(endpoint)));
+      return canonicalizer(raw_body, context);
+    }
     return build(endpoint, raw_body);
   } catch (const std::exception& e) {
     // Only allocation failures or a bug get here; a 400 beats a dead worker.

@@ -7,6 +7,7 @@
 //   key       = XXH3-128(tenant, endpoint, canonical text)
 // Two requests that the API would answer from the same distribution get the same
 // canonical text; anything that may change the output stays in it.
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,10 +20,17 @@
 
 namespace reprise::cache {
 
-enum class Endpoint { chat_completions, completions, embeddings };
+// One per API shape whose requests are cached (the dialects of DESIGN.md section 9).
+enum class Endpoint { chat_completions, completions, embeddings, responses, messages, gemini };
 
-// "chat.completions", "completions", "embeddings": part of the key, so never change them.
+// "chat.completions", "completions", "embeddings", "responses", "messages",
+// "gemini.generate_content": part of the key, so never change them.
 std::string_view endpoint_name(Endpoint endpoint);
+// The endpoint of a name endpoint_name gives; nullopt for others.
+std::optional<Endpoint> endpoint_named(std::string_view name);
+// Every endpoint, in declaration order.
+inline constexpr Endpoint kEndpoints[] = {Endpoint::chat_completions, Endpoint::completions, Endpoint::embeddings,
+                                          Endpoint::responses,        Endpoint::messages,    Endpoint::gemini};
 
 struct CanonicalRequest {
   // The canonical body: what is hashed, and (see upstream_body) what is forwarded.
@@ -47,6 +55,10 @@ struct CanonicalRequest {
   // client's own query), but in `text`, after the body on a line of its own, so it is in
   // the key, the SHA-256 and the request record that export writes.
   std::string query;
+  // The body to forward upstream when it is not `body` (a dialect whose key leaves
+  // out fields the upstream must still see byte-stable: Anthropic's metadata,
+  // cache_control, configured ignore paths); null: forward from `body`.
+  nlohmann::json forward;
 };
 
 // A request that cannot be canonicalised: the proxy answers 400 with it.
@@ -56,8 +68,27 @@ struct CanonicalError {
 };
 
 // Parses the raw request body and builds its canonical form. Never throws.
+// `context`: what shapes the answer from outside the body, in the form the endpoint's
+// dialect defines (proxy/dialect.hpp, key_context); "" for none. The OpenAI endpoints
+// are built in; the others dispatch to the function their dialect registered (a 400
+// when none is registered).
 Expected<CanonicalRequest, CanonicalError> canonicalize(Endpoint endpoint,
-                                                        std::string_view raw_body);
+                                                        std::string_view raw_body,
+                                                        std::string_view context = {});
+
+// How a dialect outside the built-in OpenAI ones makes its canonical form (see
+// canonicalize). Registered once at start-up, before any request is read.
+using Canonicalizer = std::function<Expected<CanonicalRequest, CanonicalError>(std::string_view raw_body,
+                                                                              std::string_view context)>;
+void register_canonicalizer(Endpoint endpoint, Canonicalizer canonicalizer);
+
+// The canonical text of a body (sorted keys, no whitespace, UTF-8 as is) and its
+// SHA-256 into request.text / request.sha256: what every dialect's canonicalize ends with.
+void seal(CanonicalRequest& request);
+
+// Parses JSON strictly (duplicate keys and invalid UTF-8 refused) with numbers
+// normalised (integral floats as integers), as the built-in endpoints do.
+Expected<nlohmann::json, CanonicalError> parse_canonical_json(std::string_view raw);
 
 // `request` for a target whose query is `query` (see CanonicalRequest::query): the same
 // body, `text` with "\n?" + query appended (a canonical body has no raw newline, so the

@@ -44,7 +44,8 @@ size_t json_heap(const nlohmann::json& j) {
 size_t CanonicalMemo::footprint_of(const std::string& raw, const CanonicalRequest& request) {
   size_t bytes = string_heap(raw) + block(sizeof(CanonicalRequest)) + kBlockOverhead /* shared_ptr control */ +
                  json_heap(request.body) + string_heap(request.text) + string_heap(request.model) +
-                 string_heap(request.encoding_format) + block(request.defaulted.capacity() * sizeof(std::string));
+                 string_heap(request.encoding_format) + block(request.defaulted.capacity() * sizeof(std::string)) +
+                 json_heap(request.forward) + string_heap(request.query);
   for (auto& field : request.defaulted) bytes += string_heap(field);
   // The map's node and the order queue's slot.
   return bytes + block(sizeof(uint64_t) + sizeof(Entry) + 16) + sizeof(uint64_t);
@@ -72,10 +73,10 @@ size_t CanonicalMemo::bytes() const {
 }
 
 Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> CanonicalMemo::canonical(
-    Endpoint endpoint, std::string_view raw_body, const Accept& accept) {
+    Endpoint endpoint, std::string_view raw_body, const Accept& accept, std::string_view context) {
   bool accepted = true;
   auto make = [&]() -> Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> {
-    auto made = canonicalize(endpoint, raw_body);
+    auto made = canonicalize(endpoint, raw_body, context);
     if (!made) return made.error();
     auto request = std::make_shared<const CanonicalRequest>(std::move(made.value()));
     if (accept) accepted = accept(*request);
@@ -84,6 +85,8 @@ Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> CanonicalMemo:
   if (raw_body.size() > max_body_bytes_ || max_bytes_per_shard_ == 0) return make();
 
   std::string raw(endpoint_name(endpoint));
+  raw += '\n';
+  raw += context;  // a context holds no newline (header values and model names cannot)
   raw += '\n';
   raw += raw_body;
   const uint64_t hash = XXH3_64bits(raw.data(), raw.size());

@@ -32,9 +32,12 @@ class CanonicalMemo {
   // refuses is returned but not kept, so every remembered one has passed it and a
   // repeat skips both the parse and the check (the proxy's parameter validation).
   using Accept = std::function<bool(const CanonicalRequest&)>;
+  // `context` is canonicalize's (what shapes the answer from outside the body): part
+  // of what an entry is found by.
   Expected<std::shared_ptr<const CanonicalRequest>, CanonicalError> canonical(Endpoint endpoint,
                                                                               std::string_view raw_body,
-                                                                              const Accept& accept = {});
+                                                                              const Accept& accept = {},
+                                                                              std::string_view context = {});
 
   // What the memo holds now: entries and their footprint in bytes.
   size_t entries() const;
@@ -48,7 +51,7 @@ class CanonicalMemo {
 
  private:
   struct Entry {
-    std::string raw;  // the endpoint's name, '\n', the body
+    std::string raw;  // the endpoint's name, '\n', the context, '\n', the body
     std::shared_ptr<const CanonicalRequest> request;
     size_t bytes = 0;  // footprint_of(raw, *request)
   };

@@ -29,11 +29,7 @@ std::string now_iso8601() {
   return buf;
 }
 
-std::optional<Endpoint> endpoint_from_name(std::string_view name) {
-  for (Endpoint e : {Endpoint::chat_completions, Endpoint::completions, Endpoint::embeddings})
-    if (endpoint_name(e) == name) return e;
-  return std::nullopt;
-}
+std::optional<Endpoint> endpoint_from_name(std::string_view name) { return endpoint_named(name); }
 
 bool hex_equals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

@@ -5,7 +5,6 @@
 #include <memory>
 
 #include "proxy/async_event.hpp"
-#include "proxy/openai_format.hpp"
 
 namespace reprise {
 namespace {
@@ -14,11 +13,6 @@ using cache::Generation;
 using cache::Sample;
 using cache::Slot;
 using nlohmann::json;
-
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Runs options.on_done once (the caller's flag makes it at most once).
 void done(const ServeOptions& options, bool served) {
@@ -90,6 +84,11 @@ awaitable<void> wait_until_ended(const std::vector<std::shared_ptr<Generation>>&
   }
 }
 
+// The failure of a generation as the client's dialect writes errors.
+std::string error_body_for(const ServeOptions& options, const cache::GenerationError& error) {
+  return options.dialect->error_body(error.status, error.body);
+}
+
 awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptions& options,
                            const http::fields& headers, ResponseWriter& writer) {
   auto gens = generations_of(assignment);
@@ -99,7 +98,8 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
   for (auto& gen : gens) {
     if (gen->view().state == Generation::State::failed) {
       for (auto& [name, value] : gen->error().headers) out.set(name, value);
-      std::string body = gen->error().body;
+      options.dialect->error_headers(gen->error().status, out);
+      std::string body = error_body_for(options, gen->error());
       done(options, false);
       co_await writer.send_json(gen->error().status, std::move(body), out);
       co_return;
@@ -107,12 +107,7 @@ awaitable<void> serve_json(const cache::Assignment& assignment, const ServeOptio
   }
   std::vector<const Sample*> samples;
   for (auto& slot : assignment.slots) samples.push_back(&slot.served());
-  std::string text =
-      options.endpoint == cache::Endpoint::embeddings
-          ? format::embeddings_body(*samples.front(), options.encoding_format, options.fallback_model)
-                .dump(-1, ' ', false, json::error_handler_t::replace)
-          : format::completion_text(options.endpoint, format::new_response_id(options.endpoint), now_seconds(),
-                                    samples, options.fallback_model);
+  std::string text = options.dialect->json_body(samples, options.render);
   done(options, true);
   co_await writer.send_json(200, std::move(text), out);
 }
@@ -147,7 +142,8 @@ class HeldStream {
   // Ends the answer with a generation's failure: as a response of its own while
   // nothing was written, else (headers gone) as an error event in the stream, which
   // the SDKs raise on, cut short so nobody takes the response as complete.
-  awaitable<void> fail(const cache::GenerationError& error) {
+  awaitable<void> fail(const cache::GenerationError& error, const ServeOptions& options, StreamRenderer& renderer) {
+    std::string body = error_body_for(options, error);
     if (!started_) {
       started_ = true;
       http::fields out;
@@ -155,11 +151,12 @@ class HeldStream {
         if (field.name() != http::field::content_type && field.name() != http::field::cache_control)
           out.insert(field.name_string(), field.value());
       for (auto& [name, value] : error.headers) out.set(name, value);
-      std::string body = error.body;
+      options.dialect->error_headers(error.status, out);
       co_await writer_.send_json(error.status, std::move(body), out);
       co_return;
     }
-    std::string error_event = "data: " + error.body + "\n\n";
+    std::string error_event;
+    renderer.error(error_event, body);
     co_await writer_.write_chunk(error_event);
     writer_.abort();
   }
@@ -171,31 +168,30 @@ class HeldStream {
 };
 
 // Relays the live events of `gen` for the choices in `mine` (choice -> the client's
-// indices), then, for a generation that did not stream, its samples replayed.
-// Returns false when the response must end (client gone, or the generation failed).
+// slots), then replays the samples of the choices it published nothing for (a
+// generation made by a non-streamed call, or by a backend that does not stream this
+// dialect). Returns false when the response must end (client gone, or it failed).
 awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
-                                 const std::map<uint32_t, std::vector<uint32_t>>& mine,
-                                 format::ChunkHead& head, format::ChunkEncoder& encoder, const ServeOptions& options,
-                                 HeldStream& writer) {
+                                 const std::map<uint32_t, std::vector<uint32_t>>& mine, StreamRenderer& renderer,
+                                 const ServeOptions& options, HeldStream& writer) {
   auto executor = co_await asio::this_coro::executor;
   auto event = std::make_shared<AsyncEvent>(executor);
   Subscription subscription({gen}, event);
   size_t consumed = 0;
   std::vector<Generation::Event> events;
+  std::map<uint32_t, bool> relayed;  // choice -> whether an event of it was relayed
   for (;;) {
     Generation::View view = gen->view();
     if (consumed < view.event_count) {
       events.clear();
       gen->read_events(consumed, view.event_count - consumed, events);
       consumed += events.size();
-      if (head.model.empty()) head.model = gen->model();
-      if (head.system_fingerprint.empty()) head.system_fingerprint = gen->system_fingerprint();
-      if (head.extra.is_null()) head.extra = gen->response_extra();
       std::string batch;  // everything that arrived, in one write
       for (auto& event_ : events) {
         auto it = mine.find(event_.choice);
         if (it == mine.end()) continue;
-        for (uint32_t index : it->second) encoder.append(batch, head, index, event_.delta);
+        relayed[event_.choice] = true;
+        for (uint32_t slot : it->second) renderer.live(batch, slot, *gen, event_.delta);
       }
       if (!batch.empty() && !co_await writer.write(batch)) co_return false;
       continue;
@@ -206,21 +202,15 @@ awaitable<bool> relay_generation(const std::shared_ptr<Generation>& gen,
     }
     if (view.state == Generation::State::failed) {
       done(options, false);
-      co_await writer.fail(gen->error());
+      co_await writer.fail(gen->error(), options, renderer);
       co_return false;
     }
-    if (!gen->stream()) {  // made by a non-streamed call: replay its samples
-      std::string batch;
-      for (auto& [choice, indices] : mine) {
-        const Sample& sample = gen->samples()[choice];
-        if (head.model.empty()) head.model = sample.model;
-        if (head.extra.is_null()) head.extra = sample.response_extra;
-        for (uint32_t index : indices)
-          for (auto& piece : format::rendered(head.endpoint, sample).pieces)
-            encoder.append_text(batch, head, index, piece);
-      }
-      if (!batch.empty() && !co_await writer.write(batch)) co_return false;
+    std::string batch;
+    for (auto& [choice, slots] : mine) {
+      if (relayed[choice]) continue;
+      for (uint32_t slot : slots) renderer.replay(batch, slot, gen->samples()[choice]);
     }
+    if (!batch.empty() && !co_await writer.write(batch)) co_return false;
     co_return true;
   }
 }
@@ -234,35 +224,21 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   response_head.set(http::field::content_type, "text/event-stream; charset=utf-8");
   response_head.set(http::field::cache_control, "no-cache");
 
-  format::ChunkHead head;
-  head.endpoint = options.endpoint;
-  head.id = format::new_response_id(options.endpoint);
-  head.created = now_seconds();
-  head.include_usage = options.include_usage;
+  auto renderer = options.dialect->stream_renderer(options.render);
   const auto& slots = assignment.slots;
-  if (!slots.empty() && slots.front().sample) {
-    head.model = slots.front().sample->model;
-    head.system_fingerprint = slots.front().sample->system_fingerprint;
-    head.extra = slots.front().sample->response_extra;
-  }
-
-  format::ChunkEncoder encoder;
   std::string batch;
+  auto served = [&slots] {
+    std::vector<const Sample*> samples;
+    for (auto& slot : slots) samples.push_back(&slot.served());
+    return samples;
+  };
   if (assignment.stored() == slots.size()) {
     // A full hit has every byte at hand: one response with a Content-Length, one
     // write, instead of the header, the events and the last chunk as three chunked
     // writes (bench/peers.sh: SSE hits were a third slower than JSON hits for it).
     // SSE readers take either framing.
-    for (size_t i = 0; i < slots.size(); ++i)
-      for (auto& piece : format::rendered(options.endpoint, *slots[i].sample).pieces)
-        encoder.append_text(batch, head, static_cast<uint32_t>(i), piece);
-    if (head.model.empty()) head.model = options.fallback_model;
-    if (options.include_usage) {
-      std::vector<const Sample*> samples;
-      for (auto& slot : slots) samples.push_back(slot.sample.get());
-      batch += format::sse_event(format::usage_chunk(head, format::usage_of(options.endpoint, samples)));
-    }
-    batch += format::kSseDone;
+    for (size_t i = 0; i < slots.size(); ++i) renderer->replay(batch, static_cast<uint32_t>(i), *slots[i].sample);
+    renderer->finish(batch, served());
     http::response<http::string_body> res{std::move(response_head)};
     res.body() = std::move(batch);
     done(options, true);
@@ -272,8 +248,7 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
   HeldStream stream(writer, std::move(response_head));
   for (size_t i = 0; i < slots.size();) {
     if (slots[i].sample) {  // stored: replayed at once
-      for (auto& piece : format::rendered(options.endpoint, *slots[i].sample).pieces)
-        encoder.append_text(batch, head, static_cast<uint32_t>(i), piece);
+      renderer->replay(batch, static_cast<uint32_t>(i), *slots[i].sample);
       ++i;
       continue;
     }
@@ -285,15 +260,9 @@ awaitable<void> serve_stream(const cache::Assignment& assignment, const ServeOpt
     std::map<uint32_t, std::vector<uint32_t>> mine;
     const auto gen = slots[i].gen;
     for (; i < slots.size() && slots[i].gen == gen; ++i) mine[slots[i].choice].push_back(static_cast<uint32_t>(i));
-    if (!co_await relay_generation(gen, mine, head, encoder, options, stream)) co_return;
+    if (!co_await relay_generation(gen, mine, *renderer, options, stream)) co_return;
   }
-  if (head.model.empty()) head.model = options.fallback_model;
-  if (options.include_usage) {
-    std::vector<const Sample*> samples;
-    for (auto& slot : slots) samples.push_back(&slot.served());
-    batch += format::sse_event(format::usage_chunk(head, format::usage_of(options.endpoint, samples)));
-  }
-  batch += format::kSseDone;
+  renderer->finish(batch, served());
   done(options, true);
   if (!co_await stream.write(batch)) co_return;
   co_await stream.end();
@@ -331,7 +300,7 @@ awaitable<bool> serve_assignment(const cache::Assignment& assignment, const Serv
     if (caller_options.on_done) caller_options.on_done(served);
   };
   auto gens = generations_of(assignment);
-  const bool stream = options.stream && options.endpoint != cache::Endpoint::embeddings;
+  const bool stream = options.render.stream && options.render.endpoint != cache::Endpoint::embeddings;
   if (gens.empty()) {
     if (stream) co_await serve_stream(assignment, options, headers, writer);
     else co_await serve_json(assignment, options, headers, writer);

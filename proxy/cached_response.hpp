@@ -1,26 +1,24 @@
 #pragma once
-// Serves what the Cacher assigned to one request: as one JSON body once every sample
-// is there, or as SSE, with stored samples replayed as token-sized chunks and
-// generations in flight relayed live, each client seeing only its own choices,
-// re-indexed from 0. Both come from the same samples, so a sample made by a streamed
-// call answers a JSON request and the reverse.
+// Serves what the Cacher assigned to one request, in the request's dialect: as one
+// JSON body once every sample is there, or as SSE, with stored samples replayed as
+// the dialect's event sequence and generations in flight relayed live, each client
+// seeing only its own choices, re-indexed from 0. Both come from the same samples, so
+// a sample made by a streamed call answers a JSON request and the reverse.
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "cache/cache_request.hpp"
+#include "proxy/dialect.hpp"
 #include "proxy/net.hpp"
 #include "proxy/response_writer.hpp"
 
 namespace reprise {
 
 struct ServeOptions {
-  cache::Endpoint endpoint = cache::Endpoint::chat_completions;
-  bool stream = false;
-  bool include_usage = false;
-  std::string encoding_format = "float";  // embeddings
-  std::string fallback_model;             // the request's model, when samples carry none
-  std::string outcome;                    // X-Reprise-Cache; "" = from the assignment
+  const Dialect* dialect = nullptr;  // how samples and errors are written (the request's)
+  RenderOptions render;
+  std::string outcome;               // X-Reprise-Cache; "" = from the assignment
   // Called once with whether every sample was there to serve, just before the
   // response's last bytes are written (so a client that has its answer finds it
   // accounted), or once the generations end if the client left first.

@@ -55,6 +55,19 @@ class TableReader {
     out = Millis(ms);
   }
 
+  void read(std::string_view key, std::vector<std::string>& out) {
+    if (auto* node = take(key)) {
+      const toml::array* array = node->as_array();
+      if (!array) return type_error(key, *node, "an array of strings");
+      out.clear();
+      for (auto& item : *array) {
+        auto v = item.value_exact<std::string>();
+        if (!v) return type_error(key, item, "an array of strings");
+        out.push_back(*v);
+      }
+    }
+  }
+
   // Marks a key as known without reading it (sections read elsewhere).
   void known(std::string_view key) { used_.insert(std::string(key)); }
 
@@ -168,6 +181,7 @@ void read_upstream(const toml::table& t, const std::string& path, std::string_vi
   UpstreamConfig up;
   TableReader r(t, path, source, errors);
   r.read("name", up.name);
+  r.read("kind", up.kind);
   r.read("base_url", up.base_url);
   r.read("api_key_env", up.api_key_env);
   r.read("ca_file", up.ca_file);
@@ -183,6 +197,8 @@ void read_upstream(const toml::table& t, const std::string& path, std::string_vi
   r.read("max_response_bytes", up.max_response_bytes, 1024, int64_t{1} << 40);
   r.read("max_n", up.max_n, 1, 100000);
   r.finish();
+  if (up.kind != "openai" && up.kind != "anthropic" && up.kind != "gemini")
+    r.error_at("kind", "must be \"openai\", \"anthropic\" or \"gemini\", got \"" + up.kind + "\"");
   if (up.name.empty()) r.error_at("name", "is required");
   else if (up.name == "engine") r.error_at("name", "\"engine\" is reserved for the in-process engine");
   if (!parse_base_url(up))
@@ -275,7 +291,14 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     r.read("canonical_memo_mb", c.cache.canonical_memo_mb, 0, 1 << 20);
     r.read("stats_max_namespaces", c.cache.stats_max_namespaces, 1, 10'000'000);
     r.read("stats_max_models", c.cache.stats_max_models, 1, 10'000'000);
+    r.known("key_ignore");
     r.finish();
+    const toml::table& cache_table = subtable(root, "cache", source, errors);
+    TableReader ignore(subtable(cache_table, "key_ignore", source, errors), "cache.key_ignore", source, errors);
+    ignore.read("openai", c.cache.key_ignore_openai);
+    ignore.read("anthropic", c.cache.key_ignore_anthropic);
+    ignore.read("gemini", c.cache.key_ignore_gemini);
+    ignore.finish();
     if (c.cache.path.empty()) r.error_at("path", "must not be empty");
   }
   {

@@ -48,6 +48,11 @@ struct CacheConfig {
   // /admin/stats, /metrics and the saved stats; beyond, folded into "_other".
   int stats_max_namespaces = 10'000;
   int stats_max_models = 10'000;
+  // [cache.key_ignore]: dotted body paths left out of the key per dialect family (the
+  // upstream kind that speaks it), still forwarded upstream. Empty by default.
+  std::vector<std::string> key_ignore_openai;     // Responses requests
+  std::vector<std::string> key_ignore_anthropic;  // Messages requests
+  std::vector<std::string> key_ignore_gemini;     // generateContent requests
 };
 
 struct PipelineConfig {
@@ -57,6 +62,7 @@ struct PipelineConfig {
 
 struct UpstreamConfig {
   std::string name;
+  std::string kind = "openai";  // the API it speaks: "openai", "anthropic" or "gemini"
   std::string base_url;
   std::string api_key_env;                  // used when a client sends no credential
   std::string ca_file;                      // extra trusted CA bundle (PEM); system store always

@@ -1,5 +1,7 @@
 #include "proxy/engine_backend.hpp"
 
+#include "proxy/dialect.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -195,12 +197,25 @@ uint64_t engine_key_hash(const cache::Sha256& sha256) {
 }
 
 void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
-  const cache::Endpoint endpoint = gen->endpoint();
-  auto submission = engine_submission(endpoint, gen->request().body);
+  // The OpenAI endpoints are the engine's own; every other dialect says its request
+  // as a chat request and gets the chat samples back as its own (proxy/dialect.hpp).
+  // Those are not streamed live: their clients get the samples replayed, in their
+  // dialect's events, once the generation is done.
+  const Dialect* dialect = &dialect_of(gen->endpoint());
+  const bool native = gen->endpoint() == cache::Endpoint::chat_completions ||
+                      gen->endpoint() == cache::Endpoint::completions || gen->endpoint() == cache::Endpoint::embeddings;
+  const cache::Endpoint endpoint = native ? gen->endpoint() : cache::Endpoint::chat_completions;
+  Result<json> chat_body = native ? Result<json>(gen->request().body) : dialect->engine_chat_body(gen->request());
+  if (!chat_body) {
+    gen->fail(to_generation_error(chat_body.error()));
+    return;
+  }
+  auto submission = engine_submission(endpoint, chat_body.value());
   if (!submission) {
     gen->fail(to_generation_error(submission.error()));
     return;
   }
+  const bool live = native && gen->stream();
   engine::Submission& s = submission.value();
   s.n = static_cast<int>(gen->size());
   s.key_hash = engine_key_hash(gen->request().sha256);
@@ -210,19 +225,20 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
   const std::string model = gen->request().model;
   const std::string fingerprint = "reprise-engine";
   gen->set_identity(model, fingerprint);
-  if (gen->stream() && chat)
+  if (live && chat)
     for (uint32_t i = 0; i < gen->size(); ++i)
       gen->publish(i, {{"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}});
 
   engine::Callbacks callbacks;
-  if (gen->stream()) {
+  if (live) {
     callbacks.on_text = [gen, chat](int i, std::string_view text) {
       json piece = chat ? json{{"delta", {{"content", text}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}
                         : json{{"text", text}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
       gen->publish(static_cast<uint32_t>(i), std::move(piece));
     };
   }
-  callbacks.on_done = [gen, chat, model, fingerprint](const engine::Completion* done, const engine::EngineError* error) {
+  callbacks.on_done = [gen, chat, model, fingerprint, live, native, dialect](const engine::Completion* done,
+                                                                             const engine::EngineError* error) {
     if (error) {
       gen->fail(engine_error(*error));
       return;
@@ -232,7 +248,7 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
     for (size_t i = 0; i < done->samples.size(); ++i) {
       const engine::SampleResult& r = done->samples[i];
       const char* finish = finish_name(r.finish);
-      if (gen->stream())
+      if (live)
         gen->publish(static_cast<uint32_t>(i), chat ? json{{"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish}}
                                                     : json{{"text", ""}, {"logprobs", nullptr}, {"finish_reason", finish}});
       cache::Sample sample;
@@ -247,7 +263,7 @@ void EngineBackend::generate(std::shared_ptr<cache::Generation> gen) {
       sample.created = now_seconds();
       sample.backend = "engine";
       sample.energy_j = energy[i];
-      samples.push_back(std::move(sample));
+      samples.push_back(native ? std::move(sample) : dialect->from_engine_sample(std::move(sample), gen->request()));
     }
     gen->complete(std::move(samples));
   };

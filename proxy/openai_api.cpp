@@ -92,8 +92,12 @@ http::fields upstream_headers(const http::fields& client, const UpstreamConfig& 
   }
   // A client that brings any key of its own (api-key, x-api-key, ...) is that key's
   // user: adding ours would bill, and answer, someone else.
-  if (client_credentials(client, query).empty() && !upstream.api_key.empty())
-    out.set(http::field::authorization, "Bearer " + upstream.api_key);
+  // Each kind of API takes its key in its own header.
+  if (client_credentials(client, query).empty() && !upstream.api_key.empty()) {
+    if (upstream.kind == "anthropic") out.set("x-api-key", upstream.api_key);
+    else if (upstream.kind == "gemini") out.set("x-goog-api-key", upstream.api_key);
+    else out.set(http::field::authorization, "Bearer " + upstream.api_key);
+  }
   // The proxy reads what it relays (errors, and soon every answer for the cache).
   out.set(http::field::accept_encoding, "identity");
   return out;
@@ -121,8 +125,47 @@ OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
                      std::string server_secret, cache::Ledger* ledger, engine::Engine* engine)
     : config_(config), upstreams_(std::move(upstreams)), engine_(engine), pipeline_(pipeline), ledger_(ledger),
       server_secret_(std::move(server_secret)) {
-  for (auto& up : upstreams_) backends_.push_back(std::make_unique<UpstreamBackend>(executor, *up));
+  register_dialects(config_.cache.key_ignore_openai, config_.cache.key_ignore_anthropic, config_.cache.key_ignore_gemini);
+  for (auto& up : upstreams_)
+    for (cache::Endpoint e : cache::kEndpoints)
+      backends_.push_back(std::make_unique<UpstreamBackend>(executor, *up, dialect_of(e)));
   if (engine_) engine_backend_ = std::make_unique<EngineBackend>(*engine_);
+}
+
+cache::Backend* OpenAiApi::backend_for(const UpstreamClient& upstream, cache::Endpoint endpoint) const {
+  for (size_t i = 0; i < upstreams_.size(); ++i)
+    if (upstreams_[i].get() == &upstream)
+      return backends_[i * std::size(cache::kEndpoints) + static_cast<size_t>(endpoint)].get();
+  return nullptr;
+}
+
+UpstreamClient* OpenAiApi::passthrough_upstream(const Request& req, const Route& route) const {
+  if (req.body().size() > 0 && req.body().size() <= (1u << 20)) {
+    json body = json::parse(req.body(), nullptr, false);
+    if (body.is_object())
+      if (auto model = body.find("model"); model != body.end() && model->is_string())
+        if (const ModelRoute* r = route_model(config_.models, model->get<std::string>()))
+          if (UpstreamClient* up = upstream_named(r->backend)) return up;
+  }
+  std::string_view kind = route.gemini_api ? "gemini"
+                          : route.upstream_target.starts_with("/messages") ? "anthropic"
+                                                                           : "openai";
+  for (auto& up : upstreams_)
+    if (up->config().kind == kind) return up.get();
+  return upstreams_.front().get();
+}
+
+awaitable<void> OpenAiApi::send_error(const Plan* plan, const Error& error, const http::fields& ours,
+                                      ResponseWriter& writer) {
+  if (!plan || !plan->dialect) {
+    co_await writer.send_error(error, ours);
+    co_return;
+  }
+  const unsigned status = to_http_status(error);
+  http::fields headers = ours;
+  plan->dialect->error_headers(status, headers);
+  std::string body = plan->dialect->error_body(status, to_openai_json(error));
+  co_await writer.send_json(status, std::move(body), headers);
 }
 
 UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
@@ -131,12 +174,6 @@ UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
   return nullptr;
 }
 
-cache::Backend* OpenAiApi::backend_named(std::string_view name) const {
-  if (name == "engine") return engine_backend_.get();
-  for (size_t i = 0; i < upstreams_.size(); ++i)
-    if (upstreams_[i]->config().name == name) return backends_[i].get();
-  return nullptr;
-}
 
 std::optional<std::pair<uint64_t, uint32_t>> parse_sample_header(std::string_view value) {
   auto number = [](std::string_view digits, uint64_t& out) {
@@ -179,8 +216,36 @@ cache::Endpoint cache_endpoint(Endpoint endpoint) {
   switch (endpoint) {
     case Endpoint::completions: return cache::Endpoint::completions;
     case Endpoint::embeddings: return cache::Endpoint::embeddings;
+    case Endpoint::responses: return cache::Endpoint::responses;
+    case Endpoint::messages: return cache::Endpoint::messages;
+    case Endpoint::gemini: return cache::Endpoint::gemini;
     default: return cache::Endpoint::chat_completions;
   }
+}
+
+bool openai_endpoint(Endpoint endpoint) {
+  return endpoint == Endpoint::chat_completions || endpoint == Endpoint::completions ||
+         endpoint == Endpoint::embeddings;
+}
+
+// The API a dialect's requests need: "OpenAI Responses API", say, for the 400 below.
+std::string dialect_title(const Dialect& dialect) {
+  switch (dialect.endpoint()) {
+    case cache::Endpoint::responses: return "the OpenAI Responses API";
+    case cache::Endpoint::messages: return "the Anthropic Messages API";
+    case cache::Endpoint::gemini: return "the Gemini API";
+    default: return "the OpenAI API";
+  }
+}
+
+// A request in one dialect goes to an upstream of the same kind (DESIGN.md section 9).
+std::optional<Error> kind_mismatch(const UpstreamClient& upstream, const Dialect& dialect, const std::string& model) {
+  if (upstream.config().kind == dialect.upstream_kind()) return std::nullopt;
+  return Error{ErrorKind::bad_request,
+               "model \"" + model + "\" routes to upstream \"" + upstream.config().name + "\" of kind \"" +
+                   upstream.config().kind + "\", which does not speak " + dialect_title(dialect) + " (kind \"" +
+                   std::string(dialect.upstream_kind()) + "\"); route it to an upstream of that kind in [[models]]",
+               "model"};
 }
 
 // Legacy completions with several prompts answer choices of different prompts in one
@@ -202,15 +267,23 @@ bool has_best_of(const cache::CanonicalRequest& canonical) {
 
 }  // namespace
 
-Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const std::string& ns,
-                                    std::string_view query, bool only_cached, Plan& plan) const {
+Result<bool> OpenAiApi::plan_cached(const Request& req, const Route& route, bool only_cached, Plan& plan) const {
+  const Endpoint endpoint = route.endpoint;
   const cache::Endpoint kind = cache_endpoint(endpoint);
-  // Validated once per distinct body: the memo keeps only bodies that passed.
+  const Dialect& dialect = dialect_of(kind);
+  const bool openai = openai_endpoint(endpoint);
+  plan.dialect = &dialect;
+  // Validated once per distinct body: the memo keeps only bodies that passed (the
+  // other dialects validate inside their canonicalize).
   std::optional<Error> invalid;
-  auto canonical = canonical_memo_.canonical(kind, req.body(), [&](const cache::CanonicalRequest& r) {
-    invalid = validate_request(endpoint, r.body);
-    return !invalid;
-  });
+  const std::string context = dialect.key_context(req.base(), route.model_id, route.path_stream);
+  auto canonical = canonical_memo_.canonical(
+      kind, req.body(),
+      [&](const cache::CanonicalRequest& r) {
+        if (openai) invalid = validate_request(endpoint, r.body);
+        return !invalid;
+      },
+      context);
   if (!canonical) {
     auto& e = canonical.error();
     return Error{e.message.find("JSON") != std::string::npos ? ErrorKind::invalid_json : ErrorKind::bad_request,
@@ -219,8 +292,13 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   if (invalid) return *invalid;
   std::shared_ptr<const cache::CanonicalRequest> request = std::move(canonical.value());
   if (endpoint == Endpoint::completions && (several_prompts(*request) || has_best_of(*request))) return false;
-  // The target's query shapes the answer (Azure's api-version): it enters the key.
-  if (std::string in_key = key_query(query); !in_key.empty())
+  if (auto reason = dialect.uncacheable(*request)) {
+    plan.uncached_reason = *reason;
+    return false;
+  }
+  // The target's query shapes the answer (Azure's api-version, Anthropic's beta=true):
+  // it enters the key. Gemini's alt=sse only frames it, like a body's "stream".
+  if (std::string in_key = endpoint == Endpoint::gemini ? std::string() : key_query(route.query); !in_key.empty())
     request = std::make_shared<const cache::CanonicalRequest>(cache::with_query(*request, std::move(in_key)));
 
   const ModelRoute* backend = route_model(config_.models, request->model);
@@ -232,15 +310,17 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   } else {
     plan.upstream = upstream_named(backend->backend);
     if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
+    if (auto mismatch = kind_mismatch(*plan.upstream, dialect, request->model)) return *mismatch;
   }
 
   cache::CacheRequest& c = plan.cache_request;
   c.tenant = tenant_for(server_secret_, config_.cache.share_across_keys
                                             ? std::string()
-                                            : tenant_secret_input(client_credentials(req.base(), query)));
+                                            : tenant_secret_input(client_credentials(req.base(), route.query)));
   c.key = cache::cache_key(c.tenant, kind, *request);
+  plan.tenant = c.tenant;
   c.endpoint = kind;
-  c.ns = ns;
+  c.ns = route.ns;
   c.request_id = std::string(req["X-Reprise-Request-Id"]);
   if (c.request_id.size() > 256)
     return Error{ErrorKind::bad_request, "X-Reprise-Request-Id is longer than 256 characters", "X-Reprise-Request-Id"};
@@ -250,6 +330,9 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
     auto range = parse_sample_header(sample);
     if (!range)
       return Error{ErrorKind::bad_request, "X-Reprise-Sample must be k or k-m (k <= m, at most 128 indices)", "X-Reprise-Sample"};
+    if (!dialect.has_n() && range->second > 1)
+      return Error{ErrorKind::bad_request, "X-Reprise-Sample must name one index here: this API answers one sample per request",
+                   "X-Reprise-Sample"};
     c.pick = cache::Pick::explicit_range;
     c.first = range->first;
     c.n = range->second;
@@ -261,19 +344,20 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, Endpoint endpoint, const
   }
   c.only_cached = only_cached;
   c.stream = request->stream;
-  c.backend = backend_named(backend->backend);
+  c.backend = plan.upstream ? backend_for(*plan.upstream, kind) : engine_backend_.get();
   if (plan.upstream) {
     auto context = std::make_shared<UpstreamCallContext>();
-    context->headers = upstream_headers(req.base(), plan.upstream->config(), query);
-    context->query = std::string(query);
+    context->headers = upstream_headers(req.base(), plan.upstream->config(), route.query);
+    context->query = route.query;
     c.context = std::move(context);
   }
 
-  plan.serve.endpoint = kind;
-  plan.serve.stream = request->stream;
-  plan.serve.include_usage = request->include_usage;
-  plan.serve.encoding_format = request->encoding_format;
-  plan.serve.fallback_model = request->model;
+  plan.serve.dialect = &dialect;
+  plan.serve.render.endpoint = kind;
+  plan.serve.render.stream = request->stream;
+  plan.serve.render.include_usage = request->include_usage;
+  plan.serve.render.encoding_format = request->encoding_format;
+  plan.serve.render.fallback_model = request->model;
   plan.model = request->model;
   c.canonical = std::move(request);
   plan.cached = true;
@@ -306,12 +390,18 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     case Endpoint::chat_completions:
     case Endpoint::completions:
     case Endpoint::embeddings:
+    case Endpoint::responses:
+    case Endpoint::messages:
+    case Endpoint::gemini:
       if (req.method() != http::verb::post) return Error{ErrorKind::method_not_allowed, "use POST, not " + what, {}};
       cacheable = true;
       break;
     case Endpoint::models_list:
     case Endpoint::model_get:
       if (req.method() != http::verb::get) return Error{ErrorKind::method_not_allowed, "use GET, not " + what, {}};
+      break;
+    case Endpoint::responses_get:
+      if (req.method() != http::verb::get) route.endpoint = Endpoint::passthrough;  // DELETE, say: upstream's
       break;
     case Endpoint::passthrough: break;
   }
@@ -321,8 +411,22 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   plan.request.target = route.upstream_target;
   plan.ns = route.ns;
   plan.counted = cacheable;
+  if (cacheable) plan.dialect = &dialect_of(cache_endpoint(route.endpoint));
+  if (route.endpoint == Endpoint::responses_get) {
+    // Ids Reprise served are answered from the sample served, for the same tenant;
+    // others are the upstream's to answer.
+    plan.dialect = &dialect_of(cache::Endpoint::responses);
+    const cache::TenantId& tenant = tenant_for(server_secret_, config_.cache.share_across_keys
+                                                                   ? std::string()
+                                                                   : tenant_secret_input(client_credentials(req.base(), route.query)));
+    if (auto sample = served_responses_.find(route.model_id, tenant)) {
+      plan.served_response = std::move(sample);
+      return plan;
+    }
+    route.endpoint = Endpoint::passthrough;
+  }
   if (cacheable && cache_mode != "bypass" && pipeline_) {
-    auto cached = plan_cached(req, route.endpoint, route.ns, route.query, cache_mode == "only-cached", plan);
+    auto cached = plan_cached(req, route, cache_mode == "only-cached", plan);
     if (!cached) return cached.error();
     if (cached.value()) return plan;
   }
@@ -330,15 +434,19 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   if (cache_mode == "only-cached")
     return Error{ErrorKind::not_cached, "X-Reprise-Cache: only-cached, and " + what + " is never cached", {}};
   ours.set("X-Reprise-Cache", "bypass");
+  if (!plan.uncached_reason.empty()) ours.set("X-Reprise-Cache-Reason", plan.uncached_reason);
 
   if (route.endpoint == Endpoint::models_list && engine_backend_) {
     plan.models_list = true;
     if (upstreams_.empty()) return plan;  // the engine's model alone
   }
   if (route.endpoint == Endpoint::models_list || route.endpoint == Endpoint::passthrough) {
-    // Not about one model: the first [[upstreams]] entry answers.
+    // Not about one model: the upstream of the model the body names, if it names one
+    // (Anthropic's /v1/messages/count_tokens), else the first [[upstreams]] entry of
+    // the path's kind (/v1beta: gemini; /v1/messages/...: anthropic; else openai),
+    // else the first entry.
     if (upstreams_.empty()) return Error{ErrorKind::not_found, "no [[upstreams]] configured to relay " + what + " to", {}};
-    plan.upstream = upstreams_.front().get();
+    plan.upstream = passthrough_upstream(req, route);
     plan.request.headers = upstream_headers(req.base(), plan.upstream->config(), route.query);
     plan.request.body = req.body();
     plan.json_endpoint = route.endpoint == Endpoint::models_list;
@@ -347,12 +455,17 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
 
   std::string model = route.model_id;
   json body;
+  const bool openai = openai_endpoint(route.endpoint);
   if (route.endpoint != Endpoint::model_get) {
     body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object())
       return Error{ErrorKind::invalid_json, "the request body must be a JSON object", {}};
-    // Relayed as it is, so checked here as the cached path checks it.
-    if (auto invalid = validate_request(route.endpoint, body)) return *invalid;
+    // Relayed as it is, so checked here as the cached path checks it (the other
+    // dialects' checks are their canonical form's: relayed as they came).
+    if (openai)
+      if (auto invalid = validate_request(route.endpoint, body)) return *invalid;
+  }
+  if (route.endpoint != Endpoint::model_get && route.endpoint != Endpoint::gemini) {
     auto it = body.find("model");
     if (it == body.end() || !it->is_string() || it->get_ref<const std::string&>().empty())
       return Error{ErrorKind::bad_request, "you must provide a model parameter", "model"};
@@ -369,9 +482,14 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
       return plan;
     }
     // Bypassed (or no cache at all): the engine answers, nothing is stored.
-    auto direct = plan_cached(req, route.endpoint, route.ns, route.query, false, plan);
+    plan.uncached_reason.clear();
+    auto direct = plan_cached(req, route, false, plan);
     if (!direct) return direct.error();
-    if (!direct.value()) return Error{ErrorKind::bad_request, "the engine answers one prompt per request, without best_of", "prompt"};
+    if (!direct.value())
+      return Error{ErrorKind::bad_request,
+                   plan.uncached_reason.empty() ? "the engine answers one prompt per request, without best_of"
+                                                : "the engine cannot answer this request: " + plan.uncached_reason,
+                   "prompt"};
     plan.cached = false;
     plan.engine_direct = true;
     plan.serve.outcome = "bypass";
@@ -379,10 +497,15 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   }
   plan.upstream = upstream_named(backend->backend);
   if (!plan.upstream) return Error{ErrorKind::internal, "route to unknown upstream " + backend->backend, {}};
+  if (plan.dialect)
+    if (auto mismatch = kind_mismatch(*plan.upstream, *plan.dialect, model)) return *mismatch;
 
   plan.request.headers = upstream_headers(req.base(), plan.upstream->config(), route.query);
   plan.json_endpoint = true;
-  if (route.endpoint != Endpoint::model_get) {
+  if (!openai && route.endpoint != Endpoint::model_get) {
+    // Relayed byte for byte: the proxy has no canonical form of it to send instead.
+    plan.request.body = req.body();
+  } else if (route.endpoint != Endpoint::model_get) {
     // The upstream gets the body as the proxy understood it, re-serialised, never
     // the client's raw bytes (DESIGN.md section 1).
     plan.request.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -391,12 +514,43 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
   return plan;
 }
 
+namespace {
+
+// The dialect whose error shape a request's refusal takes: its endpoint's, or for
+// pass-through paths the API the path belongs to; null for OpenAI's own.
+const Dialect* error_dialect(std::string_view target) {
+  auto route = parse_route(target);
+  if (!route) return nullptr;
+  if (route.value().gemini_api) return &dialect_of(cache::Endpoint::gemini);
+  switch (route.value().endpoint) {
+    case Endpoint::responses:
+    case Endpoint::responses_get: return &dialect_of(cache::Endpoint::responses);
+    case Endpoint::messages: return &dialect_of(cache::Endpoint::messages);
+    case Endpoint::passthrough:
+      if (route.value().upstream_target.starts_with("/messages")) return &dialect_of(cache::Endpoint::messages);
+      return nullptr;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
 awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
   http::fields ours;
   auto planned = plan(req, ours);
   if (!planned) {
-    co_await writer.send_error(planned.error(), ours);
+    Plan shape;
+    shape.dialect = error_dialect(req.target());
+    co_await send_error(&shape, planned.error(), ours, writer);
     if (ledger_) ledger_->on_uncached({}, {}, cache::Outcome::error);
+    co_return;
+  }
+  if (planned.value().served_response) {
+    const Plan& plan = planned.value();
+    std::string body = plan.dialect->json_body({plan.served_response.get()}, RenderOptions{cache::Endpoint::responses});
+    http::fields headers = ours;
+    headers.set("X-Reprise-Cache", "hit");
+    co_await writer.send_json(200, std::move(body), headers);
     co_return;
   }
   if (planned.value().cached) {
@@ -470,12 +624,18 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
       headers.set(http::field::retry_after, "1");
     }
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
-    co_await writer.send_error(error, headers);
+    co_await send_error(&plan, error, headers, writer);
     if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
     co_return;
   }
-  if (ledger_) {
-    plan.serve.on_done = [this, &plan, &assignment, start](bool served) {
+  const bool record_ids = plan.cache_request.endpoint == cache::Endpoint::responses;
+  if (ledger_ || record_ids) {
+    plan.serve.on_done = [this, &plan, &assignment, start, record_ids](bool served) {
+      if (served && record_ids) {
+        for (auto& slot : assignment.slots)
+          served_responses_.record(plan.tenant, slot.sample ? slot.sample : std::make_shared<const cache::Sample>(slot.served()));
+      }
+      if (!ledger_) return;
       if (served)
         ledger_->on_served(plan.ns, plan.model, assignment.slots,
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

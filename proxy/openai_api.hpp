@@ -1,8 +1,10 @@
 #pragma once
-// The OpenAI-compatible listener's request handler: routes and validates each request,
-// then either runs it through the cache pipeline (chat, completions and embeddings)
-// and serves the samples assigned to it, or relays it to the upstream that [[models]]
-// picks (X-Reprise-Cache: bypass, and everything else under /v1).
+// The listener's request handler, for every dialect (proxy/dialect.hpp): routes and
+// validates each request, then either runs it through the cache pipeline (chat,
+// completions, embeddings, responses, messages, Gemini's generateContent) and serves
+// the samples assigned to it, or relays it to the upstream that [[models]] picks
+// (X-Reprise-Cache: bypass, state the upstream keeps, and everything else under /v1
+// and /v1beta).
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,10 +15,12 @@
 #include "cache/pipeline.hpp"
 #include "proxy/cached_response.hpp"
 #include "proxy/config.hpp"
+#include "proxy/dialect.hpp"
 #include "proxy/engine_backend.hpp"
 #include "proxy/net.hpp"
 #include "proxy/response_writer.hpp"
 #include "proxy/routes.hpp"
+#include "proxy/served_responses.hpp"
 #include "proxy/upstream_client.hpp"
 
 namespace reprise {
@@ -56,6 +60,15 @@ class OpenAiApi {
     bool engine_model = false;
     // GET /v1/models with an engine loaded: the upstream's list (if any) plus it.
     bool models_list = false;
+    // The request's dialect (its errors' shape); null for the routes of none (models,
+    // pass-through): OpenAI's shape.
+    const Dialect* dialect = nullptr;
+    // Why a request of a cached endpoint is relayed uncached (X-Reprise-Cache-Reason).
+    std::string uncached_reason;
+    // GET /v1/responses/{id} for an id Reprise served this tenant: answered from it.
+    std::shared_ptr<const cache::Sample> served_response;
+    // The tenant of a cached request (for recording the Responses ids it is served).
+    cache::TenantId tenant;
   };
   // `ours` receives the X-Reprise-* response headers, also for refusals.
   Result<Plan> plan(const Request& req, http::fields& ours) const;
@@ -77,20 +90,26 @@ class OpenAiApi {
   awaitable<void> serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer);
   // The cache's half of plan(): canonical form, tenant, key and how to pick indices.
   // `query` is the target's (Route::query): part of the key, and sent upstream.
-  Result<bool> plan_cached(const Request& req, Endpoint endpoint, const std::string& ns, std::string_view query,
-                           bool only_cached, Plan& plan) const;
+  Result<bool> plan_cached(const Request& req, const Route& route, bool only_cached, Plan& plan) const;
   UpstreamClient* upstream_named(std::string_view name) const;
-  cache::Backend* backend_named(std::string_view name) const;
+  // The cache's backend for calls of one dialect to `upstream`.
+  cache::Backend* backend_for(const UpstreamClient& upstream, cache::Endpoint endpoint) const;
+  // Where a request that is about no cached endpoint is relayed (see plan()).
+  UpstreamClient* passthrough_upstream(const Request& req, const Route& route) const;
+  // An error in the request's dialect (OpenAI's shape when it has none).
+  awaitable<void> send_error(const Plan* plan, const Error& error, const http::fields& ours, ResponseWriter& writer);
 
   const Config& config_;
   std::vector<std::unique_ptr<UpstreamClient>> upstreams_;
-  std::vector<std::unique_ptr<cache::Backend>> backends_;  // one per upstream, same order
+  // One per upstream and cache endpoint: backends_[upstream * kEndpoints + endpoint].
+  std::vector<std::unique_ptr<cache::Backend>> backends_;
   engine::Engine* engine_ = nullptr;
   std::unique_ptr<EngineBackend> engine_backend_;  // set when engine_ is
   cache::Pipeline* pipeline_;
   cache::Ledger* ledger_;
   mutable cache::CanonicalMemo canonical_memo_{size_t(config_.cache.canonical_memo_mb) << 20};
   std::string server_secret_;
+  ServedResponses served_responses_;
 };
 
 // The headers to send upstream: the client's end-to-end headers minus hop-by-hop

@@ -113,12 +113,43 @@ Result<Route> parse_route(std::string_view target) {
     route.ns_from_path = true;
     path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   }
+  if (path == "/v1beta" || path.starts_with("/v1beta/")) {
+    // Gemini: /v1beta/models/{model}:generateContent and :streamGenerateContent.
+    std::string_view api = path.substr(7);
+    route.gemini_api = true;
+    route.upstream_target = std::string(api) + std::string(query);
+    if (!query.empty()) route.query = std::string(query.substr(1));
+    route.endpoint = Endpoint::passthrough;
+    if (api.starts_with("/models/")) {
+      std::string_view rest = api.substr(8);
+      size_t colon = rest.rfind(':');
+      if (colon != std::string_view::npos && colon > 0) {
+        std::string_view method = rest.substr(colon + 1);
+        if (method == "generateContent" || method == "streamGenerateContent") {
+          auto model = percent_decode(rest.substr(0, colon));
+          if (!model || model->empty() || model->find('/') != std::string::npos)
+            return Error{ErrorKind::bad_request, "malformed model name in path", "model"};
+          route.endpoint = Endpoint::gemini;
+          route.model_id = *model;
+          route.path_stream = method == "streamGenerateContent";
+        }
+      }
+    }
+    return route;
+  }
   if (path != "/v1" && !path.starts_with("/v1/")) return route;  // not_found
 
   std::string_view api = path.substr(3);  // "/chat/completions"
   route.upstream_target = std::string(api) + std::string(query);
   if (!query.empty()) route.query = std::string(query.substr(1));
-  if (api == "/chat/completions") route.endpoint = Endpoint::chat_completions;
+  if (api == "/responses") route.endpoint = Endpoint::responses;
+  else if (api == "/messages") route.endpoint = Endpoint::messages;
+  else if (api.starts_with("/responses/") && api.size() > 11 && api.find('/', 11) == std::string_view::npos) {
+    auto id = percent_decode(api.substr(11));
+    if (!id) return Error{ErrorKind::bad_request, "malformed response id in path", "response_id"};
+    route.endpoint = Endpoint::responses_get;
+    route.model_id = *id;
+  } else if (api == "/chat/completions") route.endpoint = Endpoint::chat_completions;
   else if (api == "/completions") route.endpoint = Endpoint::completions;
   else if (api == "/embeddings") route.endpoint = Endpoint::embeddings;
   else if (api == "/models") route.endpoint = Endpoint::models_list;

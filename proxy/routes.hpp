@@ -17,16 +17,22 @@ enum class Endpoint {
   embeddings,        // POST /v1/embeddings
   models_list,       // GET  /v1/models
   model_get,         // GET  /v1/models/{id}
-  passthrough,       // any other /v1/*: relayed, never cached
-  not_found,         // not under /v1
+  responses,         // POST /v1/responses
+  responses_get,     // GET  /v1/responses/{id}: answered for ids Reprise served
+  messages,          // POST /v1/messages (Anthropic; ?beta=true too)
+  gemini,            // POST /v1beta/models/{model}:generateContent | :streamGenerateContent
+  passthrough,       // any other /v1/* or /v1beta/*: relayed, never cached
+  not_found,         // not under /v1 or /v1beta
 };
 
 struct Route {
   Endpoint endpoint = Endpoint::not_found;
   std::string ns = "default";     // from /ns/{namespace}/... or X-Reprise-Namespace
   bool ns_from_path = false;
-  std::string upstream_target;    // what follows /v1, query included: "/chat/completions"
-  std::string model_id;           // for model_get, percent-decoded
+  std::string upstream_target;    // what follows /v1 (or /v1beta), query included: "/chat/completions"
+  std::string model_id;           // for model_get and gemini, percent-decoded; responses_get: the id
+  bool gemini_api = false;        // under /v1beta (Gemini's paths): relayed to a gemini upstream
+  bool path_stream = false;       // gemini: :streamGenerateContent
   std::string query;              // the target's query, without its '?' ("api-version=2024-10-21")
 };
 

@@ -1,16 +1,16 @@
 #pragma once
-// The cache's Backend over an upstream API: one HTTP call per generation, with
-// n = the generation's size, streamed or not. Each returned choice becomes one sample
-// with its own share of the call's usage (see split_usage in the .cpp). Only complete
-// successes complete a generation: a 200 whose every choice ended normally
-// (format::normal_finish_reason), or a stream that reached [DONE] with every choice
-// ended so. Anything else fails it, with
-// the status and OpenAI-shaped body the waiting clients receive.
+// The cache's Backend over an upstream API, for one dialect: one HTTP call per
+// generation, with n = the generation's size (1 for dialects without n), streamed or
+// not. The dialect makes the call's target and body and reads its answer into samples
+// (proxy/dialect.hpp); only complete successes complete a generation. Anything else
+// fails it, with the status and body the waiting clients receive (the upstream's
+// own error, or the proxy's 502 naming the upstream).
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "cache/backend.hpp"
+#include "proxy/dialect.hpp"
 #include "proxy/net.hpp"
 #include "proxy/upstream_client.hpp"
 
@@ -27,10 +27,10 @@ struct UpstreamCallContext : cache::CallContext {
 
 class UpstreamBackend : public cache::Backend {
  public:
-  UpstreamBackend(asio::any_io_executor executor, UpstreamClient& client);
+  UpstreamBackend(asio::any_io_executor executor, UpstreamClient& client, const Dialect& dialect);
 
   std::string_view name() const override { return client_.config().name; }
-  uint32_t max_n() const override { return static_cast<uint32_t>(client_.config().max_n); }
+  uint32_t max_n() const override { return dialect_.has_n() ? static_cast<uint32_t>(client_.config().max_n) : 1; }
   void generate(std::shared_ptr<cache::Generation> gen) override;
 
  private:
@@ -38,9 +38,7 @@ class UpstreamBackend : public cache::Backend {
 
   asio::any_io_executor executor_;
   UpstreamClient& client_;
+  const Dialect& dialect_;
 };
-
-// The target path of an endpoint under the upstream's base path.
-std::string_view upstream_path(cache::Endpoint endpoint);
 
 }  // namespace reprise

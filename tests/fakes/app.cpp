@@ -1,5 +1,7 @@
 #include "app.hpp"
 
+#include "dialects.hpp"
+
 #include <cctype>
 #include <ctime>
 #include <exception>
@@ -59,7 +61,7 @@ Outcome App::handle(Request& req) {
   try {
     std::string_view target = req.target();
     std::string_view path = target.substr(0, target.find('?'));
-    if (path == "/v1" || path.starts_with("/v1/")) return handle_v1(req, path);
+    if (path == "/v1" || path.starts_with("/v1/") || path.starts_with("/v1beta/")) return handle_v1(req, path);
     if (path.starts_with("/_fake/")) return handle_fake(req, path);
     return whole(json_response(req.version(), req.keep_alive(), 404, not_found(req.method(), path).body));
   } catch (const std::exception& e) {  // a bug, not bad input: answer it, keep serving
@@ -81,7 +83,17 @@ Outcome App::handle_v1(Request& req, std::string_view path) {
   const char* allow = nullptr;
   bool injected = false;
   Reply r;
-  if (!auth_.empty() && req[http::field::authorization] != auth_)
+  // Each dialect's own credential: Authorization (OpenAI), x-api-key (Anthropic),
+  // x-goog-api-key or ?key= (Gemini).
+  auto authorized = [&] {
+    if (auth_.empty() || req[http::field::authorization] == auth_) return true;
+    const std::string_view key = std::string_view(auth_).substr(7);  // after "Bearer "
+    if (req["x-api-key"] == key || req["x-goog-api-key"] == key) return true;
+    std::string_view target = req.target();
+    return target.find("?key=" + std::string(key)) != std::string_view::npos ||
+           target.find("&key=" + std::string(key)) != std::string_view::npos;
+  };
+  if (!authorized())
     r = error_reply(401, "invalid_request_error", "Incorrect API key provided.", {}, "invalid_api_key");
   else if ((injected = state.take_failure()))
     r = injected_failure(knobs.fail_status);
@@ -137,8 +149,21 @@ Reply App::route_v1(http::verb method, std::string_view path, const json& body, 
   if (path.starts_with("/v1/models/") && path.size() > 11)
     return method == http::verb::get ? get_model(path.substr(11)) : wrong("GET");
 
-  if (path != "/v1/chat/completions" && path != "/v1/completions" && path != "/v1/embeddings")
+  // Gemini: /v1beta/models/{model}:generateContent | :streamGenerateContent.
+  std::string_view gemini_model;
+  bool gemini_stream = false;
+  if (path.starts_with("/v1beta/models/")) {
+    std::string_view rest = path.substr(15);
+    size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) return not_found(method, path);
+    std::string_view verb = rest.substr(colon + 1);
+    if (verb != "generateContent" && verb != "streamGenerateContent") return not_found(method, path);
+    gemini_model = rest.substr(0, colon);
+    gemini_stream = verb == "streamGenerateContent";
+  } else if (path != "/v1/chat/completions" && path != "/v1/completions" && path != "/v1/embeddings" &&
+             path != "/v1/responses" && path != "/v1/messages") {
     return not_found(method, path);
+  }
   if (method != http::verb::post) return wrong("POST");
   if (body.is_discarded() || !body.is_object())
     return error_reply(400, "invalid_request_error",
@@ -146,6 +171,9 @@ Reply App::route_v1(http::verb method, std::string_view path, const json& body, 
   CallContext ctx{id,          int64_t(std::time(nullptr)), knobs.min_words,    knobs.max_words,
                   sampler_,    knobs.simulate_game24,       knobs.rich,         knobs.tool_calls,
                   knobs.finish_reason, knobs.finish_reason_choice};
+  if (!gemini_model.empty()) return gemini_generate(body, gemini_model, gemini_stream, ctx);
+  if (path == "/v1/responses") return responses_create(body, ctx);
+  if (path == "/v1/messages") return anthropic_messages(body, ctx);
   if (path == "/v1/chat/completions") return chat_completions(body, ctx);
   if (path == "/v1/completions") return completions(body, ctx);
   return embeddings(body);
