@@ -1,0 +1,2 @@
+// Placeholder: the gemini dialect through the real binary and the fake upstream.
+#include <doctest/doctest.h>

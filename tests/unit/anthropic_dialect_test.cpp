@@ -1,0 +1,2 @@
+// Placeholder: the anthropic dialect's unit tests (proxy/dialects/anthropic.cpp) go here.
+#include <doctest/doctest.h>

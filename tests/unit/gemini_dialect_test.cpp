@@ -1,0 +1,2 @@
+// Placeholder: the gemini dialect's unit tests (proxy/dialects/gemini.cpp) go here.
+#include <doctest/doctest.h>
