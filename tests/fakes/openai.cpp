@@ -595,6 +595,23 @@ Reply get_model(std::string_view id) {
   return r;
 }
 
+SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens) {
+  SplitMix64 rng{ctx.sampler.draw()};
+  Choice c = sample_words(rng, ctx);
+  if (max_tokens && int64_t(c.ends.size()) > *max_tokens) {
+    c.ends.resize(size_t(*max_tokens));
+    c.text.resize(c.ends.back());
+    c.truncated = true;
+  }
+  SampledText out;
+  for (size_t k = 0; k < c.ends.size(); ++k) out.pieces.emplace_back(c.piece(k));
+  out.text = std::move(c.text);
+  out.truncated = c.truncated;
+  return out;
+}
+
+int64_t word_count(std::string_view text) { return count_words(text); }
+
 std::vector<std::string> malformed_events() {
   return {"data: {\"id\": broken\n\n", "data: [DONE]\n\n"};
 }

@@ -69,6 +69,19 @@ Reply embeddings(const json& req);
 Reply list_models();
 Reply get_model(std::string_view id);
 
+// For the other dialects' fakes: one choice's fresh text, sampled as chat samples it
+// (min_words..max_words words of the list, from the global RNG), cut to max_tokens
+// words (then truncated); pieces are its stream pieces, one word each ("word", then
+// " word"), concatenating to text.
+struct SampledText {
+  std::string text;
+  std::vector<std::string> pieces;
+  bool truncated = false;
+};
+SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens = std::nullopt);
+// Words in `text`, as the usage counts them.
+int64_t word_count(std::string_view text);
+
 // The SSE events a stream sends under the "malformed" knob.
 std::vector<std::string> malformed_events();
 
