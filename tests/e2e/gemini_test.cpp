@@ -19,14 +19,14 @@ const std::string kModel = "gemini-2.0-flash";
 // The fake and a proxy whose models route to its Gemini API, except gpt-* (to an
 // upstream of kind "openai": a dialect mismatch for Gemini's paths).
 struct GeminiStack {
-  explicit GeminiStack(std::vector<std::string> fake_args = {})
-      : fake(dir, std::move(fake_args)), proxy(dir, config(dir, fake.port())) {}
+  explicit GeminiStack(std::vector<std::string> fake_args = {}, const std::string& cache_lines = "")
+      : fake(dir, std::move(fake_args)), proxy(dir, config(dir, fake.port(), cache_lines)) {}
 
-  static std::string config(const TempDir& dir, uint16_t port) {
+  static std::string config(const TempDir& dir, uint16_t port, const std::string& cache_lines) {
     const std::string host = "http://127.0.0.1:" + std::to_string(port);
     return "[server]\nlisten = \"127.0.0.1:0\"\nthreads = 2\n"
            "\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-           "\n[cache]\npath = \"" + (dir / "cache").string() + "\"\n"
+           "\n[cache]\npath = \"" + (dir / "cache").string() + "\"\n" + cache_lines +
            "\n[[upstreams]]\nname = \"google\"\nkind = \"gemini\"\nbase_url = \"" + host + "/v1beta\"\n"
            "connect_timeout_ms = 2000\nfirst_byte_timeout_ms = 5000\nretry_backoff_ms = 10\n"
            "\n[[upstreams]]\nname = \"oai\"\nkind = \"openai\"\nbase_url = \"" + host + "/v1\"\n"
@@ -316,5 +316,32 @@ TEST_CASE("gemini: errors in Gemini's shape: a kind mismatch, only-cached, inval
   auto retried = generate(s.proxy.port(), "e", body_of("Something unsafe"));
   REQUIRE(retried.status == 200);
   CHECK(retried.header("X-Reprise-Cache") == "miss");
+  CHECK(s.calls() == 2);
+}
+
+TEST_CASE("gemini: labels and [cache.key_ignore] gemini paths are forwarded but not keyed") {
+  GeminiStack s({}, "[cache.key_ignore]\ngemini = [\"systemInstruction\"]\n");
+  json first = body_of("Summarise the news");
+  first["systemInstruction"] = {{"parts", {{{"text", "session 1"}}}}};
+  first["labels"] = {{"run", "1"}};
+  auto miss = generate(s.proxy.port(), "x", first);
+  REQUIRE(miss.status == 200);
+  json seen = s.fake.stats()["last_request"]["body"];
+  CHECK(seen["systemInstruction"] == first["systemInstruction"]);
+  CHECK(seen["labels"] == first["labels"]);
+  json second = first;
+  second["systemInstruction"]["parts"][0]["text"] = "session 2";
+  second["labels"]["run"] = "2";
+  auto hit = generate(s.proxy.port(), "y", second);
+  REQUIRE(hit.status == 200);
+  CHECK(hit.header("X-Reprise-Cache") == "hit");
+  CHECK(hit.body == miss.body);
+  CHECK(s.calls() == 1);
+  // What is not ignored still shapes the key.
+  json other = first;
+  other["generationConfig"]["topK"] = 5;
+  auto other_miss = generate(s.proxy.port(), "y", other);
+  REQUIRE(other_miss.status == 200);
+  CHECK(other_miss.header("X-Reprise-Cache") == "miss");
   CHECK(s.calls() == 2);
 }
