@@ -393,6 +393,12 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     case Endpoint::responses:
     case Endpoint::messages:
     case Endpoint::gemini:
+      // The Responses API's WebSocket transport opens with GET /v1/responses: a 404
+      // (not a 405 or 426) is what makes Codex fall back to HTTP at once.
+      if (route.endpoint == Endpoint::responses && req.method() == http::verb::get)
+        return Error{ErrorKind::not_found,
+                     "the Responses WebSocket transport is not served here: use HTTP POST /v1/responses "
+                     "(Codex: supports_websockets = false)", {}};
       if (req.method() != http::verb::post) return Error{ErrorKind::method_not_allowed, "use POST, not " + what, {}};
       cacheable = true;
       break;
@@ -516,6 +522,12 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
 
 namespace {
 
+// The per-API counters' label of a request: its dialect's endpoint name.
+std::string_view api_of(const OpenAiApi::Plan& plan) {
+  if (plan.dialect) return cache::endpoint_name(plan.dialect->endpoint());
+  return plan.counted ? cache::endpoint_name(plan.cache_request.endpoint) : std::string_view();
+}
+
 // The dialect whose error shape a request's refusal takes: its endpoint's, or for
 // pass-through paths the API the path belongs to; null for OpenAI's own.
 const Dialect* error_dialect(std::string_view target) {
@@ -542,7 +554,7 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
     Plan shape;
     shape.dialect = error_dialect(req.target());
     co_await send_error(&shape, planned.error(), ours, writer);
-    if (ledger_) ledger_->on_uncached({}, {}, cache::Outcome::error);
+    if (ledger_) ledger_->on_uncached({}, {}, cache::Outcome::error, api_of(shape));
     co_return;
   }
   if (planned.value().served_response) {
@@ -574,9 +586,10 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
     if (!counted) return;
     if (relayed)
       ledger_->on_bypassed(planned.value().ns, planned.value().model, usage,
-                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                           api_of(planned.value()));
     else
-      ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error);
+      ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error, api_of(planned.value()));
   };
   co_await forward(planned.value(), ours, writer, counted ? &usage : nullptr, settle);
 }
@@ -625,7 +638,7 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
     }
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
     co_await send_error(&plan, error, headers, writer);
-    if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+    if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error, api_of(plan));
     co_return;
   }
   const bool record_ids = plan.cache_request.endpoint == cache::Endpoint::responses;
@@ -638,9 +651,9 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
       if (!ledger_) return;
       if (served)
         ledger_->on_served(plan.ns, plan.model, assignment.slots,
-                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), api_of(plan));
       else
-        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error, api_of(plan));
     };
   }
   co_await serve_assignment(assignment, plan.serve, ours, writer);
@@ -669,7 +682,7 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
   if (ledger_) {
     plan.serve.on_done = [this, &plan, gen, start](bool served) {
       if (!served) {
-        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error, api_of(plan));
         return;
       }
       cache::Ledger::BypassUsage usage;
@@ -682,7 +695,7 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
         usage.measured_j = usage.measured_j < 0 || sample.energy_j < 0 ? -1 : usage.measured_j + sample.energy_j;
       }
       ledger_->on_bypassed(plan.ns, plan.model, usage,
-                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), api_of(plan));
     };
   }
   engine_backend_->generate(gen);
@@ -772,7 +785,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   if (!sent) {
     log::warn(sent.error().message);
     settle(false);
-    co_await writer.send_error(sent.error(), ours);
+    co_await send_error(&plan, sent.error(), ours, writer);
     co_return;
   }
   UpstreamResponse& response = *sent.value();
@@ -818,7 +831,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   if (!body) {
     log::warn(body.error().message);
     settle(false);
-    co_await writer.send_error(body.error(), ours);
+    co_await send_error(&plan, body.error(), ours, writer);
     co_return;
   }
   bool identity = response.headers()[http::field::content_encoding].empty() ||
@@ -830,13 +843,14 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
         Error error{ErrorKind::upstream_bad_response, "upstream \"" + upstream.config().name + "\" returned malformed JSON", {}};
         log::warn(error.message);
         settle(false);
-        co_await writer.send_error(error, ours);
+        co_await send_error(&plan, error, ours, writer);
         co_return;
       }
       if (usage) read_usage(doc, *usage);
     }
   } else if (identity && status >= 400) {
     body.value() = upstream_error_body(status, body.value(), upstream.config().name);
+    if (plan.dialect) body.value() = plan.dialect->error_body(status, body.value());
     headers.set(http::field::content_type, "application/json");
   }
   http::response<http::string_body> res{static_cast<http::status>(status), 11};
