@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "proxy/async_event.hpp"
 #include "proxy/log.hpp"
@@ -736,17 +737,25 @@ awaitable<void> OpenAiApi::serve_models_list(Plan& plan, const http::fields& our
 
 namespace {
 
-// The usage object of a relayed answer (chat, completions, embeddings), if it has one.
+// The usage of a relayed answer, if it has one, in any dialect's names: OpenAI's
+// usage.prompt_tokens / completion_tokens, Responses' and Anthropic's
+// usage.input_tokens / output_tokens, Gemini's usageMetadata.promptTokenCount /
+// candidatesTokenCount.
 void read_usage(const json& doc, cache::Ledger::BypassUsage& usage) {
   if (!doc.is_object()) return;
-  auto it = doc.find("usage");
-  if (it == doc.end() || !it->is_object()) return;
-  auto prompt = it->find("prompt_tokens");
-  if (prompt == it->end() || !prompt->is_number_unsigned()) return;
-  usage.known = true;
-  usage.prompt_tokens = prompt->get<uint64_t>();
-  auto completion = it->find("completion_tokens");
-  usage.completion_tokens = completion != it->end() && completion->is_number_unsigned() ? completion->get<uint64_t>() : 0;
+  for (auto [object, prompt_name, completion_name] :
+       {std::tuple{"usage", "prompt_tokens", "completion_tokens"}, std::tuple{"usage", "input_tokens", "output_tokens"},
+        std::tuple{"usageMetadata", "promptTokenCount", "candidatesTokenCount"}}) {
+    auto it = doc.find(object);
+    if (it == doc.end() || !it->is_object()) continue;
+    auto prompt = it->find(prompt_name);
+    if (prompt == it->end() || !prompt->is_number_unsigned()) continue;
+    usage.known = true;
+    usage.prompt_tokens = prompt->get<uint64_t>();
+    auto completion = it->find(completion_name);
+    usage.completion_tokens = completion != it->end() && completion->is_number_unsigned() ? completion->get<uint64_t>() : 0;
+    return;
+  }
 }
 
 // Watches a relayed stream for its usage chunk. Only events that mention "usage"
