@@ -1,4 +1,4 @@
-#include "proxy/openai_api.hpp"
+#include "proxy/api_handler.hpp"
 
 #include <nlohmann/json.hpp>
 #include <chrono>
@@ -121,7 +121,7 @@ http::fields relay_headers(const http::fields& upstream) {
   return out;
 }
 
-OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
+ApiHandler::ApiHandler(const Config& config, asio::any_io_executor executor,
                      std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
                      std::string server_secret, cache::Ledger* ledger, engine::Engine* engine)
     : config_(config), upstreams_(std::move(upstreams)), engine_(engine), pipeline_(pipeline), ledger_(ledger),
@@ -133,14 +133,14 @@ OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
   if (engine_) engine_backend_ = std::make_unique<EngineBackend>(*engine_);
 }
 
-cache::Backend* OpenAiApi::backend_for(const UpstreamClient& upstream, cache::Endpoint endpoint) const {
+cache::Backend* ApiHandler::backend_for(const UpstreamClient& upstream, cache::Endpoint endpoint) const {
   for (size_t i = 0; i < upstreams_.size(); ++i)
     if (upstreams_[i].get() == &upstream)
       return backends_[i * std::size(cache::kEndpoints) + static_cast<size_t>(endpoint)].get();
   return nullptr;
 }
 
-UpstreamClient* OpenAiApi::passthrough_upstream(const Request& req, const Route& route) const {
+UpstreamClient* ApiHandler::passthrough_upstream(const Request& req, const Route& route) const {
   if (req.body().size() > 0 && req.body().size() <= (1u << 20)) {
     json body = json::parse(req.body(), nullptr, false);
     if (body.is_object())
@@ -156,7 +156,7 @@ UpstreamClient* OpenAiApi::passthrough_upstream(const Request& req, const Route&
   return upstreams_.front().get();
 }
 
-awaitable<void> OpenAiApi::send_error(const Plan* plan, const Error& error, const http::fields& ours,
+awaitable<void> ApiHandler::send_error(const Plan* plan, const Error& error, const http::fields& ours,
                                       ResponseWriter& writer) {
   if (!plan || !plan->dialect) {
     co_await writer.send_error(error, ours);
@@ -169,7 +169,7 @@ awaitable<void> OpenAiApi::send_error(const Plan* plan, const Error& error, cons
   co_await writer.send_json(status, std::move(body), headers);
 }
 
-UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
+UpstreamClient* ApiHandler::upstream_named(std::string_view name) const {
   for (auto& up : upstreams_)
     if (up->config().name == name) return up.get();
   return nullptr;
@@ -268,7 +268,7 @@ bool has_best_of(const cache::CanonicalRequest& canonical) {
 
 }  // namespace
 
-Result<bool> OpenAiApi::plan_cached(const Request& req, const Route& route, bool only_cached, Plan& plan) const {
+Result<bool> ApiHandler::plan_cached(const Request& req, const Route& route, bool only_cached, Plan& plan) const {
   const Endpoint endpoint = route.endpoint;
   const cache::Endpoint kind = cache_endpoint(endpoint);
   const Dialect& dialect = dialect_of(kind);
@@ -365,7 +365,7 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, const Route& route, bool
   return true;
 }
 
-Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) const {
+Result<ApiHandler::Plan> ApiHandler::plan(const Request& req, http::fields& ours) const {
   auto parsed = parse_route(req.target());
   if (!parsed) return parsed.error();
   Route& route = parsed.value();
@@ -524,7 +524,7 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
 namespace {
 
 // The per-API counters' label of a request: its dialect's endpoint name.
-std::string_view api_of(const OpenAiApi::Plan& plan) {
+std::string_view api_of(const ApiHandler::Plan& plan) {
   if (plan.dialect) return cache::endpoint_name(plan.dialect->endpoint());
   return plan.counted ? cache::endpoint_name(plan.cache_request.endpoint) : std::string_view();
 }
@@ -548,7 +548,7 @@ const Dialect* error_dialect(std::string_view target) {
 
 }  // namespace
 
-awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
+awaitable<void> ApiHandler::handle(Request& req, ResponseWriter& writer) {
   http::fields ours;
   auto planned = plan(req, ours);
   if (!planned) {
@@ -607,7 +607,7 @@ struct AssignmentWaiter {
 
 }  // namespace
 
-awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+awaitable<void> ApiHandler::serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
   const auto start = std::chrono::steady_clock::now();
   auto executor = co_await asio::this_coro::executor;
   auto waiter = std::make_shared<AssignmentWaiter>(executor);
@@ -660,7 +660,7 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
   co_await serve_assignment(assignment, plan.serve, ours, writer);
 }
 
-awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+awaitable<void> ApiHandler::serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
   const auto start = std::chrono::steady_clock::now();
   const cache::CacheRequest& c = plan.cache_request;
   // The same indices the cache would have given a fresh namespace: the engine's
@@ -703,7 +703,7 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
   co_await serve_assignment(assignment, plan.serve, ours, writer);
 }
 
-awaitable<void> OpenAiApi::serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+awaitable<void> ApiHandler::serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
   const std::string engine_id = engine_->info().name;
   if (plan.engine_model) {
     std::string body = engine_model_json(*engine_, plan.model).dump(-1, ' ', false, json::error_handler_t::replace);
@@ -782,7 +782,7 @@ class StreamUsageWatch {
 
 }  // namespace
 
-awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
+awaitable<void> ApiHandler::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
                                    cache::Ledger::BypassUsage* usage, const Settle& settle_once) {
   bool settled = false;
   auto settle = [&](bool relayed) {
