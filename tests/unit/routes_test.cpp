@@ -130,4 +130,11 @@ TEST_CASE("the other dialects' routes: Responses, Anthropic Messages, Gemini, ea
   CHECK(r->gemini_api);
   CHECK(parse_route("/v1beta/models")->endpoint == Endpoint::passthrough);
   CHECK_FALSE(parse_route("/v1beta/models/a%2Fb:generateContent").ok());
+  // @google/genai 3 calls the /v1 form by default.
+  r = parse_route("/ns/x/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+  CHECK(r->endpoint == Endpoint::gemini);
+  CHECK(r->model_id == "gemini-2.0-flash");
+  CHECK(r->path_stream);
+  CHECK(r->ns == "x");
+  CHECK(parse_route("/v1/models/gemini-2.0-flash")->endpoint == Endpoint::model_get);
 }
