@@ -12,6 +12,29 @@
 
 namespace reprise::fake {
 
+int64_t count_words(std::string_view s) {
+  int64_t n = 0;
+  bool in_word = false;
+  for (char c : s) {
+    bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    if (!space && !in_word) ++n;
+    in_word = !space;
+  }
+  return n;
+}
+
+std::vector<std::string> word_pieces(const std::string& text) {
+  std::vector<std::string> pieces;
+  size_t start = 0;
+  for (size_t i = 1; i < text.size(); ++i)
+    if (text[i] == ' ' && text[i - 1] != ' ') {
+      pieces.push_back(text.substr(start, i - start));
+      start = i;
+    }
+  if (start < text.size()) pieces.push_back(text.substr(start));
+  return pieces;
+}
+
 namespace {
 
 // The vocabulary: one word is one token.
@@ -30,17 +53,6 @@ constexpr std::array<std::string_view, 3> kModels = {"gpt-4o-mini", "fake-chat",
 uint64_t fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325) {
   for (unsigned char c : s) h = (h ^ c) * 0x100000001b3;
   return h;
-}
-
-int64_t count_words(std::string_view s) {
-  int64_t n = 0;
-  bool in_word = false;
-  for (char c : s) {
-    bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-    if (!space && !in_word) ++n;
-    in_word = !space;
-  }
-  return n;
 }
 
 Reply invalid(std::string_view message, std::string_view param, std::string_view code = {}) {
@@ -196,19 +208,6 @@ std::vector<Choice> sample(const GenRequest& g, const std::vector<game24::Task>&
 enum class Kind { chat, text };
 
 std::string base64(const std::string& bytes);
-
-// Splits text as a stream sends it: each word with the blank before it.
-std::vector<std::string> word_pieces(const std::string& text) {
-  std::vector<std::string> pieces;
-  size_t start = 0;
-  for (size_t i = 1; i < text.size(); ++i)
-    if (text[i] == ' ' && text[i - 1] != ' ') {
-      pieces.push_back(text.substr(start, i - start));
-      start = i;
-    }
-  if (start < text.size()) pieces.push_back(text.substr(start));
-  return pieces;
-}
 
 // What a chat choice says besides its text under the answer-shape knobs: its tool
 // calls (content null) and the rich fields, each whole (the JSON form) and as the
@@ -454,6 +453,11 @@ Reply error_reply(unsigned status, std::string_view type, std::string_view messa
   e["param"] = param.empty() ? ojson(nullptr) : ojson(param);
   e["code"] = code.empty() ? ojson(nullptr) : ojson(code);
   return r;
+}
+
+std::string sample_text(const CallContext& ctx) {
+  SplitMix64 rng{ctx.sampler.draw()};
+  return sample_words(rng, ctx).text;
 }
 
 Reply chat_completions(const json& req, const CallContext& ctx) {

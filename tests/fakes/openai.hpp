@@ -63,6 +63,15 @@ struct CallContext {
   int64_t finish_reason_choice = -1;
 };
 
+// The word helpers the other dialects' fakes share with chat.
+// Words in `s` (the fake's token count of a prompt).
+int64_t count_words(std::string_view s);
+// Splits text as a stream sends it: each word with the blank before it.
+std::vector<std::string> word_pieces(const std::string& text);
+// A fresh answer of min_words..max_words words from the word list, one token each,
+// drawn as an unseeded chat choice is.
+std::string sample_text(const CallContext& ctx);
+
 Reply chat_completions(const json& req, const CallContext& ctx);
 Reply completions(const json& req, const CallContext& ctx);
 Reply embeddings(const json& req);
