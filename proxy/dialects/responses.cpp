@@ -81,12 +81,16 @@ GenerationError stream_error(const json& error) {
   return GenerationError{status, dump(body), {}};
 }
 
-// Why a response object is no complete success, or nothing when it is one.
+// Why a response object is no complete success, or nothing when it is one. An
+// "incomplete" answer cut by max_output_tokens or the content filter is the
+// Responses API's finish_reason "length" / "content_filter": a whole answer to the
+// request as asked, stored like those (DESIGN.md section 1); anything else is not.
 std::optional<std::string> not_completed(const json& response) {
   if (!response.is_object()) return std::string("returned a response that is not an object");
   std::string status = string_field(response, "status");
   if (status == "completed") return std::nullopt;
   std::string reason = string_field(field(response, "incomplete_details"), "reason");
+  if (status == "incomplete" && (reason == "max_output_tokens" || reason == "content_filter")) return std::nullopt;
   if (status.empty()) return std::string("returned a response without a status");
   return "returned a response with status \"" + status + "\"" + (reason.empty() ? "" : " (" + reason + ")") +
          ": not a complete answer";

@@ -288,17 +288,26 @@ TEST_CASE("responses: a conversation request is relayed uncached, with the reaso
   CHECK(s.fake.stats()["last_request"]["body"]["conversation"] == "conv_fake_1");
 }
 
-TEST_CASE("responses: only complete answers are stored") {
+TEST_CASE("responses: an answer cut by max_output_tokens is stored like chat's length; failures are not") {
   Stack s;
   s.fake.control({{"min_words", 20}, {"max_words", 24}});
   json body = request_body();
   body["max_output_tokens"] = 16;  // the fake's answers are longer: status incomplete
   auto cut = create(s.proxy.port(), body, "a");
-  CHECK(cut.status == 502);
-  CHECK(cut.json()["error"]["message"].get<std::string>().find("incomplete") != std::string::npos);
-  auto again = create(s.proxy.port(), body, "a", {{"X-Reprise-Cache", "only-cached"}});
-  CHECK(again.status == 504);
+  REQUIRE(cut.status == 200);
+  CHECK(cut.json()["status"] == "incomplete");
+  CHECK(cut.json()["incomplete_details"]["reason"] == "max_output_tokens");
+  auto again = create(s.proxy.port(), body, "b", {{"X-Reprise-Cache", "only-cached"}});
+  CHECK(again.status == 200);
+  CHECK(again.json()["id"] == cut.json()["id"]);
   CHECK(calls(s.fake) == 1);
+  // An upstream failure is not stored (a 400: not retried).
+  s.fake.control({{"fail_next", 1}, {"fail_status", 400}, {"min_words", 4}, {"max_words", 8}});
+  json other = request_body();
+  other["input"] = "something else";
+  auto failed = create(s.proxy.port(), other, "c", {{"X-Reprise-Cache", "use"}});
+  CHECK(failed.status == 400);
+  CHECK(create(s.proxy.port(), other, "c", {{"X-Reprise-Cache", "only-cached"}}).status == 504);
   // The upstream's own 400, in its shape, naming the parameter.
   auto invalid = create(s.proxy.port(), {{"model", "gpt-4.1-mini"}}, "a");
   CHECK(invalid.status == 400);

@@ -308,10 +308,15 @@ TEST_CASE("responses dialect: only a completed response is a sample, kept whole 
   json incomplete = stored;
   incomplete["status"] = "incomplete";
   incomplete["incomplete_details"] = {{"reason", "max_output_tokens"}};
+  // Cut by max_output_tokens: the Responses API's finish_reason "length", stored.
+  auto cut = responses().samples_from_json(incomplete, 1, "up");
+  REQUIRE(cut);
+  CHECK(cut.value().front().finish_reason == "incomplete");
+  incomplete["incomplete_details"] = {{"reason", "interrupted"}};
   auto refused_incomplete = responses().samples_from_json(incomplete, 1, "up");
   REQUIRE_FALSE(refused_incomplete);
   CHECK(refused_incomplete.error().find("incomplete") != std::string::npos);
-  CHECK(refused_incomplete.error().find("max_output_tokens") != std::string::npos);
+  CHECK(refused_incomplete.error().find("interrupted") != std::string::npos);
   json failed = stored;
   failed["status"] = "failed";
   CHECK_FALSE(responses().samples_from_json(failed, 1, "up"));
@@ -405,7 +410,7 @@ TEST_CASE("responses dialect: a stream that fails or ends early stores nothing")
   }
   SUBCASE("response.incomplete") {
     auto gen = generation();
-    auto result = read_stream(*gen, {created, R"({"type":"response.incomplete","sequence_number":1,"response":{"id":"resp_x","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"model":"m","output":[]}})"});
+    auto result = read_stream(*gen, {created, R"({"type":"response.incomplete","sequence_number":1,"response":{"id":"resp_x","status":"incomplete","incomplete_details":{"reason":"no_reason_we_know"},"model":"m","output":[]}})"});
     REQUIRE_FALSE(result);
     CHECK(result.error().find("incomplete") != std::string::npos);
   }
