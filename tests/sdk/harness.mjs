@@ -11,9 +11,10 @@ const REPRISE_BIN = process.env.REPRISE_BIN;
 const FAKE_BIN = process.env.FAKE_OPENAI_BIN;
 
 // Starts a binary and resolves with the first match of `pattern` in its output.
-function start(children, bin, args, stream, pattern) {
+// It runs in `cwd` (the test's temporary folder: whatever it writes goes with it).
+function start(children, bin, args, stream, pattern, cwd) {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let seen = '';
     const timer = setTimeout(() => reject(new Error(`${bin} did not start: ${seen}`)), 10000);
@@ -73,7 +74,7 @@ export async function startStack({ engine = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'reprise-sdk-'));
   const children = [];
   const fakePort = await start(children, FAKE_BIN, ['--listen', '127.0.0.1:0'], 'stdout',
-    /listening 127\.0\.0\.1:(\d+)/);
+    /listening 127\.0\.0\.1:(\d+)/, dir);
   let engineModel = null;
   if (engine) {
     const makeModel = process.env.REPRISE_MAKE_MODEL_BIN;
@@ -86,7 +87,7 @@ export async function startStack({ engine = false } = {}) {
   const config = join(dir, 'proxy.toml');
   writeFileSync(config, proxyConfig(dir, fakePort, engineModel));
   const proxyPort = await start(children, REPRISE_BIN, ['--config', config], 'stderr',
-    /proxy listening on 127\.0\.0\.1:(\d+)/);
+    /proxy listening on 127\.0\.0\.1:(\d+)/, dir);
 
   const fakeUrl = `http://127.0.0.1:${fakePort}`;
   let namespaces = 0;
