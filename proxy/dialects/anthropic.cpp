@@ -44,8 +44,8 @@ std::string string_or_empty(const json& object, const char* name) {
 uint32_t count_at(const json& usage, const char* name) {
   if (!usage.is_object()) return 0;
   auto it = usage.find(name);
-  if (it == usage.end() || !it->is_number_unsigned() || it->get<uint64_t>() > UINT32_MAX) return 0;
-  return it->get<uint32_t>();
+  if (it == usage.end() || !it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > UINT32_MAX) return 0;
+  return static_cast<uint32_t>(it->get<int64_t>());
 }
 
 // The endings that make a message a complete answer. pause_turn (a server tool loop
@@ -186,8 +186,8 @@ class AnthropicStreamReader : public StreamReader {
     if (!type) return malformed("sent an SSE event that is not a JSON object with a type");
     if (*type == "ping") return std::nullopt;
     if (*type == "error") {
-      const std::string* error_type = string_at(event.value("error", json()), "type");
-      return StreamFault{GenerationError{status_of_error_type(error_type ? *error_type : ""), dumped(event), {}}, {}};
+      const unsigned status = status_of_error_type(string_or_empty(event.value("error", json()), "type"));
+      return StreamFault{GenerationError{status, dumped(event), {}}, {}};
     }
     if (auto problem = accumulate(*type, event)) return malformed(*problem);
     gen_.publish(0, std::move(event));
@@ -227,7 +227,8 @@ class AnthropicStreamReader : public StreamReader {
     }
     if (type == "content_block_delta" || type == "content_block_stop") {
       auto index = event.find("index");
-      if (index == event.end() || !index->is_number_unsigned() || index->get<uint64_t>() >= content.size())
+      if (index == event.end() || !index->is_number_integer() || index->get<int64_t>() < 0 ||
+          index->get<uint64_t>() >= content.size())
         return "sent " + type + " for a block it never started";
       const size_t i = index->get<size_t>();
       json& block = content[i];
