@@ -599,6 +599,19 @@ Reply get_model(std::string_view id) {
   return r;
 }
 
+SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens) {
+  GenRequest g;
+  g.max_tokens = max_tokens;
+  std::vector<Choice> choices = sample(g, std::vector<game24::Task>(1), ctx);
+  SampledText out;
+  out.text = std::move(choices[0].text);
+  out.truncated = choices[0].truncated;
+  out.pieces = word_pieces(out.text);
+  return out;
+}
+
+int64_t word_count(std::string_view text) { return count_words(text); }
+
 std::vector<std::string> malformed_events() {
   return {"data: {\"id\": broken\n\n", "data: [DONE]\n\n"};
 }

@@ -78,6 +78,18 @@ Reply embeddings(const json& req);
 Reply list_models();
 Reply get_model(std::string_view id);
 
+// For the other dialects' fakes: one choice's text, sampled as a chat choice without
+// seed is (a draw from the global RNG; min_words..max_words words, cut at max_tokens),
+// with its stream pieces (each word with the blank before it).
+struct SampledText {
+  std::string text;
+  std::vector<std::string> pieces;
+  bool truncated = false;  // cut at max_tokens
+};
+SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens);
+// Whitespace-separated words: the fake's token count.
+int64_t word_count(std::string_view text);
+
 // The SSE events a stream sends under the "malformed" knob.
 std::vector<std::string> malformed_events();
 
