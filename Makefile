@@ -67,14 +67,16 @@ demo-model: build
 bench-deps:
 	@bash scripts/install-deps.sh bench
 
-# The official openai SDK, at the version each package-lock.json pins: the client
-# tests, and the experiments (whose smoke run is a test). And llama.cpp as the engine's
+# The official client SDKs, at the versions each package-lock.json pins: the client
+# tests, and the experiments (whose smoke run is a test); installed again whenever the
+# lock file changes. And llama.cpp as the engine's
 # reference (node-llama-cpp with its prebuilt linux-x64 CPU build, ~85 MB; no optional
 # GPU/other-platform packages, no install scripts): the test "engine: matches llama.cpp"
 # and bench-engine.
 sdk-deps: deps
 	@for d in tests/sdk bench/experiments; do \
-	  (cd $$d && { [ -d node_modules/openai ] || $(NPM) ci --no-audit --no-fund --loglevel=error; }) || exit 1; \
+	  (cd $$d && { cmp -s package-lock.json node_modules/.installed-lock.json || \
+	    { $(NPM) ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock.json; }; }) || exit 1; \
 	done
 	@cd tests/engine/llamacpp && { [ -f node_modules/@node-llama-cpp/linux-x64/package.json ] || \
 	  $(NPM) ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error; }

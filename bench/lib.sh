@@ -30,7 +30,7 @@ wrk_row() {
   p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
   p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
   errors=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {n+=1} END {print n+0}' <<<"$out")
-  printf '| %-12s | %11s | %7s | %9s | %9s | %6s |\n' "$label" "$conns" "$rps" "$p50" "$p99" "$errors"
+  printf "| %-${label_width:-12}s | %11s | %7s | %9s | %9s | %6s |\n" "$label" "$conns" "$rps" "$p50" "$p99" "$errors"
 }
 
 # wait_for FILE PATTERN: up to 10 s for PATTERN to appear in FILE.

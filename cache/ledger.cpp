@@ -110,13 +110,13 @@ void Ledger::on_generation_end(const Generation& gen, Generation::State state) {
     }
     delta.cost_spent_usd = cost(model, prompt, completion);
   }
-  stats_.add(gen.origin(), model, delta);
+  stats_.add(gen.origin(), model, delta, endpoint_name(gen.endpoint()));
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - gen.started_at()).count();
   stats_.record_upstream_latency(ms);
 }
 
 void Ledger::on_served(const std::string& ns, const std::string& model, const std::vector<Slot>& slots,
-                       double duration_s) {
+                       double duration_s, std::string_view api) {
   if (slots.empty()) return;
   const EnergyResolution energy = resolve(model);
   const Outcome outcome = outcome_of(slots);
@@ -149,7 +149,7 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   delta.energy_avoided_j =
       EnergyModel::joules(energy.coefficients, pue, delta.prompt_tokens_avoided, completion_avoided, no_call ? 1 : 0);
   delta.cost_avoided_usd = cost(model, delta.prompt_tokens_avoided, completion_avoided);
-  stats_.add(ns, model, delta);
+  stats_.add(ns, model, delta, api);
 
   if (!csv_) return;
   // This response's share of what its calls spent: the measured joules of the samples
@@ -178,16 +178,16 @@ void Ledger::on_served(const std::string& ns, const std::string& model, const st
   csv_->append(std::move(row));
 }
 
-void Ledger::on_uncached(const std::string& ns, const std::string& model, Outcome outcome) {
+void Ledger::on_uncached(const std::string& ns, const std::string& model, Outcome outcome, std::string_view api) {
   Counters delta;
   delta.requests = 1;
   delta.bypassed = outcome == Outcome::bypass;
   delta.errors = outcome == Outcome::error;
-  stats_.add(ns, model, delta);
+  stats_.add(ns, model, delta, api);
 }
 
 void Ledger::on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage,
-                         double duration_s) {
+                         double duration_s, std::string_view api) {
   const EnergyResolution energy = resolve(model);
   const double pue = usage.local ? options_.pue_local : options_.pue_remote;
   Counters delta;
@@ -204,7 +204,7 @@ void Ledger::on_bypassed(const std::string& ns, const std::string& model, const 
     if (measured) delta.energy_measured_j = delta.energy_spent_j;
     delta.cost_spent_usd = cost(model, usage.prompt_tokens, usage.completion_tokens);
   }
-  stats_.add(ns, model, delta);
+  stats_.add(ns, model, delta, api);
   if (!csv_) return;
   EnergyRow row;
   row.timestamp = now_unix();

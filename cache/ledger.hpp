@@ -56,10 +56,12 @@ class Ledger {
   // A generation ended (Cacher's on_generation_end): a completed one spent its call.
   void on_generation_end(const Generation& gen, Generation::State state);
   // A response was served from `slots` (every generation among them done).
+  // `api` (here and below): the request's cache endpoint name, for the per-API
+  // counters; empty for none (a pass-through path).
   void on_served(const std::string& ns, const std::string& model, const std::vector<Slot>& slots,
-                 double duration_s);
+                 double duration_s, std::string_view api = {});
   // A response that did not come from the cache: bypassed, or an error.
-  void on_uncached(const std::string& ns, const std::string& model, Outcome outcome);
+  void on_uncached(const std::string& ns, const std::string& model, Outcome outcome, std::string_view api = {});
   // A bypassed request the upstream answered with a 2xx. Its call was paid for like a
   // miss's (counted as spent, and one CSV row with event "miss"), and nothing was
   // stored. The tokens are those of the answer's usage; when the answer had none (a
@@ -72,7 +74,8 @@ class Ledger {
     bool local = false;  // made by the in-process engine: pue_local, CSV event "engine"
     double measured_j = -1;  // the engine's measured joules for it (before PUE); < 0: estimate
   };
-  void on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage, double duration_s);
+  void on_bypassed(const std::string& ns, const std::string& model, const BypassUsage& usage, double duration_s,
+                   std::string_view api = {});
 
   Stats& stats() { return stats_; }
   // Restores saved counters, and the energy class of each model in them.

@@ -104,10 +104,15 @@ Counters& tracked(std::map<std::string, Counters>& map, const std::string& name,
 
 }  // namespace
 
-void Stats::add(const std::string& ns, const std::string& model, const Counters& delta) {
+void Stats::add(const std::string& ns, const std::string& model, const Counters& delta, std::string_view api) {
   std::lock_guard lock(mu_);
   ++changes_;
   totals_.add(delta);
+  if (!api.empty()) {
+    auto it = apis_.find(api);
+    if (it == apis_.end()) it = apis_.emplace(std::string(api), Counters{}).first;
+    it->second.add(delta);
+  }
   if (!ns.empty()) tracked(namespaces_, ns, max_namespaces_, namespaces_dropped_).add(delta);
   if (!model.empty()) tracked(models_, model, max_models_, models_dropped_).add(delta);
 }
@@ -163,6 +168,7 @@ json Stats::snapshot() const {
   const Counters totals_ = this->totals_;
   const auto namespaces_ = this->namespaces_;
   const auto models_ = this->models_;
+  const auto apis_ = this->apis_;
   const auto model_energy_ = this->model_energy_;
   const auto latency_buckets_ = this->latency_buckets_;
   const uint64_t latency_count_ = this->latency_count_;
@@ -182,6 +188,8 @@ json Stats::snapshot() const {
   out["grid_intensity_g_per_kwh"] = grid_;
   json& namespaces = out["namespaces"] = json::object();
   for (auto& [ns, c] : namespaces_) namespaces[ns] = c.to_json(grid_);
+  json& apis = out["apis"] = json::object();
+  for (auto& [api, c] : apis_) apis[api] = c.to_json(grid_);
   json& models = out["models"] = json::object();
   for (auto& [model, c] : models_) {
     json m = c.to_json(grid_);
@@ -223,17 +231,21 @@ json Stats::persistent() const {
   // requests recording their counters never wait on a save.
   Counters totals;
   std::map<std::string, Counters> namespaces_copy, models_copy;
+  std::map<std::string, Counters, std::less<>> apis_copy;
   {
     std::lock_guard lock(mu_);
     totals = totals_;
     namespaces_copy = namespaces_;
     models_copy = models_;
+    apis_copy = apis_;
   }
   json out = {{"version", 1}, {"totals", totals.to_record()}};
   json& namespaces = out["namespaces"] = json::object();
   for (auto& [ns, c] : namespaces_copy) namespaces[ns] = c.to_record();
   json& models = out["models"] = json::object();
   for (auto& [model, c] : models_copy) models[model] = c.to_record();
+  json& apis = out["apis"] = json::object();
+  for (auto& [api, c] : apis_copy) apis[api] = c.to_record();
   return out;
 }
 
@@ -243,6 +255,11 @@ void Stats::restore(const json& saved) {
   totals_ = Counters::from_record(saved.value("totals", json()));
   namespaces_.clear();
   models_.clear();
+  apis_.clear();
+  // Only the names this build has: a handful, never a client's choosing.
+  if (auto it = saved.find("apis"); it != saved.end() && it->is_object())
+    for (auto& [api, record] : it->items())
+      if (api.size() <= 64) apis_[api].add(Counters::from_record(record));
   // Saved under larger caps, perhaps: folded like new names would be.
   uint64_t ignored = 0;
   if (auto it = saved.find("namespaces"); it != saved.end() && it->is_object())

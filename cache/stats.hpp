@@ -1,6 +1,7 @@
 #pragma once
 // The numbers /admin/stats and /metrics report (DESIGN.md section 3): counters
-// globally, per namespace and per model, the batch-size and upstream-latency
+// globally, per namespace, per model and per API (the cache endpoint's name:
+// "chat.completions", "responses", "messages", ...), the batch-size and upstream-latency
 // distributions. Thread-safe; cheap enough to record on every response (one short
 // lock). Counters survive restarts: the proxy saves persistent() in the store and
 // restore()s it at start.
@@ -9,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -47,9 +49,9 @@ class Stats {
   explicit Stats(double grid_g_per_kwh, size_t max_namespaces = kMaxTracked, size_t max_models = kMaxTracked)
       : grid_(grid_g_per_kwh), max_namespaces_(max_namespaces), max_models_(max_models) {}
 
-  // Adds `delta` to the totals, to namespace `ns` (when not empty) and to `model`
-  // (when not empty).
-  void add(const std::string& ns, const std::string& model, const Counters& delta);
+  // Adds `delta` to the totals, to namespace `ns` (when not empty), to `model` (when
+  // not empty) and to `api` (when not empty: one of the endpoint names, a handful).
+  void add(const std::string& ns, const std::string& model, const Counters& delta, std::string_view api = {});
   void record_upstream_latency(double ms);
   // The model's energy class and how it was resolved, shown beside its counters.
   void set_model_energy(const std::string& model, const std::string& energy_class, const std::string& resolved_by);
@@ -91,6 +93,7 @@ class Stats {
   Counters totals_;
   std::map<std::string, Counters> namespaces_;
   std::map<std::string, Counters> models_;
+  std::map<std::string, Counters, std::less<>> apis_;
   std::map<std::string, std::pair<std::string, std::string>> model_energy_;
   uint64_t changes_ = 0;
   uint64_t namespaces_dropped_ = 0;

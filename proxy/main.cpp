@@ -25,7 +25,7 @@
 #include "proxy/config.hpp"
 #include "proxy/http_server.hpp"
 #include "proxy/log.hpp"
-#include "proxy/openai_api.hpp"
+#include "proxy/api_handler.hpp"
 #include "proxy/version.hpp"
 
 namespace {
@@ -328,7 +328,7 @@ int run(const Config& config) {
   AdminContext admin_context{&pipeline, &ledger, store.value().get(), secret.value(),
                              config.cache.share_across_keys, {}};
   if (engine) admin_context.engine_stats = [e = engine.get()] { return engine_stats_json(*e); };
-  OpenAiApi api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()), &ledger,
+  ApiHandler api(config, ioc.get_executor(), std::move(clients), &pipeline, std::move(secret.value()), &ledger,
                 engine.get());
   AdminApi admin(config.admin.token, std::move(admin_context));
 

@@ -327,6 +327,7 @@ std::string prometheus_text(const nlohmann::json& stats, size_t max_label_values
   std::string out;
   Dimension namespaces = select(field(stats, "namespaces"), max_label_values);
   Dimension models = select(field(stats, "models"), max_label_values);
+  Dimension apis = select(field(stats, "apis"), max_label_values);
   out.reserve(4096 + 48 * kCounters.size() * 2 *
                          (namespaces.kept.size() + models.kept.size() + 2));
 
@@ -465,6 +466,7 @@ std::string prometheus_text(const nlohmann::json& stats, size_t max_label_values
   // Per namespace, per model.
   dimension_families(out, namespaces, "namespace", "namespace", "namespace");
   dimension_families(out, models, "model", "model", "model");
+  dimension_families(out, apis, "api", "api", "API");
   family(out, "reprise_model_info", "gauge",
          "Per model: its energy class and the [[models]] rule that resolved it; always 1.");
   for (const auto& e : models.kept) {

@@ -113,9 +113,13 @@ Result<Route> parse_route(std::string_view target) {
     route.ns_from_path = true;
     path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   }
-  if (path == "/v1beta" || path.starts_with("/v1beta/")) {
-    // Gemini: /v1beta/models/{model}:generateContent and :streamGenerateContent.
-    std::string_view api = path.substr(7);
+  // Gemini: /v1beta/models/{model}:generateContent and :streamGenerateContent; the
+  // same under /v1, which @google/genai 3 calls by default (the gemini upstream's
+  // base_url decides the version actually called).
+  const bool gemini_v1 = path.starts_with("/v1/models/") && (path.ends_with(":generateContent") ||
+                                                             path.ends_with(":streamGenerateContent"));
+  if (path == "/v1beta" || path.starts_with("/v1beta/") || gemini_v1) {
+    std::string_view api = path.substr(gemini_v1 ? 3 : 7);
     route.gemini_api = true;
     route.upstream_target = std::string(api) + std::string(query);
     if (!query.empty()) route.query = std::string(query.substr(1));

@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "proxy/log.hpp"
-#include "proxy/openai_api.hpp"
+#include "proxy/api_handler.hpp"
 #include "proxy/openai_format.hpp"
 
 namespace reprise {

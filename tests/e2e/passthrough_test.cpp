@@ -365,3 +365,27 @@ TEST_CASE("other /v1 routes pass through uncached") {
   CHECK(r.status == 404);  // the fake has no files API: its own 404 comes back
   CHECK(s.fake.stats()["last_request"]["target"] == "/v1/files?limit=2");
 }
+
+TEST_CASE("the Responses WebSocket transport is answered 404 so that Codex falls back to HTTP at once") {
+  Stack s;
+  auto r = request(s.proxy.port(), "GET", "/v1/responses", "",
+                   {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Version", "13"},
+                    {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}});
+  CHECK(r.status == 404);
+  CHECK(r.json()["error"]["message"].get<std::string>().find("supports_websockets = false") != std::string::npos);
+  CHECK(s.fake.stats()["calls"] == 0);
+}
+
+TEST_CASE("stats and metrics count requests per API") {
+  Stack s;
+  REQUIRE(post_json(s.proxy.port(), "/v1/chat/completions", chat_body()).status == 200);
+  REQUIRE(post_json(s.proxy.port(), "/v1/chat/completions", chat_body(), {{"X-Reprise-Namespace", "b"}}).status == 200);
+  auto got = request(s.proxy.admin_port(), "GET", "/admin/stats");
+  REQUIRE(got.status == 200);
+  json stats = got.json();
+  CHECK(stats["apis"]["chat.completions"]["requests"] == 2);
+  CHECK(stats["apis"]["chat.completions"]["hits"] == 1);
+  CHECK(stats["apis"]["chat.completions"]["upstream_calls"] == 1);
+  const std::string metrics = request(s.proxy.admin_port(), "GET", "/metrics").body;
+  CHECK(metrics.find("reprise_api_requests_total{api=\"chat.completions\"} 2\n") != std::string::npos);
+}

@@ -99,6 +99,7 @@ Outcome App::handle_v1(Request& req, std::string_view path) {
     r = injected_failure(knobs.fail_status);
   else
     r = route_v1(req.method(), path, body, id, knobs, allow);
+  if (path.starts_with("/v1/messages")) r = as_anthropic_error(std::move(r));
   if (r.status == 200) {
     state.samples += r.samples;
     state.prompt_tokens += uint64_t(r.prompt_tokens);
@@ -161,7 +162,7 @@ Reply App::route_v1(http::verb method, std::string_view path, const json& body, 
     gemini_model = rest.substr(0, colon);
     gemini_stream = verb == "streamGenerateContent";
   } else if (path != "/v1/chat/completions" && path != "/v1/completions" && path != "/v1/embeddings" &&
-             path != "/v1/responses" && path != "/v1/messages") {
+             path != "/v1/responses" && path != "/v1/messages" && path != "/v1/messages/count_tokens") {
     return not_found(method, path);
   }
   if (method != http::verb::post) return wrong("POST");
@@ -174,6 +175,7 @@ Reply App::route_v1(http::verb method, std::string_view path, const json& body, 
   if (!gemini_model.empty()) return gemini_generate(body, gemini_model, gemini_stream, ctx);
   if (path == "/v1/responses") return responses_create(body, ctx);
   if (path == "/v1/messages") return anthropic_messages(body, ctx);
+  if (path == "/v1/messages/count_tokens") return anthropic_count_tokens(body);
   if (path == "/v1/chat/completions") return chat_completions(body, ctx);
   if (path == "/v1/completions") return completions(body, ctx);
   return embeddings(body);

@@ -12,6 +12,10 @@ namespace reprise::fake {
 Reply responses_create(const json& req, const CallContext& ctx);
 // POST /v1/messages (anthropic.cpp).
 Reply anthropic_messages(const json& req, const CallContext& ctx);
+// POST /v1/messages/count_tokens (anthropic.cpp).
+Reply anthropic_count_tokens(const json& req);
+// Any error reply of a /v1/messages path in Anthropic's shape (anthropic.cpp).
+Reply as_anthropic_error(Reply r);
 // POST /v1beta/models/{model}:generateContent, :streamGenerateContent (gemini.cpp).
 Reply gemini_generate(const json& req, std::string_view model, bool stream, const CallContext& ctx);
 

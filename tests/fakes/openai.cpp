@@ -12,6 +12,29 @@
 
 namespace reprise::fake {
 
+int64_t count_words(std::string_view s) {
+  int64_t n = 0;
+  bool in_word = false;
+  for (char c : s) {
+    bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    if (!space && !in_word) ++n;
+    in_word = !space;
+  }
+  return n;
+}
+
+std::vector<std::string> word_pieces(const std::string& text) {
+  std::vector<std::string> pieces;
+  size_t start = 0;
+  for (size_t i = 1; i < text.size(); ++i)
+    if (text[i] == ' ' && text[i - 1] != ' ') {
+      pieces.push_back(text.substr(start, i - start));
+      start = i;
+    }
+  if (start < text.size()) pieces.push_back(text.substr(start));
+  return pieces;
+}
+
 namespace {
 
 // The vocabulary: one word is one token.
@@ -30,17 +53,6 @@ constexpr std::array<std::string_view, 3> kModels = {"gpt-4o-mini", "fake-chat",
 uint64_t fnv1a(std::string_view s, uint64_t h = 0xcbf29ce484222325) {
   for (unsigned char c : s) h = (h ^ c) * 0x100000001b3;
   return h;
-}
-
-int64_t count_words(std::string_view s) {
-  int64_t n = 0;
-  bool in_word = false;
-  for (char c : s) {
-    bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-    if (!space && !in_word) ++n;
-    in_word = !space;
-  }
-  return n;
 }
 
 Reply invalid(std::string_view message, std::string_view param, std::string_view code = {}) {
@@ -196,19 +208,6 @@ std::vector<Choice> sample(const GenRequest& g, const std::vector<game24::Task>&
 enum class Kind { chat, text };
 
 std::string base64(const std::string& bytes);
-
-// Splits text as a stream sends it: each word with the blank before it.
-std::vector<std::string> word_pieces(const std::string& text) {
-  std::vector<std::string> pieces;
-  size_t start = 0;
-  for (size_t i = 1; i < text.size(); ++i)
-    if (text[i] == ' ' && text[i - 1] != ' ') {
-      pieces.push_back(text.substr(start, i - start));
-      start = i;
-    }
-  if (start < text.size()) pieces.push_back(text.substr(start));
-  return pieces;
-}
 
 // What a chat choice says besides its text under the answer-shape knobs: its tool
 // calls (content null) and the rich fields, each whole (the JSON form) and as the
@@ -456,6 +455,11 @@ Reply error_reply(unsigned status, std::string_view type, std::string_view messa
   return r;
 }
 
+std::string sample_text(const CallContext& ctx) {
+  SplitMix64 rng{ctx.sampler.draw()};
+  return sample_words(rng, ctx).text;
+}
+
 Reply chat_completions(const json& req, const CallContext& ctx) {
   GenRequest g;
   if (auto err = parse_gen(req, g)) return std::move(*err);
@@ -596,17 +600,13 @@ Reply get_model(std::string_view id) {
 }
 
 SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens) {
-  SplitMix64 rng{ctx.sampler.draw()};
-  Choice c = sample_words(rng, ctx);
-  if (max_tokens && int64_t(c.ends.size()) > *max_tokens) {
-    c.ends.resize(size_t(*max_tokens));
-    c.text.resize(c.ends.back());
-    c.truncated = true;
-  }
+  GenRequest g;
+  g.max_tokens = max_tokens;
+  std::vector<Choice> choices = sample(g, std::vector<game24::Task>(1), ctx);
   SampledText out;
-  for (size_t k = 0; k < c.ends.size(); ++k) out.pieces.emplace_back(c.piece(k));
-  out.text = std::move(c.text);
-  out.truncated = c.truncated;
+  out.text = std::move(choices[0].text);
+  out.truncated = choices[0].truncated;
+  out.pieces = word_pieces(out.text);
   return out;
 }
 

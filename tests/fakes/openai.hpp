@@ -63,23 +63,31 @@ struct CallContext {
   int64_t finish_reason_choice = -1;
 };
 
+// The word helpers the other dialects' fakes share with chat.
+// Words in `s` (the fake's token count of a prompt).
+int64_t count_words(std::string_view s);
+// Splits text as a stream sends it: each word with the blank before it.
+std::vector<std::string> word_pieces(const std::string& text);
+// A fresh answer of min_words..max_words words from the word list, one token each,
+// drawn as an unseeded chat choice is.
+std::string sample_text(const CallContext& ctx);
+
 Reply chat_completions(const json& req, const CallContext& ctx);
 Reply completions(const json& req, const CallContext& ctx);
 Reply embeddings(const json& req);
 Reply list_models();
 Reply get_model(std::string_view id);
 
-// For the other dialects' fakes: one choice's fresh text, sampled as chat samples it
-// (min_words..max_words words of the list, from the global RNG), cut to max_tokens
-// words (then truncated); pieces are its stream pieces, one word each ("word", then
-// " word"), concatenating to text.
+// For the other dialects' fakes: one choice's text, sampled as a chat choice without
+// seed is (a draw from the global RNG; min_words..max_words words, cut at max_tokens),
+// with its stream pieces (each word with the blank before it).
 struct SampledText {
   std::string text;
   std::vector<std::string> pieces;
-  bool truncated = false;
+  bool truncated = false;  // cut at max_tokens
 };
-SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens = std::nullopt);
-// Words in `text`, as the usage counts them.
+SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens);
+// Whitespace-separated words: the fake's token count.
 int64_t word_count(std::string_view text);
 
 // The SSE events a stream sends under the "malformed" knob.

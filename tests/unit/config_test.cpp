@@ -427,3 +427,27 @@ TEST_CASE("engine device is auto, cpu or cuda") {
   CHECK(parse_error("[engine]\ndevice = \"CUDA\"\n").find("engine.device: must be") != std::string::npos);
   CHECK(parse_error("[engine]\ndevice = 1\n").find("engine.device: expected a string, got integer") != std::string::npos);
 }
+
+TEST_CASE("[[upstreams]] kind and [cache.key_ignore]") {
+  Config c = parse_ok(R"(
+[cache.key_ignore]
+anthropic = ["system.1", "metadata.user_id"]
+gemini = []
+[[upstreams]]
+name = "claude"
+kind = "anthropic"
+base_url = "https://api.anthropic.com/v1"
+[[upstreams]]
+name = "plain"
+base_url = "https://api.openai.com/v1"
+)");
+  CHECK(c.upstreams[0].kind == "anthropic");
+  CHECK(c.upstreams[1].kind == "openai");  // the default
+  CHECK(c.cache.key_ignore_anthropic == std::vector<std::string>{"system.1", "metadata.user_id"});
+  CHECK(c.cache.key_ignore_openai.empty());
+  CHECK(parse_error("[[upstreams]]\nname = \"x\"\nkind = \"cohere\"\nbase_url = \"http://h\"\n")
+            .find("kind: must be \"openai\", \"anthropic\" or \"gemini\"") != std::string::npos);
+  CHECK(parse_error("[cache.key_ignore]\nmistral = []\n").find("unknown key 'cache.key_ignore.mistral'") != std::string::npos);
+  CHECK(parse_error("[cache.key_ignore]\nopenai = [1]\n").find("cache.key_ignore.openai: expected an array of strings") !=
+        std::string::npos);
+}

@@ -7,7 +7,7 @@
 #include "proxy/error.hpp"
 #include "proxy/framing.hpp"
 #include "proxy/log.hpp"
-#include "proxy/openai_api.hpp"
+#include "proxy/api_handler.hpp"
 #include "proxy/upstream_client.hpp"
 
 using namespace reprise;

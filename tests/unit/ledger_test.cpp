@@ -117,6 +117,27 @@ TEST_CASE("stats: counters add up globally, per namespace and per model, and sur
   CHECK(restored.snapshot()["requests"] == 3);  // the totals keep what it did
 }
 
+TEST_CASE("stats: counters per API (the cache endpoint's name), kept across a restart") {
+  Stats stats(475);
+  Counters hit;
+  hit.requests = hit.hits = 1;
+  Counters miss;
+  miss.requests = miss.misses = 1;
+  stats.add("a", "m", hit, endpoint_name(Endpoint::messages));
+  stats.add("a", "m", miss, endpoint_name(Endpoint::messages));
+  stats.add("a", "m", hit, endpoint_name(Endpoint::responses));
+  stats.add("a", "m", hit);  // no API: the totals only
+  auto s = stats.snapshot();
+  CHECK(s["requests"] == 4);
+  CHECK(s["apis"].size() == 2);
+  CHECK(s["apis"]["messages"]["requests"] == 2);
+  CHECK(s["apis"]["messages"]["hits"] == 1);
+  CHECK(s["apis"]["responses"]["hits"] == 1);
+  Stats restored(475);
+  restored.restore(nlohmann::json::parse(stats.persistent().dump()));
+  CHECK(restored.snapshot()["apis"] == s["apis"]);
+}
+
 namespace {
 
 std::string read_all(const std::filesystem::path& path) {

@@ -96,3 +96,45 @@ TEST_CASE("the query: kept for the upstream, reduced for the key, credentials ne
   CHECK(redacted_target("/v1/chat/completions?api-version=1") == "/v1/chat/completions?api-version=1");
   CHECK(redacted_target("/v1/models") == "/v1/models");
 }
+
+TEST_CASE("the other dialects' routes: Responses, Anthropic Messages, Gemini, each under /ns/{ns} too") {
+  auto r = parse_route("/ns/run-1/v1/responses");
+  REQUIRE(r.ok());
+  CHECK(r->endpoint == Endpoint::responses);
+  CHECK(r->ns == "run-1");
+  CHECK(r->upstream_target == "/responses");
+  r = parse_route("/v1/responses/resp_abc");
+  CHECK(r->endpoint == Endpoint::responses_get);
+  CHECK(r->model_id == "resp_abc");
+  CHECK(parse_route("/v1/responses/resp_abc/cancel")->endpoint == Endpoint::passthrough);
+  CHECK(parse_route("/v1/responses/resp_abc/input_items")->endpoint == Endpoint::passthrough);
+
+  r = parse_route("/ns/x/v1/messages?beta=true");  // the Anthropic SDK's base URL is /ns/x
+  CHECK(r->endpoint == Endpoint::messages);
+  CHECK(r->query == "beta=true");
+  CHECK(r->upstream_target == "/messages?beta=true");
+  CHECK(parse_route("/v1/messages/count_tokens")->endpoint == Endpoint::passthrough);
+
+  r = parse_route("/ns/x/v1beta/models/gemini-2.0-flash:generateContent?key=k");
+  CHECK(r->endpoint == Endpoint::gemini);
+  CHECK(r->gemini_api);
+  CHECK(r->model_id == "gemini-2.0-flash");
+  CHECK_FALSE(r->path_stream);
+  CHECK(r->upstream_target == "/models/gemini-2.0-flash:generateContent?key=k");
+  r = parse_route("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+  CHECK(r->endpoint == Endpoint::gemini);
+  CHECK(r->path_stream);
+  CHECK(r->query == "alt=sse");
+  r = parse_route("/v1beta/models/gemini-2.0-flash:countTokens");
+  CHECK(r->endpoint == Endpoint::passthrough);
+  CHECK(r->gemini_api);
+  CHECK(parse_route("/v1beta/models")->endpoint == Endpoint::passthrough);
+  CHECK_FALSE(parse_route("/v1beta/models/a%2Fb:generateContent").ok());
+  // @google/genai 3 calls the /v1 form by default.
+  r = parse_route("/ns/x/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
+  CHECK(r->endpoint == Endpoint::gemini);
+  CHECK(r->model_id == "gemini-2.0-flash");
+  CHECK(r->path_stream);
+  CHECK(r->ns == "x");
+  CHECK(parse_route("/v1/models/gemini-2.0-flash")->endpoint == Endpoint::model_get);
+}

@@ -25,13 +25,13 @@
 
 namespace reprise {
 
-class OpenAiApi {
+class ApiHandler {
  public:
   // `pipeline` may be null: then nothing is cached (every request is relayed).
   // `server_secret` keys the tenant HMAC.
   // `ledger` may be null too: then nothing is accounted. `engine`, when given, serves
   // the models that [[models]] routes to "engine"; it must outlive this object.
-  OpenAiApi(const Config& config, asio::any_io_executor executor,
+  ApiHandler(const Config& config, asio::any_io_executor executor,
             std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
             std::string server_secret, cache::Ledger* ledger = nullptr, engine::Engine* engine = nullptr);
 

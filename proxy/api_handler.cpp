@@ -1,10 +1,11 @@
-#include "proxy/openai_api.hpp"
+#include "proxy/api_handler.hpp"
 
 #include <nlohmann/json.hpp>
 #include <chrono>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "proxy/async_event.hpp"
 #include "proxy/log.hpp"
@@ -120,7 +121,7 @@ http::fields relay_headers(const http::fields& upstream) {
   return out;
 }
 
-OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
+ApiHandler::ApiHandler(const Config& config, asio::any_io_executor executor,
                      std::vector<std::unique_ptr<UpstreamClient>> upstreams, cache::Pipeline* pipeline,
                      std::string server_secret, cache::Ledger* ledger, engine::Engine* engine)
     : config_(config), upstreams_(std::move(upstreams)), engine_(engine), pipeline_(pipeline), ledger_(ledger),
@@ -132,14 +133,14 @@ OpenAiApi::OpenAiApi(const Config& config, asio::any_io_executor executor,
   if (engine_) engine_backend_ = std::make_unique<EngineBackend>(*engine_);
 }
 
-cache::Backend* OpenAiApi::backend_for(const UpstreamClient& upstream, cache::Endpoint endpoint) const {
+cache::Backend* ApiHandler::backend_for(const UpstreamClient& upstream, cache::Endpoint endpoint) const {
   for (size_t i = 0; i < upstreams_.size(); ++i)
     if (upstreams_[i].get() == &upstream)
       return backends_[i * std::size(cache::kEndpoints) + static_cast<size_t>(endpoint)].get();
   return nullptr;
 }
 
-UpstreamClient* OpenAiApi::passthrough_upstream(const Request& req, const Route& route) const {
+UpstreamClient* ApiHandler::passthrough_upstream(const Request& req, const Route& route) const {
   if (req.body().size() > 0 && req.body().size() <= (1u << 20)) {
     json body = json::parse(req.body(), nullptr, false);
     if (body.is_object())
@@ -155,7 +156,7 @@ UpstreamClient* OpenAiApi::passthrough_upstream(const Request& req, const Route&
   return upstreams_.front().get();
 }
 
-awaitable<void> OpenAiApi::send_error(const Plan* plan, const Error& error, const http::fields& ours,
+awaitable<void> ApiHandler::send_error(const Plan* plan, const Error& error, const http::fields& ours,
                                       ResponseWriter& writer) {
   if (!plan || !plan->dialect) {
     co_await writer.send_error(error, ours);
@@ -168,7 +169,7 @@ awaitable<void> OpenAiApi::send_error(const Plan* plan, const Error& error, cons
   co_await writer.send_json(status, std::move(body), headers);
 }
 
-UpstreamClient* OpenAiApi::upstream_named(std::string_view name) const {
+UpstreamClient* ApiHandler::upstream_named(std::string_view name) const {
   for (auto& up : upstreams_)
     if (up->config().name == name) return up.get();
   return nullptr;
@@ -267,7 +268,7 @@ bool has_best_of(const cache::CanonicalRequest& canonical) {
 
 }  // namespace
 
-Result<bool> OpenAiApi::plan_cached(const Request& req, const Route& route, bool only_cached, Plan& plan) const {
+Result<bool> ApiHandler::plan_cached(const Request& req, const Route& route, bool only_cached, Plan& plan) const {
   const Endpoint endpoint = route.endpoint;
   const cache::Endpoint kind = cache_endpoint(endpoint);
   const Dialect& dialect = dialect_of(kind);
@@ -364,7 +365,7 @@ Result<bool> OpenAiApi::plan_cached(const Request& req, const Route& route, bool
   return true;
 }
 
-Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) const {
+Result<ApiHandler::Plan> ApiHandler::plan(const Request& req, http::fields& ours) const {
   auto parsed = parse_route(req.target());
   if (!parsed) return parsed.error();
   Route& route = parsed.value();
@@ -393,6 +394,12 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
     case Endpoint::responses:
     case Endpoint::messages:
     case Endpoint::gemini:
+      // The Responses API's WebSocket transport opens with GET /v1/responses: a 404
+      // (not a 405 or 426) is what makes Codex fall back to HTTP at once.
+      if (route.endpoint == Endpoint::responses && req.method() == http::verb::get)
+        return Error{ErrorKind::not_found,
+                     "the Responses WebSocket transport is not served here: use HTTP POST /v1/responses "
+                     "(Codex: supports_websockets = false)", {}};
       if (req.method() != http::verb::post) return Error{ErrorKind::method_not_allowed, "use POST, not " + what, {}};
       cacheable = true;
       break;
@@ -516,6 +523,12 @@ Result<OpenAiApi::Plan> OpenAiApi::plan(const Request& req, http::fields& ours) 
 
 namespace {
 
+// The per-API counters' label of a request: its dialect's endpoint name.
+std::string_view api_of(const ApiHandler::Plan& plan) {
+  if (plan.dialect) return cache::endpoint_name(plan.dialect->endpoint());
+  return plan.counted ? cache::endpoint_name(plan.cache_request.endpoint) : std::string_view();
+}
+
 // The dialect whose error shape a request's refusal takes: its endpoint's, or for
 // pass-through paths the API the path belongs to; null for OpenAI's own.
 const Dialect* error_dialect(std::string_view target) {
@@ -535,14 +548,14 @@ const Dialect* error_dialect(std::string_view target) {
 
 }  // namespace
 
-awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
+awaitable<void> ApiHandler::handle(Request& req, ResponseWriter& writer) {
   http::fields ours;
   auto planned = plan(req, ours);
   if (!planned) {
     Plan shape;
     shape.dialect = error_dialect(req.target());
     co_await send_error(&shape, planned.error(), ours, writer);
-    if (ledger_) ledger_->on_uncached({}, {}, cache::Outcome::error);
+    if (ledger_) ledger_->on_uncached({}, {}, cache::Outcome::error, api_of(shape));
     co_return;
   }
   if (planned.value().served_response) {
@@ -574,9 +587,10 @@ awaitable<void> OpenAiApi::handle(Request& req, ResponseWriter& writer) {
     if (!counted) return;
     if (relayed)
       ledger_->on_bypassed(planned.value().ns, planned.value().model, usage,
-                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                           api_of(planned.value()));
     else
-      ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error);
+      ledger_->on_uncached(planned.value().ns, planned.value().model, cache::Outcome::error, api_of(planned.value()));
   };
   co_await forward(planned.value(), ours, writer, counted ? &usage : nullptr, settle);
 }
@@ -593,7 +607,7 @@ struct AssignmentWaiter {
 
 }  // namespace
 
-awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+awaitable<void> ApiHandler::serve_cached(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
   const auto start = std::chrono::steady_clock::now();
   auto executor = co_await asio::this_coro::executor;
   auto waiter = std::make_shared<AssignmentWaiter>(executor);
@@ -625,7 +639,7 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
     }
     if (error.kind == ErrorKind::internal) log::error("cache: " + assignment.message);
     co_await send_error(&plan, error, headers, writer);
-    if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+    if (ledger_) ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error, api_of(plan));
     co_return;
   }
   const bool record_ids = plan.cache_request.endpoint == cache::Endpoint::responses;
@@ -638,15 +652,15 @@ awaitable<void> OpenAiApi::serve_cached(Plan& plan, const http::fields& ours, Re
       if (!ledger_) return;
       if (served)
         ledger_->on_served(plan.ns, plan.model, assignment.slots,
-                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), api_of(plan));
       else
-        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error, api_of(plan));
     };
   }
   co_await serve_assignment(assignment, plan.serve, ours, writer);
 }
 
-awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+awaitable<void> ApiHandler::serve_engine_direct(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
   const auto start = std::chrono::steady_clock::now();
   const cache::CacheRequest& c = plan.cache_request;
   // The same indices the cache would have given a fresh namespace: the engine's
@@ -669,7 +683,7 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
   if (ledger_) {
     plan.serve.on_done = [this, &plan, gen, start](bool served) {
       if (!served) {
-        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error);
+        ledger_->on_uncached(plan.ns, plan.model, cache::Outcome::error, api_of(plan));
         return;
       }
       cache::Ledger::BypassUsage usage;
@@ -682,14 +696,14 @@ awaitable<void> OpenAiApi::serve_engine_direct(Plan& plan, const http::fields& o
         usage.measured_j = usage.measured_j < 0 || sample.energy_j < 0 ? -1 : usage.measured_j + sample.energy_j;
       }
       ledger_->on_bypassed(plan.ns, plan.model, usage,
-                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), api_of(plan));
     };
   }
   engine_backend_->generate(gen);
   co_await serve_assignment(assignment, plan.serve, ours, writer);
 }
 
-awaitable<void> OpenAiApi::serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
+awaitable<void> ApiHandler::serve_models_list(Plan& plan, const http::fields& ours, ResponseWriter& writer) {
   const std::string engine_id = engine_->info().name;
   if (plan.engine_model) {
     std::string body = engine_model_json(*engine_, plan.model).dump(-1, ' ', false, json::error_handler_t::replace);
@@ -723,17 +737,25 @@ awaitable<void> OpenAiApi::serve_models_list(Plan& plan, const http::fields& our
 
 namespace {
 
-// The usage object of a relayed answer (chat, completions, embeddings), if it has one.
+// The usage of a relayed answer, if it has one, in any dialect's names: OpenAI's
+// usage.prompt_tokens / completion_tokens, Responses' and Anthropic's
+// usage.input_tokens / output_tokens, Gemini's usageMetadata.promptTokenCount /
+// candidatesTokenCount.
 void read_usage(const json& doc, cache::Ledger::BypassUsage& usage) {
   if (!doc.is_object()) return;
-  auto it = doc.find("usage");
-  if (it == doc.end() || !it->is_object()) return;
-  auto prompt = it->find("prompt_tokens");
-  if (prompt == it->end() || !prompt->is_number_unsigned()) return;
-  usage.known = true;
-  usage.prompt_tokens = prompt->get<uint64_t>();
-  auto completion = it->find("completion_tokens");
-  usage.completion_tokens = completion != it->end() && completion->is_number_unsigned() ? completion->get<uint64_t>() : 0;
+  for (auto [object, prompt_name, completion_name] :
+       {std::tuple{"usage", "prompt_tokens", "completion_tokens"}, std::tuple{"usage", "input_tokens", "output_tokens"},
+        std::tuple{"usageMetadata", "promptTokenCount", "candidatesTokenCount"}}) {
+    auto it = doc.find(object);
+    if (it == doc.end() || !it->is_object()) continue;
+    auto prompt = it->find(prompt_name);
+    if (prompt == it->end() || !prompt->is_number_unsigned()) continue;
+    usage.known = true;
+    usage.prompt_tokens = prompt->get<uint64_t>();
+    auto completion = it->find(completion_name);
+    usage.completion_tokens = completion != it->end() && completion->is_number_unsigned() ? completion->get<uint64_t>() : 0;
+    return;
+  }
 }
 
 // Watches a relayed stream for its usage chunk. Only events that mention "usage"
@@ -760,7 +782,7 @@ class StreamUsageWatch {
 
 }  // namespace
 
-awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
+awaitable<void> ApiHandler::forward(Plan& plan, const http::fields& ours, ResponseWriter& writer,
                                    cache::Ledger::BypassUsage* usage, const Settle& settle_once) {
   bool settled = false;
   auto settle = [&](bool relayed) {
@@ -772,7 +794,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   if (!sent) {
     log::warn(sent.error().message);
     settle(false);
-    co_await writer.send_error(sent.error(), ours);
+    co_await send_error(&plan, sent.error(), ours, writer);
     co_return;
   }
   UpstreamResponse& response = *sent.value();
@@ -818,7 +840,7 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
   if (!body) {
     log::warn(body.error().message);
     settle(false);
-    co_await writer.send_error(body.error(), ours);
+    co_await send_error(&plan, body.error(), ours, writer);
     co_return;
   }
   bool identity = response.headers()[http::field::content_encoding].empty() ||
@@ -830,13 +852,14 @@ awaitable<void> OpenAiApi::forward(Plan& plan, const http::fields& ours, Respons
         Error error{ErrorKind::upstream_bad_response, "upstream \"" + upstream.config().name + "\" returned malformed JSON", {}};
         log::warn(error.message);
         settle(false);
-        co_await writer.send_error(error, ours);
+        co_await send_error(&plan, error, ours, writer);
         co_return;
       }
       if (usage) read_usage(doc, *usage);
     }
   } else if (identity && status >= 400) {
     body.value() = upstream_error_body(status, body.value(), upstream.config().name);
+    if (plan.dialect) body.value() = plan.dialect->error_body(status, body.value());
     headers.set(http::field::content_type, "application/json");
   }
   http::response<http::string_body> res{static_cast<http::status>(status), 11};
