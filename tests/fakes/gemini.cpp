@@ -136,7 +136,7 @@ Reply gemini_generate(const json& req, std::string_view model, bool stream, cons
     c.text = sample_text(ctx, calls ? std::nullopt : max_tokens);
     if (calls) {
       c.call = function_call(declaration, c.text.text);
-      c.tokens = 1 + int64_t(c.call["args"].size());
+      c.tokens = int64_t(c.text.pieces.size()) + 1 + int64_t(c.call["args"].size());
     } else {
       c.tokens = int64_t(c.text.pieces.size());
     }
@@ -161,11 +161,11 @@ Reply gemini_generate(const json& req, std::string_view model, bool stream, cons
   if (!stream) {
     ojson& list = r.body["candidates"] = ojson::array();
     for (size_t i = 0; i < candidates.size(); ++i) {
-      ojson part;
-      if (candidates[i].call.is_null()) part["text"] = candidates[i].text.text;
-      else part["functionCall"] = candidates[i].call;
+      // A call comes after a sentence that introduces it, as the models often write one.
+      ojson parts = ojson::array({{{"text", candidates[i].text.text}}});
+      if (!candidates[i].call.is_null()) parts.push_back({{"functionCall", candidates[i].call}});
       ojson candidate;
-      candidate["content"] = {{"parts", ojson::array({part})}, {"role", "model"}};
+      candidate["content"] = {{"parts", std::move(parts)}, {"role", "model"}};
       candidate["finishReason"] = candidates[i].finish;
       candidate["index"] = i;
       list.push_back(std::move(candidate));
@@ -197,11 +197,12 @@ Reply gemini_generate(const json& req, std::string_view model, bool stream, cons
   for (size_t round = 0; left > 0; ++round)
     for (size_t i = 0; i < candidates.size(); ++i) {
       Candidate& c = candidates[i];
-      const size_t total = c.call.is_null() ? std::max<size_t>(1, c.text.pieces.size()) : 1;
+      const size_t words = std::max<size_t>(1, c.text.pieces.size());
+      const size_t total = words + (c.call.is_null() ? 0 : 1);  // the call whole, after the text
       if (sent[i] >= total) continue;
       const bool ends = ++sent[i] == total;
       ojson part;
-      if (!c.call.is_null()) part["functionCall"] = c.call;
+      if (sent[i] > words) part["functionCall"] = c.call;
       else part["text"] = c.text.pieces.empty() ? std::string() : c.text.pieces[sent[i] - 1];
       if (ends) --left;
       emit(i, std::move(part), ends ? &c.finish : nullptr, ends && left == 0);
