@@ -100,7 +100,7 @@ json sdk_accumulate_stream(const std::string& sse) {
 
 }  // namespace
 
-TEST_CASE("anthropic e2e: a JSON miss, then a hit in a fresh namespace (header and /ns/{ns} base URL) with zero calls and the same body") {
+TEST_CASE("anthropic e2e: a JSON miss; then a hit in a fresh namespace (header and /ns/{ns} base URL) with zero calls and the same body") {
   Stack s(anthropic_config());
   auto miss = in_ns(s, "run-1", message_body());
   REQUIRE(miss.status == 200);
@@ -128,7 +128,7 @@ TEST_CASE("anthropic e2e: a JSON miss, then a hit in a fresh namespace (header a
   CHECK(calls(s) == 1);
 }
 
-TEST_CASE("anthropic e2e: streamed miss and streamed hit, with event: lines, accumulate to the same message; JSON and stream serve each other") {
+TEST_CASE("anthropic e2e: streamed miss and streamed hit; with event: lines; accumulate to the same message; JSON and stream serve each other") {
   Stack s(anthropic_config());
   auto miss = in_ns(s, "a", message_body("Stream it", true));
   REQUIRE(miss.status == 200);
@@ -160,7 +160,7 @@ TEST_CASE("anthropic e2e: streamed miss and streamed hit, with event: lines, acc
   CHECK(calls(s) == 2);
 }
 
-TEST_CASE("anthropic e2e: the cursor: the next request in a namespace is a new sample, a fresh namespace replays them in order") {
+TEST_CASE("anthropic e2e: the cursor: the next request in a namespace is a new sample; a fresh namespace replays them in order") {
   Stack s(anthropic_config());
   auto first = in_ns(s, "x", message_body());
   auto second = in_ns(s, "x", message_body());
@@ -178,7 +178,7 @@ TEST_CASE("anthropic e2e: the cursor: the next request in a namespace is a new s
   CHECK(calls(s) == 2);
 }
 
-TEST_CASE("anthropic e2e: a tool-use loop replays turn after turn with zero calls, ids and input exact") {
+TEST_CASE("anthropic e2e: a tool-use loop replays turn after turn with zero calls; ids and input exact") {
   Stack s(anthropic_config());
   json turn1 = message_body("What is the weather in Paris?", true);
   turn1["tools"] = json::array({kWeatherTool});
@@ -233,7 +233,7 @@ TEST_CASE("anthropic e2e: metadata.user_id is out of the key; the anthropic-vers
   CHECK(s.fake.stats()["last_request"]["headers"]["anthropic-version"] == "2024-01-01");
 }
 
-TEST_CASE("anthropic e2e: ?beta=true is routed upstream and keyed apart, with the anthropic-beta header") {
+TEST_CASE("anthropic e2e: ?beta=true is routed upstream and keyed apart; with the anthropic-beta header") {
   Stack s(anthropic_config());
   Headers beta = sdk_headers({{"anthropic-beta", "interleaved-thinking-2025-05-14"}});
   auto first = post(s, "/ns/b1/v1/messages?beta=true", message_body(), beta);
@@ -276,7 +276,7 @@ TEST_CASE("anthropic e2e: count_tokens is passed through to the anthropic upstre
   CHECK(openai.stats()["calls"] == 0);
 }
 
-TEST_CASE("anthropic e2e: errors in Anthropic's shape: an upstream 429, the proxy's own 400s and the only-cached 504") {
+TEST_CASE("anthropic e2e: errors in Anthropic's shape: an upstream 429; the proxy's own 400s and the only-cached 504") {
   Stack s(anthropic_config());
   s.fake.control({{"fail_next", 3}, {"fail_status", 429}});  // the proxy's first try and its 2 retries
   auto limited = post(s, "/v1/messages", message_body());
