@@ -318,3 +318,41 @@ TEST_CASE("anthropic e2e: a model routed to an upstream of kind openai is a 400 
   CHECK(r.header("x-should-retry") == "false");
   CHECK(s.fake.stats()["calls"] == 0);
 }
+
+TEST_CASE("anthropic e2e: a model routed to the in-process engine answers the Messages API; JSON and streamed; replayed") {
+  TempDir dir;
+  FakeUpstream fake(dir);
+  const std::string model = (dir / "tiny.gguf").string();
+  Process maker({REPRISE_MAKE_MODEL_BIN, "random", "--vocab", "builtin", "--out", model, "--dim", "64", "--hidden", "128",
+                 "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ctx", "256", "--type", "q8_0"},
+                dir.path(), "make-model");
+  REQUIRE(maker.wait_exit(std::chrono::seconds(30)) == 0);
+  const std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\npath = \"" +
+                           (dir / "cache").string() + "\"\n[[upstreams]]\nname = \"fake\"\nkind = \"anthropic\"\nbase_url = \"" +
+                           fake.base_url() + "\"\n[[models]]\nmatch = \"tiny*\"\nbackend = \"engine\"\n[engine]\nmodel = \"" +
+                           model + "\"\nthreads = 2\n";
+  ProxyUnderTest proxy(dir, toml);
+  json body = {{"model", "tiny"}, {"max_tokens", 8}, {"system", "Be brief."},
+               {"messages", json::array({{{"role", "user"}, {"content", json::array({{{"type", "text"}, {"text", "hello"}}})}}})}};
+  auto miss = post_json(proxy.port(), "/ns/e1/v1/messages", body, sdk_headers());
+  REQUIRE_MESSAGE(miss.status == 200, miss.body);
+  json message = miss.json();
+  CHECK(message["type"] == "message");
+  CHECK(message["id"].get<std::string>().starts_with("msg_"));
+  CHECK(message["content"][0]["type"] == "text");
+  CHECK((message["stop_reason"] == "end_turn" || message["stop_reason"] == "max_tokens"));
+  CHECK(message["usage"]["output_tokens"].get<int>() >= 1);
+  body["stream"] = true;
+  auto streamed = post_json(proxy.port(), "/ns/e2/v1/messages", body, sdk_headers());
+  REQUIRE(streamed.status == 200);
+  CHECK(streamed.header("X-Reprise-Cache") == "hit");
+  CHECK(sdk_accumulate_stream(streamed.body) == message);
+  CHECK(fake.stats()["calls"] == 0);
+
+  json with_tools = body;
+  with_tools["tools"] = json::array({kWeatherTool});
+  auto refused = post_json(proxy.port(), "/v1/messages", with_tools, sdk_headers());
+  CHECK(refused.status == 400);
+  CHECK(refused.json()["type"] == "error");
+  CHECK(refused.json()["error"]["message"].get<std::string>().find("tools") != std::string::npos);
+}
