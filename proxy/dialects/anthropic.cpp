@@ -386,9 +386,31 @@ void replay_message(std::string& out, const json& message) {
   append_event(out, {{"type", "message_stop"}});
 }
 
+// A stored message's two wire forms, made once per sample in memory (Sample::rendered:
+// a hit served again and again is serialised once). Only this dialect renders the
+// samples of its endpoint, so the slot holds this type.
+struct RenderedMessage {
+  std::string body;    // the JSON answer
+  std::string events;  // the replayed stream
+};
+
+const RenderedMessage& rendered(const Sample& sample) {
+  auto made = std::static_pointer_cast<const RenderedMessage>(sample.rendered.load(std::memory_order_acquire));
+  if (made) return *made;
+  auto fresh = std::make_shared<RenderedMessage>();
+  fresh->body = dumped(sample.choice);
+  replay_message(fresh->events, sample.choice);
+  // Two threads may both render: either result is the same text.
+  std::shared_ptr<const void> expected;
+  std::shared_ptr<const void> desired = fresh;
+  if (!sample.rendered.compare_exchange_strong(expected, desired))
+    return *std::static_pointer_cast<const RenderedMessage>(expected);
+  return *fresh;
+}
+
 class AnthropicStreamRenderer : public StreamRenderer {
  public:
-  void replay(std::string& out, uint32_t, const Sample& sample) override { replay_message(out, sample.choice); }
+  void replay(std::string& out, uint32_t, const Sample& sample) override { out += rendered(sample).events; }
   void live(std::string& out, uint32_t, const cache::Generation&, const json& event) override { append_event(out, event); }
   void finish(std::string&, const std::vector<const Sample*>&) override {}
   void error(std::string& out, std::string_view body) override {
@@ -541,7 +563,7 @@ class AnthropicDialect : public Dialect {
   }
 
   std::string json_body(const std::vector<const Sample*>& samples, const RenderOptions&) const override {
-    return samples.empty() ? std::string("{}") : dumped(samples.front()->choice);
+    return samples.empty() ? std::string("{}") : rendered(*samples.front()).body;
   }
 
   std::unique_ptr<StreamRenderer> stream_renderer(const RenderOptions&) const override {

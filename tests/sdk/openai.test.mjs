@@ -303,8 +303,16 @@ const lookupTool = {
   type: 'function', name: 'lookup', description: 'Looks a query up', strict: false,
   parameters: { type: 'object', properties: { query: { type: 'string' } }, required: ['query'] },
 };
-// What a response says: ids, items, usage (less created_at and the like).
-const responseOutput = (r) => ({ id: r.id, status: r.status, output: r.output, usage: r.usage, output_text: r.output_text });
+// What a response says: ids, items, usage (less created_at and the like), without
+// what the SDK's stream helper adds on the client (parsed_arguments on function calls,
+// parsed on output_text parts, which responses.create never sets).
+const withoutClientFields = (item) => {
+  const { parsed_arguments, ...rest } = item;
+  if (Array.isArray(rest.content)) rest.content = rest.content.map(({ parsed, ...part }) => part);
+  return rest;
+};
+const responseOutput = (r) => ({ id: r.id, status: r.status, output: r.output.map(withoutClientFields), usage: r.usage,
+                                 output_text: r.output_text });
 const responseJson = (ns, params) => inNs(ns).responses.create(params);
 const responseStreamed = (ns, params) => inNs(ns).responses.stream(params).finalResponse();
 // The raw events of create({stream: true}) and the response of the terminal one.

@@ -125,7 +125,7 @@ std::vector<json> api_events_of_tool_message() {
 
 }  // namespace
 
-TEST_CASE("anthropic canonical: metadata, cache_control and Claude Code's billing block are out of the key, forwarded as sent") {
+TEST_CASE("anthropic canonical: metadata; cache_control and Claude Code's billing block are out of the key; forwarded as sent") {
   auto a = canonical(claude_code_body("1a2b", "session-1"), kContext);
   auto b = canonical(claude_code_body("9z8y", "session-2"), kContext);
   CHECK(a.text == b.text);
@@ -150,7 +150,7 @@ TEST_CASE("anthropic canonical: metadata, cache_control and Claude Code's billin
   CHECK(canonical(other, kContext).text != a.text);
 }
 
-TEST_CASE("anthropic canonical: the anthropic-version and anthropic-beta headers are in the key, not in the upstream body") {
+TEST_CASE("anthropic canonical: the anthropic-version and anthropic-beta headers are in the key; not in the upstream body") {
   json body = {{"model", "claude-x"}, {"max_tokens", 10}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
   const std::string v1 = context_of({{"anthropic-version", "2023-06-01"}});
   const std::string v2 = context_of({{"anthropic-version", "2023-01-01"}});
@@ -174,7 +174,7 @@ TEST_CASE("anthropic canonical: the anthropic-version and anthropic-beta headers
   CHECK(anthropic().upstream_target(beta, true, "beta=true") == "/messages?beta=true");
 }
 
-TEST_CASE("anthropic canonical: temperature defaults to 1 explicitly, top_p and top_k do not; greedy reads the explicit one") {
+TEST_CASE("anthropic canonical: temperature defaults to 1 explicitly; top_p and top_k do not; greedy reads the explicit one") {
   json body = {{"model", "claude-x"}, {"max_tokens", 10}, {"messages", json::array()}};
   auto absent = canonical(body, kContext);
   CHECK(absent.body["temperature"] == 1);
@@ -221,7 +221,7 @@ TEST_CASE("anthropic canonical: a canonical body read back without context gives
   }
 }
 
-TEST_CASE("anthropic canonical: what the API requires is checked, naming the parameter") {
+TEST_CASE("anthropic canonical: what the API requires is checked; naming the parameter") {
   const json ok = {{"model", "m"}, {"max_tokens", 5}, {"messages", json::array()}};
   struct Case {
     const char* field;
@@ -250,7 +250,7 @@ TEST_CASE("anthropic: a request for a code-execution container is relayed uncach
   CHECK(reason->find("container") != std::string::npos);
 }
 
-TEST_CASE("anthropic samples_from_json: complete answers are samples, the whole message kept; others are refused") {
+TEST_CASE("anthropic samples_from_json: complete answers are samples; the whole message kept; others are refused") {
   json message = tool_message();
   auto samples = anthropic().samples_from_json(message, 1, "claude-up");
   REQUIRE(samples.ok());
@@ -278,7 +278,7 @@ TEST_CASE("anthropic samples_from_json: complete answers are samples, the whole 
   CHECK_FALSE(anthropic().samples_from_json({{"type", "error"}}, 1, "up").ok());
 }
 
-TEST_CASE("anthropic stream reader: the API's events give the JSON answer's message, each but ping published verbatim") {
+TEST_CASE("anthropic stream reader: the API's events give the JSON answer's message; each but ping published verbatim") {
   auto gen = generation();
   auto events = api_events_of_tool_message();
   auto samples = read_stream(events, *gen);
@@ -308,7 +308,7 @@ TEST_CASE("anthropic stream reader: the API's events give the JSON answer's mess
   CHECK_FALSE(read_stream(before_start, *generation()).ok());
 }
 
-TEST_CASE("anthropic stream reader: an error event is the upstream's error, with its status") {
+TEST_CASE("anthropic stream reader: an error event is the upstream's error; with its status") {
   for (auto [type, status] : {std::pair{"overloaded_error", 529u}, {"rate_limit_error", 429u}, {"api_error", 500u}}) {
     auto gen = generation();
     auto reader = anthropic().stream_reader(*gen, "up");
@@ -328,7 +328,7 @@ TEST_CASE("anthropic stream reader: an error event is the upstream's error, with
   CHECK_FALSE(fault->malformed.empty());
 }
 
-TEST_CASE("anthropic replay: the event sequence accumulates to the stored message exactly, ids and tool input included") {
+TEST_CASE("anthropic replay: the event sequence accumulates to the stored message exactly; ids and tool input included") {
   json thinking = tool_message();
   thinking["content"] = json::array(
       {{{"type", "thinking"}, {"thinking", "The user wants weather. I should call the tool."}, {"signature", "EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}},
