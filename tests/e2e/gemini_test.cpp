@@ -105,7 +105,7 @@ void check_gemini_error(const Response& r, unsigned status, const char* name) {
 
 }  // namespace
 
-TEST_CASE("gemini: a JSON miss, then a hit in a fresh namespace (header and path forms) with the same body") {
+TEST_CASE("gemini: a JSON miss then a hit in a fresh namespace (header and path forms) with the same body") {
   GeminiStack s;
   auto miss = generate(s.proxy.port(), "first", body_of("Tell me a story"));
   REQUIRE(miss.status == 200);
@@ -145,7 +145,7 @@ TEST_CASE("gemini: a JSON miss, then a hit in a fresh namespace (header and path
   CHECK_FALSE(stream_texts(bypass).empty());
 }
 
-TEST_CASE("gemini: a streamed miss, then a streamed hit with the same text per candidate") {
+TEST_CASE("gemini: a streamed miss then a streamed hit with the same text per candidate") {
   GeminiStack s;
   auto miss = generate(s.proxy.port(), "a", body_of("Stream me something", 2), true);
   REQUIRE(miss.status == 200);
@@ -200,7 +200,7 @@ TEST_CASE("gemini: candidateCount 3 is three samples; candidateCount 1 three tim
   CHECK_FALSE(s.fake.stats()["last_request"]["body"]["generationConfig"].contains("candidateCount"));
 }
 
-TEST_CASE("gemini: a stream served from JSON samples, and JSON from streamed samples") {
+TEST_CASE("gemini: a stream served from JSON samples and JSON from streamed samples") {
   GeminiStack s;
   auto json_miss = generate(s.proxy.port(), "j1", body_of("First prompt", 2));
   REQUIRE(json_miss.status == 200);
@@ -273,7 +273,7 @@ TEST_CASE("gemini: a function-calling agent loop replays turn after turn with ze
   CHECK(streamed.back() == first.back());
 }
 
-TEST_CASE("gemini: ?key= and x-goog-api-key are separate tenants, and the key is never echoed") {
+TEST_CASE("gemini: ?key= and x-goog-api-key are separate tenants and the key is never echoed") {
   const std::string key = "AIzaFakeKey0123456789";
   GeminiStack s({"--require-key", key});
   auto by_query = generate(s.proxy.port(), "k", body_of("Who are you?"), false, {}, "key=" + key);
@@ -300,7 +300,7 @@ TEST_CASE("gemini: ?key= and x-goog-api-key are separate tenants, and the key is
   check_gemini_error(wrong, 401, "UNAUTHENTICATED");
 }
 
-TEST_CASE("gemini: errors in Gemini's shape: a kind mismatch, only-cached, invalid requests") {
+TEST_CASE("gemini: errors in Gemini's shape - a kind mismatch and only-cached and invalid requests") {
   GeminiStack s;
   auto mismatch = generate(s.proxy.port(), "e", body_of("Hello"), false, {}, "", false, "gpt-4o-mini");
   check_gemini_error(mismatch, 400, "INVALID_ARGUMENT");

@@ -100,6 +100,7 @@ Outcome App::handle_v1(Request& req, std::string_view path) {
   else
     r = route_v1(req.method(), path, body, id, knobs, allow);
   if (path.starts_with("/v1/messages")) r = as_anthropic_error(std::move(r));
+  if (path.starts_with("/v1beta/")) r = as_gemini_error(std::move(r));
   if (r.status == 200) {
     state.samples += r.samples;
     state.prompt_tokens += uint64_t(r.prompt_tokens);

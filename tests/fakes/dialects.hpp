@@ -18,5 +18,7 @@ Reply anthropic_count_tokens(const json& req);
 Reply as_anthropic_error(Reply r);
 // POST /v1beta/models/{model}:generateContent, :streamGenerateContent (gemini.cpp).
 Reply gemini_generate(const json& req, std::string_view model, bool stream, const CallContext& ctx);
+// Any error reply of a /v1beta path in Gemini's shape (gemini.cpp).
+Reply as_gemini_error(Reply r);
 
 }  // namespace reprise::fake

@@ -11,13 +11,27 @@ namespace {
 
 constexpr int64_t kMaxCandidates = 8;
 
+// google.rpc.Code's name for an HTTP status, as Google's APIs report it.
+const char* status_name(unsigned status) {
+  switch (status) {
+    case 400: return "INVALID_ARGUMENT";
+    case 401: return "UNAUTHENTICATED";
+    case 403: return "PERMISSION_DENIED";
+    case 404: return "NOT_FOUND";
+    case 429: return "RESOURCE_EXHAUSTED";
+    case 503: return "UNAVAILABLE";
+    case 504: return "DEADLINE_EXCEEDED";
+    default: return "INTERNAL";
+  }
+}
+
 Reply gemini_error(unsigned status, std::string_view message) {
   Reply r;
   r.status = status;
   ojson& e = r.body["error"];
   e["code"] = status;
   e["message"] = message;
-  e["status"] = status == 400 ? "INVALID_ARGUMENT" : status == 404 ? "NOT_FOUND" : "INTERNAL";
+  e["status"] = status_name(status);
   return r;
 }
 
@@ -208,6 +222,16 @@ Reply gemini_generate(const json& req, std::string_view model, bool stream, cons
       emit(i, std::move(part), ends ? &c.finish : nullptr, ends && left == 0);
     }
   return r;
+}
+
+Reply as_gemini_error(Reply r) {
+  if (r.status / 100 == 2) return r;
+  const ojson error = r.body.value("error", ojson());
+  if (error.is_object() && error.value("status", ojson()).is_string()) return r;  // already Gemini's
+  const std::string message = error.is_object() && error.value("message", ojson()).is_string()
+                                  ? error["message"].get<std::string>()
+                                  : std::string("error");
+  return gemini_error(r.status, message);
 }
 
 }  // namespace reprise::fake

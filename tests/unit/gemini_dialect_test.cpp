@@ -96,7 +96,7 @@ std::string streamed_text(const std::vector<json>& chunks, size_t index) {
 
 }  // namespace
 
-TEST_CASE("gemini: candidateCount is out of the key, the model and stream come from the path") {
+TEST_CASE("gemini: candidateCount is out of the key - the model and stream come from the path") {
   json three = kBody;
   three["generationConfig"]["candidateCount"] = 3;
   auto a = canonical(kBody, context("gemini-2.0-flash"));
@@ -133,7 +133,7 @@ TEST_CASE("gemini: candidateCount is out of the key, the model and stream come f
   CHECK(canonical(only_count, context("m")).text == canonical(with_count, context("m")).text);
 }
 
-TEST_CASE("gemini: upstream_body strips the model and sends candidateCount = n; labels are forwarded, not keyed") {
+TEST_CASE("gemini: upstream_body strips the model and sends candidateCount = n - labels are forwarded but not keyed") {
   json labelled = kBody;
   labelled["labels"] = {{"run", "42"}};
   auto a = canonical(kBody, context("gemini-2.0-flash"));
@@ -163,7 +163,7 @@ TEST_CASE("gemini: ignore paths leave the key but are still forwarded") {
   CHECK(gemini().upstream_body(cb, 1, false)["systemInstruction"] == b["systemInstruction"]);
 }
 
-TEST_CASE("gemini: the canonical text read back with no context is itself (export, import)") {
+TEST_CASE("gemini: the canonical text read back with no context is itself (export and import)") {
   json three = kBody;
   three["generationConfig"]["candidateCount"] = 3;
   auto first = canonical(three, context("gemini-2.0-flash", true));
@@ -216,7 +216,7 @@ TEST_CASE("gemini: upstream_target keeps the client's key= and frames the stream
   CHECK(gemini().upstream_target(request, true, "alt=json") == "/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
 }
 
-TEST_CASE("gemini: samples_from_json takes exactly n complete candidates, and json_body gives the answer back") {
+TEST_CASE("gemini: samples_from_json takes exactly n complete candidates and json_body gives the answer back") {
   auto samples = gemini().samples_from_json(kAnswer, 2, "up");
   REQUIRE(samples.ok());
   auto& s = samples.value();
@@ -299,7 +299,7 @@ TEST_CASE("gemini: a stream read chunk by chunk gives the JSON answer's candidat
   CHECK(gen->response_extra()["responseId"] == "abcResponse123");
 }
 
-TEST_CASE("gemini: a stream keeps function calls and thoughts, and refuses what did not end well") {
+TEST_CASE("gemini: a stream keeps function calls and thoughts and refuses what did not end well") {
   std::vector<std::string> calls = {
       R"({"candidates":[{"content":{"parts":[{"text":"Let me think","thought":true}],"role":"model"}}],"responseId":"r1"})",
       R"({"candidates":[{"content":{"parts":[{"text":" about it.","thought":true}],"role":"model"}}],"responseId":"r1"})",
@@ -334,7 +334,7 @@ TEST_CASE("gemini: a stream keeps function calls and thoughts, and refuses what 
   CHECK_FALSE(bad->malformed.empty());
 }
 
-TEST_CASE("gemini: a replayed candidate streams back into the stored candidate, usage on the last chunk") {
+TEST_CASE("gemini: a replayed candidate streams back into the stored candidate with the usage on the last chunk") {
   const json stored = J(R"({"content":{"parts":[
       {"text":"Thinking about the question first.","thought":true},
       {"text":"The answer is forty two, as always."},
@@ -411,7 +411,7 @@ TEST_CASE("gemini: live chunks are re-indexed to the client's slot with the gene
   CHECK(last["usageMetadata"]["totalTokenCount"] == 5);
 }
 
-TEST_CASE("gemini: error bodies in Gemini's shape, converted from OpenAI's or kept") {
+TEST_CASE("gemini: error bodies in Gemini's shape - converted from OpenAI's or kept") {
   const std::string own = R"({"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}})";
   CHECK(gemini().error_body(400, own) == own);
   struct Case {
