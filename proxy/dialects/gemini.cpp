@@ -295,92 +295,170 @@ class GeminiStreamReader : public StreamReader {
   bool identified_ = false;
 };
 
+// The chunk candidates (without "index") that replay a stored candidate: one per
+// token piece of each text part (thought text too), other parts (a functionCall, a
+// part with a thoughtSignature) whole, the content's role on each; the last one also
+// carries the content's and the candidate's other fields (finishReason,
+// safetyRatings, ...). Accumulated as CandidateAccumulator does (and as a client
+// joining chunk texts does), they give the stored candidate back.
+std::vector<json> replay_candidates(const json& stored) {
+  json fields = stored.is_object() ? stored : json::object();
+  fields.erase("content");
+  const json content = stored.is_object() ? stored.value("content", json()) : json();
+  if (!content.is_object()) return {fields};  // nothing said (a MAX_TOKENS at once): the fields alone
+  json content_fields = content;
+  content_fields.erase("parts");
+  if (!content_fields.contains("role")) content_fields["role"] = "model";
+  std::vector<json> parts;  // one per chunk
+  const json all = content.value("parts", json::array());
+  if (all.is_array())
+    for (auto& part : all) {
+      if (text_part(part) && !part["text"].get_ref<const std::string&>().empty()) {
+        for (std::string_view piece : format::token_pieces(part["text"].get_ref<const std::string&>())) {
+          json one = part;
+          one["text"] = std::string(piece);
+          parts.push_back(std::move(one));
+        }
+      } else {
+        parts.push_back(part);
+      }
+    }
+  std::vector<json> out;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    const bool last = k + 1 == parts.size();
+    json candidate = last ? fields : json::object();
+    json c = last ? content_fields : json{{"role", content_fields["role"]}};
+    c["parts"] = json::array({std::move(parts[k])});
+    candidate["content"] = std::move(c);
+    out.push_back(std::move(candidate));
+  }
+  if (parts.empty()) {
+    content_fields["parts"] = json::array();
+    fields["content"] = std::move(content_fields);
+    out.push_back(std::move(fields));
+  }
+  return out;
+}
+
+// Compact JSON of an object less its closing brace, which close_with_index writes.
+std::string open_object(const json& object) {
+  std::string text = dump(object.is_object() ? object : json::object());
+  text.pop_back();
+  return text;
+}
+void close_with_index(std::string& out, std::string_view open, uint32_t index) {
+  out += open;
+  if (open.size() > 1) out += ',';
+  out += "\"index\":";
+  out += std::to_string(index);
+  out += '}';
+}
+// The fields of an object as they go inside another one: its compact JSON less the braces.
+std::string inner_fields(const json& object) {
+  std::string text = dump(object);
+  return text.size() > 2 ? text.substr(1, text.size() - 2) : std::string();
+}
+
+// A stored candidate's wire text, made once per sample in memory (Sample::rendered: a
+// hit served again and again is serialised once). Only this dialect renders the
+// samples of its endpoint, so the slot holds this type. Both are open_object texts:
+// the candidate of the JSON answer, and its replay_candidates.
+struct RenderedCandidate {
+  std::string choice;
+  std::vector<std::string> pieces;
+};
+
+const RenderedCandidate& rendered(const Sample& sample) {
+  auto made = std::static_pointer_cast<const RenderedCandidate>(sample.rendered.load(std::memory_order_acquire));
+  if (made) return *made;
+  auto fresh = std::make_shared<RenderedCandidate>();
+  fresh->choice = open_object(sample.choice);
+  for (auto& piece : replay_candidates(sample.choice)) fresh->pieces.push_back(open_object(piece));
+  // Two threads may both render: either result is the same text.
+  std::shared_ptr<const void> expected;
+  std::shared_ptr<const void> desired = fresh;
+  if (!sample.rendered.compare_exchange_strong(expected, desired))
+    return *std::static_pointer_cast<const RenderedCandidate>(expected);
+  return *fresh;
+}
+
 // Chunks re-indexed to the client's slots, each with the response's head (the first
 // sample's modelVersion, responseId, ...). A candidate's last chunk (its finishReason)
 // is held back until something follows it, so that the response's very last chunk can
-// carry the usageMetadata, where Gemini puts it.
+// carry the usageMetadata, where Gemini puts it (and where @google/genai users read it,
+// with the finishReason, from the last chunk).
 class GeminiStreamRenderer : public StreamRenderer {
  public:
   explicit GeminiStreamRenderer(const RenderOptions& options) : options_(options) {}
 
   void replay(std::string& out, uint32_t slot, const Sample& sample) override {
-    if (head_.is_null()) head_ = head_of(sample.response_extra, sample.model, options_.fallback_model);
+    if (!headed_) set_head(head_of(sample.response_extra, sample.model, options_.fallback_model));
     flush(out);
-    const json& stored = sample.choice;
-    json fields = stored.is_object() ? stored : json::object();
-    fields.erase("content");
-    const json content = stored.is_object() ? stored.value("content", json()) : json();
-    if (!content.is_object()) {  // nothing said (a MAX_TOKENS at once): the fields alone
-      pending_ = chunk(slot, fields);
-      return;
-    }
-    json content_fields = content;
-    content_fields.erase("parts");
-    if (!content_fields.contains("role")) content_fields["role"] = "model";
-    std::vector<json> parts;  // one per chunk
-    const json all = content.value("parts", json::array());
-    if (all.is_array())
-      for (auto& part : all) {
-        if (text_part(part) && !part["text"].get_ref<const std::string&>().empty()) {
-          for (std::string_view piece : format::token_pieces(part["text"].get_ref<const std::string&>())) {
-            json one = part;
-            one["text"] = piece;
-            parts.push_back(std::move(one));
-          }
-        } else {
-          parts.push_back(part);
-        }
+    const auto& pieces = rendered(sample).pieces;
+    for (size_t k = 0; k < pieces.size(); ++k) {
+      if (k + 1 == pieces.size()) {
+        open_chunk(pending_, pieces[k], slot);
+      } else {
+        open_chunk(out, pieces[k], slot);
+        out += "}\n\n";
       }
-    for (size_t k = 0; k < parts.size(); ++k) {
-      const bool last = k + 1 == parts.size();
-      json candidate = last ? fields : json::object();
-      json c = last ? content_fields : json{{"role", content_fields["role"]}};
-      c["parts"] = json::array({std::move(parts[k])});
-      candidate["content"] = std::move(c);
-      if (last) pending_ = chunk(slot, std::move(candidate));
-      else dialect_util::append_sse(out, "", chunk(slot, std::move(candidate)));
-    }
-    if (parts.empty()) {
-      json candidate = fields;
-      content_fields["parts"] = json::array();
-      candidate["content"] = std::move(content_fields);
-      pending_ = chunk(slot, std::move(candidate));
     }
   }
 
   void live(std::string& out, uint32_t slot, const cache::Generation& gen, const json& event) override {
-    if (head_.is_null()) head_ = head_of(gen.response_extra(), gen.model(), options_.fallback_model);
+    if (!headed_) set_head(head_of(gen.response_extra(), gen.model(), options_.fallback_model));
     flush(out);
-    json candidate = event.value("candidate", json::object());
-    const bool ends = candidate.is_object() && candidate.contains("finishReason");
-    json c = chunk(slot, std::move(candidate));
-    if (ends) pending_ = std::move(c);
-    else dialect_util::append_sse(out, "", c);
+    const json candidate = event.value("candidate", json::object());
+    const std::string piece = open_object(candidate);
+    if (candidate.is_object() && candidate.contains("finishReason")) {
+      open_chunk(pending_, piece, slot);
+    } else {
+      open_chunk(out, piece, slot);
+      out += "}\n\n";
+    }
   }
 
   void finish(std::string& out, const std::vector<const Sample*>& samples) override {
-    if (head_.is_null()) head_ = head_of(json(), "", options_.fallback_model);
-    if (pending_.is_null()) pending_ = head_;
-    pending_["usageMetadata"] = usage_of(samples);
-    flush(out);
+    if (!headed_) set_head(head_of(json(), "", options_.fallback_model));
+    if (pending_.empty()) {  // no candidate chunk to carry it: the usage alone
+      pending_ = "data: {" + head_;
+      if (!head_.empty()) pending_ += ',';
+    } else {
+      pending_ += ',';
+    }
+    out += pending_;
+    out += "\"usageMetadata\":";
+    out += dump(usage_of(samples));
+    out += "}\n\n";
+    pending_.clear();
   }
 
  private:
-  json chunk(uint32_t slot, json candidate) const {
-    json out = head_;
-    candidate["index"] = slot;
-    out["candidates"] = json::array({std::move(candidate)});
-    return out;
+  void set_head(const json& head) {
+    head_ = inner_fields(head);
+    headed_ = true;
+  }
+  // 'data: {"candidates":[<piece, index>],<head>' : left open for "}\n\n" or the usage.
+  void open_chunk(std::string& out, std::string_view piece, uint32_t slot) const {
+    out += "data: {\"candidates\":[";
+    close_with_index(out, piece, slot);
+    out += ']';
+    if (!head_.empty()) {
+      out += ',';
+      out += head_;
+    }
   }
   void flush(std::string& out) {
-    if (pending_.is_null()) return;
-    dialect_util::append_sse(out, "", pending_);
-    pending_ = nullptr;
+    if (pending_.empty()) return;
+    out += pending_;
+    out += "}\n\n";
+    pending_.clear();
   }
 
   RenderOptions options_;
-  json head_;
-  json pending_;
+  std::string head_;  // inner_fields of the response's head
+  bool headed_ = false;
+  std::string pending_;  // an open chunk held back
 };
 
 // The canonical reason phrase Google's APIs give each HTTP status (google.rpc.Code).
@@ -578,15 +656,18 @@ class GeminiDialect : public Dialect {
 
   std::string json_body(const std::vector<const Sample*>& samples, const RenderOptions& options) const override {
     const Sample* first = samples.empty() ? nullptr : samples.front();
-    json body = head_of(first ? first->response_extra : json(), first ? first->model : "", options.fallback_model);
-    json& candidates = body["candidates"] = json::array();
+    std::string body = "{\"candidates\":[";
     for (size_t i = 0; i < samples.size(); ++i) {
-      json candidate = samples[i]->choice.is_object() ? samples[i]->choice : json::object();
-      candidate["index"] = i;
-      candidates.push_back(std::move(candidate));
+      if (i) body += ',';
+      close_with_index(body, rendered(*samples[i]).choice, static_cast<uint32_t>(i));
     }
-    body["usageMetadata"] = usage_of(samples);
-    return dump(body);
+    body += "],\"usageMetadata\":";
+    body += dump(usage_of(samples));
+    const std::string head =
+        inner_fields(head_of(first ? first->response_extra : json(), first ? first->model : "", options.fallback_model));
+    if (!head.empty()) body += "," + head;
+    body += '}';
+    return body;
   }
 
   std::unique_ptr<StreamRenderer> stream_renderer(const RenderOptions& options) const override {
