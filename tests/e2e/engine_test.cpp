@@ -562,3 +562,47 @@ TEST_CASE("engine: [engine] device - auto says where it runs and why, cuda witho
   CHECK(gpu.wait_exit(std::chrono::seconds(20)) == 2);
   CHECK(gpu.err().find("engine.device: must be \"auto\", \"cpu\" or \"cuda\", got \"gpu\"") != std::string::npos);
 }
+
+TEST_CASE("engine: the Responses API and Gemini are answered by the engine too - JSON and streamed - replayed") {
+  EngineStack s;
+  // Responses: a streamed miss (the engine's answer replayed as the API's events once
+  // generated), then the same request as JSON in another namespace: a hit, the same object.
+  json responses = {{"model", "tiny"}, {"input", "hello"}, {"max_output_tokens", 8}, {"stream", true}};
+  auto streamed = post(s, "/v1/responses", responses, "r1");
+  REQUIRE_MESSAGE(streamed.status == 200, streamed.body);
+  CHECK(streamed.header("X-Reprise-Cache") == "miss");
+  auto events = sse_events(streamed.body);
+  REQUIRE(events.size() >= 4);
+  CHECK(events.front()["type"] == "response.created");
+  // 8 tokens of a random model: completed, or cut by max_output_tokens (incomplete).
+  const std::string terminal = events.back()["type"];
+  CHECK((terminal == "response.completed" || terminal == "response.incomplete"));
+  for (size_t i = 0; i < events.size(); ++i) CHECK(events[i]["sequence_number"] == i);
+  responses.erase("stream");
+  auto json_hit = post(s, "/v1/responses", responses, "r2");
+  REQUIRE(json_hit.status == 200);
+  CHECK(json_hit.header("X-Reprise-Cache") == "hit");
+  CHECK(json_hit.json() == events.back()["response"]);
+  CHECK(json_hit.json()["id"].get<std::string>().starts_with("resp_"));
+  CHECK(json_hit.json()["output"][0]["type"] == "message");
+
+  // Gemini: two candidates as two samples; the stream of a fresh namespace replays them.
+  json gemini = {{"contents", {{{"role", "user"}, {"parts", {{{"text", "hello"}}}}}}},
+                 {"generationConfig", {{"maxOutputTokens", 8}, {"candidateCount", 2}}}};
+  auto whole = post(s, "/v1beta/models/tiny:generateContent", gemini, "g1");
+  REQUIRE_MESSAGE(whole.status == 200, whole.body);
+  const json answer = whole.json();
+  REQUIRE(answer["candidates"].size() == 2);
+  auto chunks = sse_events(post(s, "/v1beta/models/tiny:streamGenerateContent?alt=sse", gemini, "g2").body);
+  std::map<int, std::string> text;
+  for (auto& chunk : chunks)
+    for (auto& candidate : chunk["candidates"])
+      for (auto& part : candidate["content"]["parts"]) text[candidate.value("index", 0)] += part.value("text", "");
+  for (int i = 0; i < 2; ++i) {
+    std::string expected;
+    for (auto& part : answer["candidates"][i]["content"]["parts"]) expected += part.value("text", "");
+    CHECK(text[i] == expected);
+  }
+  CHECK(s.fake.stats()["calls"] == 0);
+  CHECK(s.stats()["engine"]["jobs"] == 2);
+}

@@ -3,7 +3,8 @@
 // run once live and again in fresh namespaces, where it must make no upstream call and
 // say the same. Its base URL is the namespace's root (the SDK appends
 // /{apiVersion}/models/{model}:generateContent). The SDK's default apiVersion is "v1"
-// since 2.x; Reprise serves Gemini under /v1beta, so the client names it.
+// since 2.x; Reprise serves Gemini under /v1 and /v1beta alike: the first client
+// keeps the default, the second names v1beta.
 // Run by ctest as "sdk: google-genai".
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,8 +15,11 @@ let stack;
 before(async () => { stack = await startStack(); });
 after(() => stack?.stop());
 
-// The one line that points the Gemini SDK at Reprise: httpOptions.baseUrl (and v1beta).
-const client = (ns) => new GoogleGenAI({ apiKey: 'gemini-sdk-key', httpOptions: { baseUrl: stack.nsUrl(ns), apiVersion: 'v1beta' } });
+// The one line that points the Gemini SDK at Reprise: httpOptions.baseUrl. Odd-numbered
+// namespaces name v1beta, the others keep the SDK's default v1, so a live run and its
+// replays cross the two paths (one key: the version is not in it).
+const client = (ns) => new GoogleGenAI({ apiKey: 'gemini-sdk-key',
+  httpOptions: /[13579]$/.test(ns) ? { baseUrl: stack.nsUrl(ns), apiVersion: 'v1beta' } : { baseUrl: stack.nsUrl(ns) } });
 const MODEL = 'gemini-2.5-flash';  // routed to the gemini upstream by [[models]] gemini*
 const tools = [{
   functionDeclarations: [{
