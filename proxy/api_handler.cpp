@@ -560,7 +560,9 @@ awaitable<void> ApiHandler::handle(Request& req, ResponseWriter& writer) {
   }
   if (planned.value().served_response) {
     const Plan& plan = planned.value();
-    std::string body = plan.dialect->json_body({plan.served_response.get()}, RenderOptions{cache::Endpoint::responses});
+    RenderOptions render;
+    render.endpoint = cache::Endpoint::responses;
+    std::string body = plan.dialect->json_body({plan.served_response.get()}, render);
     http::fields headers = ours;
     headers.set("X-Reprise-Cache", "hit");
     co_await writer.send_json(200, std::move(body), headers);

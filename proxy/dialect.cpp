@@ -1,6 +1,7 @@
 #include "proxy/dialect.hpp"
 
 #include <array>
+#include <chrono>
 #include <random>
 
 #include "proxy/dialects/dialects.hpp"
@@ -106,6 +107,25 @@ void append_sse(std::string& out, std::string_view name, const json& data) {
   out += "data: ";
   out += data.dump(-1, ' ', false, json::error_handler_t::replace);
   out += "\n\n";
+}
+
+const json& field(const json& object, const char* name) {
+  static const json null;
+  if (!object.is_object()) return null;
+  auto it = object.find(name);
+  return it == object.end() ? null : *it;
+}
+
+std::string string_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  return value.is_string() ? value.get<std::string>() : std::string();
+}
+
+std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace dialect_util

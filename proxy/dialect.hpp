@@ -182,6 +182,14 @@ void erase_path(nlohmann::json& body, std::string_view path);
 std::string new_id(std::string_view prefix);
 // "event: <name>\ndata: <compact json>\n\n" (name "" writes the data line only).
 void append_sse(std::string& out, std::string_view name, const nlohmann::json& data);
+// The member `name` of an object, or a null value (absent, or not an object).
+const nlohmann::json& field(const nlohmann::json& object, const char* name);
+// The member `name` when it is a string, else "".
+std::string string_field(const nlohmann::json& object, const char* name);
+// Compact JSON text; invalid UTF-8 replaced, never thrown on.
+std::string dump(const nlohmann::json& value);
+// Unix seconds now.
+int64_t now_seconds();
 }  // namespace dialect_util
 
 }  // namespace reprise

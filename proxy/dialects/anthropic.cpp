@@ -16,6 +16,9 @@ using cache::CanonicalError;
 using cache::GenerationError;
 using cache::Sample;
 using nlohmann::json;
+using dialect_util::dump;
+using dialect_util::now_seconds;
+using dialect_util::string_field;
 
 constexpr const char* kVersionField = "anthropic-version";
 constexpr const char* kBetaField = "anthropic-beta";
@@ -23,12 +26,7 @@ constexpr const char* kBetaField = "anthropic-beta";
 // every request, so it never shapes the key.
 constexpr std::string_view kBillingPrefix = "x-anthropic-billing-header:";
 
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
-std::string dumped(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 const std::string* string_at(const json& object, const char* name) {
   if (!object.is_object()) return nullptr;
@@ -36,10 +34,6 @@ const std::string* string_at(const json& object, const char* name) {
   return it != object.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
 }
 
-std::string string_or_empty(const json& object, const char* name) {
-  const std::string* s = string_at(object, name);
-  return s ? *s : std::string();
-}
 
 uint32_t count_at(const json& usage, const char* name) {
   if (!usage.is_object()) return 0;
@@ -57,13 +51,13 @@ bool complete_stop_reason(std::string_view reason) {
 
 // A whole message -> its sample, or why it is no complete success.
 Expected<Sample, std::string> message_sample(const json& message, std::string_view backend) {
-  if (!message.is_object() || string_or_empty(message, "type") != "message")
+  if (!message.is_object() || string_field(message, "type") != "message")
     return std::string("returned no message object");
   auto reason = message.find("stop_reason");
   if (reason == message.end() || reason->is_null())
     return std::string("returned a message without a stop_reason (incomplete)");
   if (!reason->is_string() || !complete_stop_reason(reason->get_ref<const std::string&>()))
-    return "ended the message with stop_reason " + dumped(*reason) + " (not a complete answer)";
+    return "ended the message with stop_reason " + dump(*reason) + " (not a complete answer)";
   const json usage = message.value("usage", json());
   Sample s;
   s.choice = message;
@@ -71,7 +65,7 @@ Expected<Sample, std::string> message_sample(const json& message, std::string_vi
   s.prompt_tokens = count_at(usage, "input_tokens") + count_at(usage, "cache_read_input_tokens") +
                     count_at(usage, "cache_creation_input_tokens");
   s.completion_tokens = count_at(usage, "output_tokens");
-  s.model = string_or_empty(message, "model");
+  s.model = string_field(message, "model");
   s.created = now_seconds();
   s.backend = std::string(backend);
   return s;
@@ -118,7 +112,7 @@ void strip_cache_control(json& blocks) {
 }
 
 bool billing_block(const json& block) {
-  const std::string* text = block.is_object() && string_or_empty(block, "type") == "text" ? string_at(block, "text") : nullptr;
+  const std::string* text = block.is_object() && string_field(block, "type") == "text" ? string_at(block, "text") : nullptr;
   return text && text->starts_with(kBillingPrefix);
 }
 
@@ -186,8 +180,8 @@ class AnthropicStreamReader : public StreamReader {
     if (!type) return malformed("sent an SSE event that is not a JSON object with a type");
     if (*type == "ping") return std::nullopt;
     if (*type == "error") {
-      const unsigned status = status_of_error_type(string_or_empty(event.value("error", json()), "type"));
-      return StreamFault{GenerationError{status, dumped(event), {}}, {}};
+      const unsigned status = status_of_error_type(string_field(event.value("error", json()), "type"));
+      return StreamFault{GenerationError{status, dump(event), {}}, {}};
     }
     if (auto problem = accumulate(*type, event)) return malformed(*problem);
     gen_.publish(0, std::move(event));
@@ -213,7 +207,7 @@ class AnthropicStreamReader : public StreamReader {
       if (!message_["content"].is_array()) message_["content"] = json::array();
       started_ = true;
       // Before the first publish: the live relays read it with it.
-      gen_.set_identity(string_or_empty(message_, "model"), "");
+      gen_.set_identity(string_field(message_, "model"), "");
       return std::nullopt;
     }
     if (!started_) return "sent " + type + " before message_start";
@@ -252,8 +246,8 @@ class AnthropicStreamReader : public StreamReader {
   }
 
   static std::optional<std::string> apply_delta(json& block, std::string& json_buffer, const json& delta) {
-    const std::string delta_type = string_or_empty(delta, "type");
-    const std::string block_type = string_or_empty(block, "type");
+    const std::string delta_type = string_field(delta, "type");
+    const std::string block_type = string_field(block, "type");
     auto append = [&](const char* field, const char* piece) -> std::optional<std::string> {
       const std::string* text = string_at(delta, piece);
       if (!text) return "sent a " + delta_type + " without its " + piece;
@@ -329,7 +323,7 @@ void append_delta(std::string& out, size_t index, json delta) {
 // One stored block as its start, deltas and stop: the SDK's accumulation of them is
 // the block again.
 void replay_block(std::string& out, size_t index, const json& block) {
-  const std::string type = string_or_empty(block, "type");
+  const std::string type = string_field(block, "type");
   json start = block;
   const std::string* text = type == "text" ? string_at(block, "text") : nullptr;
   if (text) {
@@ -345,7 +339,7 @@ void replay_block(std::string& out, size_t index, const json& block) {
   } else if (block.is_object() && block.contains("input")) {  // tool_use, server_tool_use, ...
     start["input"] = json::object();
     append_block_event(out, "content_block_start", index, "content_block", std::move(start));
-    const std::string input = dumped(block.at("input"));
+    const std::string input = dump(block.at("input"));
     for (auto piece : json_pieces(input)) append_delta(out, index, {{"type", "input_json_delta"}, {"partial_json", piece}});
   } else if (type == "thinking") {
     if (block.contains("thinking")) start["thinking"] = "";
@@ -398,7 +392,7 @@ const RenderedMessage& rendered(const Sample& sample) {
   auto made = std::static_pointer_cast<const RenderedMessage>(sample.rendered.load(std::memory_order_acquire));
   if (made) return *made;
   auto fresh = std::make_shared<RenderedMessage>();
-  fresh->body = dumped(sample.choice);
+  fresh->body = dump(sample.choice);
   replay_message(fresh->events, sample.choice);
   // Two threads may both render: either result is the same text.
   std::shared_ptr<const void> expected;
@@ -434,7 +428,7 @@ std::optional<std::string> plain_text(const json& content) {
   std::string text;
   for (const json& block : content) {
     if (block.is_null()) continue;  // a block left out of the key
-    const std::string* piece = string_or_empty(block, "type") == "text" ? string_at(block, "text") : nullptr;
+    const std::string* piece = string_field(block, "type") == "text" ? string_at(block, "text") : nullptr;
     if (!piece) return std::nullopt;
     if (!text.empty()) text += "\n";
     text += *piece;
@@ -453,7 +447,7 @@ class AnthropicDialect : public Dialect {
     if (std::string version = header_values(headers, kVersionField); !version.empty()) values[kVersionField] = version;
     if (std::string betas = normalised_betas(header_values(headers, kBetaField)); !betas.empty())
       values[kBetaField] = betas;
-    return values.empty() ? std::string() : dumped(values);
+    return values.empty() ? std::string() : dump(values);
   }
 
   Expected<cache::CanonicalRequest, CanonicalError> canonicalize(
@@ -572,14 +566,14 @@ class AnthropicDialect : public Dialect {
 
   std::string error_body(unsigned status, std::string_view body) const override {
     json parsed = json::parse(body, nullptr, false);
-    if (string_or_empty(parsed, "type") == "error" && parsed["error"].is_object()) return std::string(body);
+    if (string_field(parsed, "type") == "error" && parsed["error"].is_object()) return std::string(body);
     std::string message(body);
     if (parsed.is_object() && parsed["error"].is_object()) {
       if (const std::string* m = string_at(parsed["error"], "message")) message = *m;
     } else if (parsed.is_object()) {
       if (const std::string* m = string_at(parsed, "message")) message = *m;
     }
-    return dumped({{"type", "error"}, {"error", {{"type", error_type_of_status(status)}, {"message", message}}}});
+    return dump({{"type", "error"}, {"error", {{"type", error_type_of_status(status)}, {"message", message}}}});
   }
 
   void error_headers(unsigned status, http::fields& headers) const override {
@@ -597,7 +591,7 @@ class AnthropicDialect : public Dialect {
           std::end(kSpoken))
         continue;
       if (name == "tools" && value.is_array() && value.empty()) continue;
-      if (name == "thinking" && string_or_empty(value, "type") == "disabled") continue;
+      if (name == "thinking" && string_field(value, "type") == "disabled") continue;
       return engine_refusal(name == "tools" ? "tools are not supported" : "it does not support " + name, name);
     }
     json messages = json::array();
@@ -609,7 +603,7 @@ class AnthropicDialect : public Dialect {
     const json turns = body.value("messages", json::array());
     for (size_t i = 0; i < turns.size(); ++i) {
       const std::string param = "messages[" + std::to_string(i) + "]";
-      const std::string role = string_or_empty(turns[i], "role");
+      const std::string role = string_field(turns[i], "role");
       if (role != "user" && role != "assistant") return engine_refusal(param + ".role must be user or assistant", param + ".role");
       auto text = plain_text(turns[i].value("content", json()));
       if (!text) return engine_refusal("only text content (no tool_use, tool_result or images)", param + ".content");
@@ -624,7 +618,7 @@ class AnthropicDialect : public Dialect {
 
   Sample from_engine_sample(Sample chat_sample, const cache::CanonicalRequest& request) const override {
     const json& message = chat_sample.choice.value("message", json());
-    const std::string text = string_or_empty(message, "content");
+    const std::string text = string_field(message, "content");
     const std::string stop_reason = chat_sample.finish_reason == "length" ? "max_tokens" : "end_turn";
     if (chat_sample.model.empty()) chat_sample.model = request.model;
     chat_sample.choice = {{"id", dialect_util::new_id("msg_")},

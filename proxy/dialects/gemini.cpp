@@ -22,21 +22,14 @@ using cache::CanonicalRequest;
 using cache::GenerationError;
 using cache::Sample;
 using nlohmann::json;
+using dialect_util::dump;
+using dialect_util::now_seconds;
+using dialect_util::string_field;
 
 constexpr uint32_t kMaxCandidates = 8;  // the API's bound on candidateCount
 
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
-std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-std::string string_field(const json& object, const char* name) {
-  if (!object.is_object()) return {};
-  auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 uint64_t count_field(const json& object, const char* name) {
   if (!object.is_object()) return 0;

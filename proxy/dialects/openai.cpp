@@ -16,11 +16,9 @@ using cache::Endpoint;
 using cache::GenerationError;
 using cache::Sample;
 using nlohmann::json;
+using dialect_util::now_seconds;
+using dialect_util::string_field;
 
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 uint32_t count_field(const json& usage, const char* name, bool& present) {
   present = false;
@@ -31,11 +29,6 @@ uint32_t count_field(const json& usage, const char* name, bool& present) {
   return it->get<uint32_t>();
 }
 
-std::string string_field(const json& object, const char* name) {
-  if (!object.is_object()) return {};
-  auto it = object.find(name);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 // Why choice i's ending makes the answer no complete success (DESIGN section 1: only
 // normal endings are stored; "error" is how OpenRouter reports a generation that
@@ -283,7 +276,10 @@ class OpenAiDialect : public Dialect {
     std::string target = endpoint_ == Endpoint::completions  ? "/completions"
                          : endpoint_ == Endpoint::embeddings ? "/embeddings"
                                                              : "/chat/completions";
-    if (!client_query.empty()) target += "?" + std::string(client_query);
+    if (!client_query.empty()) {
+      target += '?';
+      target += client_query;
+    }
     return target;
   }
   json upstream_body(const cache::CanonicalRequest& request, uint32_t n, bool stream) const override {

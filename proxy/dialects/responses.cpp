@@ -17,30 +17,19 @@ namespace {
 using cache::GenerationError;
 using cache::Sample;
 using nlohmann::json;
+using dialect_util::dump;
+using dialect_util::field;
+using dialect_util::now_seconds;
+using dialect_util::string_field;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-const json& field(const json& object, const char* name) {
-  static const json null;
-  if (!object.is_object()) return null;
-  auto it = object.find(name);
-  return it == object.end() ? null : *it;
-}
 
-std::string string_field(const json& object, const char* name) {
-  const json& value = field(object, name);
-  return value.is_string() ? value.get<std::string>() : std::string();
-}
 
 uint32_t count_field(const json& object, const char* name) {
   const json& value = field(object, name);
   return value.is_number_unsigned() ? value.get<uint32_t>() : 0;
 }
 
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Fields that never shape a sample (design/dialects.md 1.1): out of the key, forwarded
 // as the client sent them. `background` is among them only when false: a background
