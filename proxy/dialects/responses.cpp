@@ -141,9 +141,32 @@ class ResponsesStreamReader : public StreamReader {
 
 // Writes the events of one response; sequence numbers count from 0 for a replay, and
 // follow the upstream's own for a live relay.
+// A stored response's two wire forms, made once per sample in memory (Sample::rendered:
+// a hit served again and again is serialised once). Only this dialect renders the
+// samples of its endpoint, so the slot holds this type.
+struct RenderedResponse {
+  std::string body;    // the JSON answer
+  std::string events;  // the replayed stream, sequence numbers from 0
+  uint64_t count = 0;  // its events
+};
+const RenderedResponse& rendered(const Sample& sample);
+
 class ResponsesStreamRenderer : public StreamRenderer {
  public:
   void replay(std::string& out, uint32_t, const Sample& sample) override {
+    if (next_ == 0) {  // a response's first events: the stored sample's own replay
+      const RenderedResponse& made = rendered(sample);
+      out += made.events;
+      next_ = made.count;
+      return;
+    }
+    replay_events(out, sample);
+  }
+
+  uint64_t next_sequence() const { return next_; }
+
+  // The replay of `sample` from sequence number next_.
+  void replay_events(std::string& out, const Sample& sample) {
     const json& response = sample.choice;
     json opening = response.is_object() ? response : json::object();
     opening["status"] = "in_progress";
@@ -281,6 +304,22 @@ std::optional<std::string> plain_text(const json& content) {
   return text;
 }
 
+const RenderedResponse& rendered(const Sample& sample) {
+  auto made = std::static_pointer_cast<const RenderedResponse>(sample.rendered.load(std::memory_order_acquire));
+  if (made) return *made;
+  auto fresh = std::make_shared<RenderedResponse>();
+  fresh->body = dump(sample.choice);
+  ResponsesStreamRenderer renderer;
+  renderer.replay_events(fresh->events, sample);
+  fresh->count = renderer.next_sequence();
+  // Two threads may both render: either result is the same text.
+  std::shared_ptr<const void> expected;
+  std::shared_ptr<const void> desired = fresh;
+  if (!sample.rendered.compare_exchange_strong(expected, desired))
+    return *std::static_pointer_cast<const RenderedResponse>(expected);
+  return *fresh;
+}
+
 class ResponsesDialect : public Dialect {
  public:
   cache::Endpoint endpoint() const override { return cache::Endpoint::responses; }
@@ -359,7 +398,7 @@ class ResponsesDialect : public Dialect {
   }
 
   std::string json_body(const std::vector<const Sample*>& samples, const RenderOptions&) const override {
-    return samples.empty() ? std::string("{}") : dump(samples.front()->choice);
+    return samples.empty() ? std::string("{}") : rendered(*samples.front()).body;
   }
 
   std::unique_ptr<StreamRenderer> stream_renderer(const RenderOptions&) const override {
