@@ -138,3 +138,77 @@ TEST_CASE("export: a namespace exported by one proxy replays exactly, offline, o
   CHECK(bad.wait_exit(std::chrono::seconds(20)) == 1);
   CHECK(bad.err().find("truncated") != std::string::npos);
 }
+
+namespace {
+
+// A proxy whose upstreams speak the three other dialects, all at `base` (the fake, or
+// nowhere): kind openai (Responses), anthropic (claude*), gemini (gemini*).
+std::string dialects_config(const TempDir& dir, const std::string& host) {
+  return "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\npath = \"" +
+         (dir / "cache").string() +
+         "\"\n[[upstreams]]\nname = \"openai\"\nmax_retries = 0\nbase_url = \"http://" + host + "/v1\"\n"
+         "[[upstreams]]\nname = \"anthropic\"\nkind = \"anthropic\"\nmax_retries = 0\nbase_url = \"http://" + host + "/v1\"\n"
+         "[[upstreams]]\nname = \"gemini\"\nkind = \"gemini\"\nmax_retries = 0\nbase_url = \"http://" + host + "/v1beta\"\n"
+         "[[models]]\nmatch = \"claude*\"\nbackend = \"anthropic\"\n"
+         "[[models]]\nmatch = \"gemini*\"\nbackend = \"gemini\"\n"
+         "[[models]]\nmatch = \"*\"\nbackend = \"openai\"\n";
+}
+
+struct AgentRun {
+  Response responses, messages, gemini;
+};
+
+AgentRun run_agents(uint16_t port, const std::string& ns, const Headers& extra = {}) {
+  Headers h = extra;
+  h.emplace_back("X-Reprise-Namespace", ns);
+  Headers anthropic = h;
+  anthropic.emplace_back("anthropic-version", "2023-06-01");
+  AgentRun run;
+  run.responses = post_json(port, "/v1/responses", {{"model", "gpt-4.1-mini"}, {"input", "Plan the trip"}}, h);
+  run.messages = post_json(port, "/v1/messages",
+                           {{"model", "claude-sonnet-4-5"}, {"max_tokens", 64},
+                            {"messages", {{{"role", "user"}, {"content", "Plan the trip"}}}}},
+                           anthropic);
+  run.gemini = post_json(port, "/v1beta/models/gemini-2.5-flash:generateContent",
+                         {{"contents", {{{"role", "user"}, {"parts", {{{"text", "Plan the trip"}}}}}}},
+                          {"generationConfig", {{"candidateCount", 2}}}},
+                         h);
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("export: Responses, Anthropic and Gemini samples exported by one proxy replay exactly offline on another") {
+  TempDir dir;
+  FakeUpstream fake(dir);
+  ProxyUnderTest one(dir, dialects_config(dir, "127.0.0.1:" + std::to_string(fake.port())));
+  AgentRun original = run_agents(one.port(), "agents");
+  REQUIRE_MESSAGE(original.responses.status == 200, original.responses.body);
+  REQUIRE_MESSAGE(original.messages.status == 200, original.messages.body);
+  REQUIRE_MESSAGE(original.gemini.status == 200, original.gemini.body);
+  CHECK(fake.stats()["calls"] == 3);
+
+  const std::string file = (dir / "agents.jsonl").string();
+  Process exporter({REPRISE_BIN, "export", "--namespace", "agents", "--out", file, "--admin",
+                    "127.0.0.1:" + std::to_string(one.admin_port())},
+                   dir.path(), "cli-export");
+  REQUIRE_MESSAGE(exporter.wait_exit(std::chrono::seconds(20)) == 0, exporter.err());
+  CHECK(exporter.out().find("3 lists") != std::string::npos);
+
+  TempDir dir2;
+  ProxyUnderTest two(dir2, dialects_config(dir2, "127.0.0.1:1"), {}, "replayer");
+  Process importer({REPRISE_BIN, "import", file, "--admin", "127.0.0.1:" + std::to_string(two.admin_port())},
+                   dir2.path(), "cli-import");
+  REQUIRE_MESSAGE(importer.wait_exit(std::chrono::seconds(20)) == 0, importer.err());
+  CHECK(importer.out().find("3 lists, 4 samples added") != std::string::npos);
+
+  AgentRun replay = run_agents(two.port(), "replication", {{"X-Reprise-Cache", "only-cached"}});
+  REQUIRE_MESSAGE(replay.responses.status == 200, replay.responses.body);
+  REQUIRE_MESSAGE(replay.messages.status == 200, replay.messages.body);
+  REQUIRE_MESSAGE(replay.gemini.status == 200, replay.gemini.body);
+  // The stored answers themselves, ids included.
+  CHECK(replay.responses.json() == original.responses.json());
+  CHECK(replay.messages.json() == original.messages.json());
+  CHECK(replay.gemini.json() == original.gemini.json());
+  CHECK(fake.stats()["calls"] == 3);
+}
