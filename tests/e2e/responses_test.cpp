@@ -3,6 +3,8 @@
 // with tool calls, replayed with the ids exactly as first served.
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <future>
 #include <set>
 
 #include "../support/services.hpp"
@@ -339,4 +341,47 @@ TEST_CASE("responses: only-cached without a sample is a 504 in OpenAI's error sh
   CHECK(error.contains("param"));
   CHECK(error.contains("code"));
   CHECK(calls(s.fake) == 0);
+}
+
+TEST_CASE("responses: a deficit of d is d concurrent one-sample calls under one single flight") {
+  ProxyConfig config;
+  // Every request of a burst lands in one batch, ordered by its request id.
+  config.tail = "\n[pipeline]\nbatch_window_ms = 1000\n";
+  Stack s(config);
+  s.fake.control({{"latency_ms", 1000}});
+  const json body = request_body("Six drafts, please");
+  // Six requests of one namespace: six samples, each its own call, all at once.
+  auto burst = [&](const std::string& ns) {
+    std::vector<std::future<Response>> answers;
+    for (int i = 0; i < 6; ++i)
+      answers.push_back(std::async(std::launch::async, [&, i] {
+        return create(s.proxy.port(), body, ns, {{"X-Reprise-Request-Id", "req" + std::to_string(i)}});
+      }));
+    std::vector<std::string> ids;
+    for (auto& answer : answers) {
+      Response r = answer.get();
+      REQUIRE_MESSAGE(r.status == 200, r.body);
+      ids.push_back(r.json()["id"].get<std::string>());
+    }
+    return ids;
+  };
+  const auto started = std::chrono::steady_clock::now();
+  const auto first = burst("a");
+  const auto took = std::chrono::steady_clock::now() - started;
+  CHECK(calls(s.fake) == 6);
+  CHECK(std::set<std::string>(first.begin(), first.end()).size() == 6);
+  // The batch window, then the calls: one after another they would take 1 + 6 x 1 s.
+  CHECK(took < std::chrono::milliseconds(4500));
+  // Replayed in another namespace: the same id for each request id, no call.
+  CHECK(burst("b") == first);
+  CHECK(calls(s.fake) == 6);
+  // Two namespaces that both need the next samples at once share the calls.
+  const json other = request_body("Two namespaces at once");
+  auto in_c = std::async(std::launch::async, [&] { return create(s.proxy.port(), other, "c"); });
+  auto in_d = std::async(std::launch::async, [&] { return create(s.proxy.port(), other, "d"); });
+  Response c = in_c.get(), d = in_d.get();
+  REQUIRE(c.status == 200);
+  REQUIRE(d.status == 200);
+  CHECK(c.json()["id"] == d.json()["id"]);
+  CHECK(calls(s.fake) == 7);
 }
