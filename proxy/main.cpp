@@ -350,8 +350,8 @@ int run(const Config& config) {
   log::info(std::string("reprise ") + kVersion + " with " + std::to_string(threads) + " threads, " +
             std::to_string(config.upstreams.size()) + " upstreams");
   for (auto& up : config.upstreams)
-    log::info("upstream \"" + up.name + "\" at " + up.base_url +
-              (up.api_key.empty() ? " (no configured key: clients' Authorization is forwarded)" : " (configured key from $" + up.api_key_env + ")"));
+    log::info("upstream \"" + up.name + "\" (" + up.kind + ") at " + up.base_url +
+              (up.api_key.empty() ? " (no configured key: clients' credentials are forwarded)" : " (configured key from $" + up.api_key_env + ")"));
   log::info("cache at " + config.cache.path);
   log::info("proxy listening on " + to_string(proxy_at.value()));
   log::info("admin listening on " + to_string(admin_at.value()));
