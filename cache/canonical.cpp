@@ -227,9 +227,7 @@ Expected<CanonicalRequest, CanonicalError> build(Endpoint endpoint, std::string_
   normalise_numbers(out.body);
   if (auto error = extract_fields(endpoint, out.body, out)) return *error;
   apply_defaults(endpoint, out.body, out.defaulted);
-  // Sorted keys (std::map), no whitespace, UTF-8 as is: one text per body.
-  out.text = out.body.dump(-1, ' ', false, json::error_handler_t::strict);
-  out.sha256 = sha256_of(out.text);
+  seal(out);
   return out;
 }
 
@@ -293,6 +291,7 @@ void register_canonicalizer(Endpoint endpoint, Canonicalizer canonicalizer) {
 }
 
 void seal(CanonicalRequest& request) {
+  // Sorted keys (std::map), no whitespace, UTF-8 as is: one text per body.
   request.text = request.body.dump(-1, ' ', false, json::error_handler_t::strict);
   request.sha256 = sha256_of(request.text);
 }

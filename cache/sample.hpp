@@ -81,4 +81,20 @@ struct Sample {
   }
 };
 
+// The value kept in `sample.rendered`, made by make() (filling a T) the first time and
+// shared after: a sample served again and again is serialised once. Two threads may
+// both make it; one result is kept (they are the same text) and lives as long as the
+// sample. The slot holds one type per sample: only its endpoint's dialect renders it.
+template <class T, class Make>
+const T& rendered_once(const Sample& sample, Make make) {
+  auto made = std::static_pointer_cast<const T>(sample.rendered.load(std::memory_order_acquire));
+  if (made) return *made;
+  auto fresh = std::make_shared<T>();
+  make(*fresh);
+  std::shared_ptr<const void> expected;
+  std::shared_ptr<const void> desired = fresh;
+  if (!sample.rendered.compare_exchange_strong(expected, desired)) return *std::static_pointer_cast<const T>(expected);
+  return *fresh;
+}
+
 }  // namespace reprise::cache

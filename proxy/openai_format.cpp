@@ -768,24 +768,16 @@ void append_json_string(std::string& out, std::string_view text) {
 }
 
 const RenderedSample& rendered(Endpoint endpoint, const cache::Sample& sample) {
-  auto made = std::static_pointer_cast<const RenderedSample>(sample.rendered.load(std::memory_order_acquire));
-  if (made) return *made;
-  auto fresh = std::make_shared<RenderedSample>();
-  json choice = sample.choice.is_object() ? sample.choice : json::object();
-  choice.erase("index");
-  if (!choice.contains("finish_reason") && !sample.finish_reason.empty())
-    choice["finish_reason"] = sample.finish_reason;
-  fresh->choice = choice.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (endpoint != Endpoint::embeddings)
-    for (auto& piece : replay_choice(endpoint, sample.choice))
-      fresh->pieces.push_back(piece.dump(-1, ' ', false, json::error_handler_t::replace));
-  // Two threads may both render: either result is the same text, and the one stored
-  // stays alive as long as the sample does.
-  std::shared_ptr<const void> expected;
-  std::shared_ptr<const void> desired = fresh;
-  if (!sample.rendered.compare_exchange_strong(expected, desired))
-    return *std::static_pointer_cast<const RenderedSample>(expected);
-  return *fresh;
+  return cache::rendered_once<RenderedSample>(sample, [&](RenderedSample& made) {
+    json choice = sample.choice.is_object() ? sample.choice : json::object();
+    choice.erase("index");
+    if (!choice.contains("finish_reason") && !sample.finish_reason.empty())
+      choice["finish_reason"] = sample.finish_reason;
+    made.choice = choice.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (endpoint != Endpoint::embeddings)
+      for (auto& piece : replay_choice(endpoint, sample.choice))
+        made.pieces.push_back(piece.dump(-1, ' ', false, json::error_handler_t::replace));
+  });
 }
 
 std::string completion_text(Endpoint endpoint, std::string_view id, int64_t created,

@@ -389,17 +389,10 @@ struct RenderedMessage {
 };
 
 const RenderedMessage& rendered(const Sample& sample) {
-  auto made = std::static_pointer_cast<const RenderedMessage>(sample.rendered.load(std::memory_order_acquire));
-  if (made) return *made;
-  auto fresh = std::make_shared<RenderedMessage>();
-  fresh->body = dump(sample.choice);
-  replay_message(fresh->events, sample.choice);
-  // Two threads may both render: either result is the same text.
-  std::shared_ptr<const void> expected;
-  std::shared_ptr<const void> desired = fresh;
-  if (!sample.rendered.compare_exchange_strong(expected, desired))
-    return *std::static_pointer_cast<const RenderedMessage>(expected);
-  return *fresh;
+  return cache::rendered_once<RenderedMessage>(sample, [&](RenderedMessage& made) {
+    made.body = dump(sample.choice);
+    replay_message(made.events, sample.choice);
+  });
 }
 
 class AnthropicStreamRenderer : public StreamRenderer {

@@ -362,17 +362,10 @@ struct RenderedCandidate {
 };
 
 const RenderedCandidate& rendered(const Sample& sample) {
-  auto made = std::static_pointer_cast<const RenderedCandidate>(sample.rendered.load(std::memory_order_acquire));
-  if (made) return *made;
-  auto fresh = std::make_shared<RenderedCandidate>();
-  fresh->choice = open_object(sample.choice);
-  for (auto& piece : replay_candidates(sample.choice)) fresh->pieces.push_back(open_object(piece));
-  // Two threads may both render: either result is the same text.
-  std::shared_ptr<const void> expected;
-  std::shared_ptr<const void> desired = fresh;
-  if (!sample.rendered.compare_exchange_strong(expected, desired))
-    return *std::static_pointer_cast<const RenderedCandidate>(expected);
-  return *fresh;
+  return cache::rendered_once<RenderedCandidate>(sample, [&](RenderedCandidate& made) {
+    made.choice = open_object(sample.choice);
+    for (auto& piece : replay_candidates(sample.choice)) made.pieces.push_back(open_object(piece));
+  });
 }
 
 // Chunks re-indexed to the client's slots, each with the response's head (the first

@@ -305,19 +305,12 @@ std::optional<std::string> plain_text(const json& content) {
 }
 
 const RenderedResponse& rendered(const Sample& sample) {
-  auto made = std::static_pointer_cast<const RenderedResponse>(sample.rendered.load(std::memory_order_acquire));
-  if (made) return *made;
-  auto fresh = std::make_shared<RenderedResponse>();
-  fresh->body = dump(sample.choice);
-  ResponsesStreamRenderer renderer;
-  renderer.replay_events(fresh->events, sample);
-  fresh->count = renderer.next_sequence();
-  // Two threads may both render: either result is the same text.
-  std::shared_ptr<const void> expected;
-  std::shared_ptr<const void> desired = fresh;
-  if (!sample.rendered.compare_exchange_strong(expected, desired))
-    return *std::static_pointer_cast<const RenderedResponse>(expected);
-  return *fresh;
+  return cache::rendered_once<RenderedResponse>(sample, [&](RenderedResponse& made) {
+    made.body = dump(sample.choice);
+    ResponsesStreamRenderer renderer;
+    renderer.replay_events(made.events, sample);
+    made.count = renderer.next_sequence();
+  });
 }
 
 class ResponsesDialect : public Dialect {

@@ -27,12 +27,12 @@ std::string event(std::string_view name, const ojson& data) {
 
 // Words of text content: a string, or the text of text blocks (tool results included).
 int64_t content_words(const json& content) {
-  if (content.is_string()) return word_count(content.get_ref<const std::string&>());
+  if (content.is_string()) return count_words(content.get_ref<const std::string&>());
   int64_t words = 0;
   if (content.is_array())
     for (const json& block : content) {
       if (!block.is_object()) continue;
-      if (block.contains("text") && block["text"].is_string()) words += word_count(block["text"].get_ref<const std::string&>());
+      if (block.contains("text") && block["text"].is_string()) words += count_words(block["text"].get_ref<const std::string&>());
       if (block.contains("content")) words += content_words(block["content"]);
     }
   return words;
@@ -103,12 +103,8 @@ Reply anthropic_messages(const json& req, const CallContext& ctx) {
     const std::string name = tool.is_object() && tool.value("name", json()).is_string() ? tool["name"].get<std::string>() : "tool";
     text_block["text"] = "I'll use " + name + ".";
     text_pieces = {"I'll", " use", " " + name + "."};
-    ojson input = ojson::object();
-    const json schema = tool.is_object() ? tool.value("input_schema", json()) : json();
-    const json required = schema.is_object() ? schema.value("required", json::array()) : json::array();
-    if (required.is_array())
-      for (const json& property : required)
-        if (property.is_string()) input[property.get<std::string>()] = sampled.text;
+    ojson input = required_strings(tool.is_object() ? tool.value("input_schema", json()) : json(),
+                                   [&] { return sampled.text; });
     tool_block = {{"type", "tool_use"}, {"id", "toolu_fake_" + id}, {"name", name}, {"input", input}};
     input_json = input.dump();
     output_tokens = 3 + int64_t(json_pieces(input_json).size());

@@ -44,7 +44,7 @@ int64_t content_words(const json& content) {
   if (parts.is_array())
     for (auto& part : parts)
       if (part.is_object() && part.contains("text") && part["text"].is_string())
-        words += word_count(part["text"].get_ref<const std::string&>());
+        words += count_words(part["text"].get_ref<const std::string&>());
   return words;
 }
 
@@ -86,14 +86,9 @@ bool answers_a_call(const json& contents) {
 ojson function_call(const json& declaration, const std::string& text) {
   ojson call;
   call["name"] = declaration.value("name", "function");
-  ojson args = ojson::object();
   const json params = declaration.contains("parameters") ? declaration["parameters"]
                                                          : declaration.value("parametersJsonSchema", json());
-  const json required = params.is_object() ? params.value("required", json()) : json();
-  if (required.is_array())
-    for (auto& name : required)
-      if (name.is_string()) args[name.get<std::string>()] = text;
-  call["args"] = std::move(args);
+  call["args"] = required_strings(params, [&] { return text; });
   return call;
 }
 

@@ -610,7 +610,14 @@ SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_token
   return out;
 }
 
-int64_t word_count(std::string_view text) { return count_words(text); }
+ojson required_strings(const json& schema, const std::function<std::string()>& value) {
+  ojson args = ojson::object();
+  const json required = schema.is_object() ? schema.value("required", json()) : json();
+  if (required.is_array())
+    for (const json& name : required)
+      if (name.is_string()) args[name.get<std::string>()] = value();
+  return args;
+}
 
 std::vector<std::string> malformed_events() {
   return {"data: {\"id\": broken\n\n", "data: [DONE]\n\n"};

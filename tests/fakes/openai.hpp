@@ -2,6 +2,7 @@
 // The OpenAI side of the fake, with no I/O: request validation, text sampling, usage
 // accounting, and the JSON bodies and SSE events of each model endpoint.
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -87,8 +88,9 @@ struct SampledText {
   bool truncated = false;  // cut at max_tokens
 };
 SampledText sample_text(const CallContext& ctx, std::optional<int64_t> max_tokens);
-// Whitespace-separated words: the fake's token count.
-int64_t word_count(std::string_view text);
+// The arguments a model writes for a tool: an object with value() for each required
+// property of its JSON schema (`schema`: {"required": [...]}, anything else gives {}).
+ojson required_strings(const json& schema, const std::function<std::string()>& value);
 
 // The SSE events a stream sends under the "malformed" knob.
 std::vector<std::string> malformed_events();

@@ -86,12 +86,8 @@ std::optional<Reply> count_input(const json& input, int64_t& tokens, bool& ends_
 
 // The arguments a model would write for the tool: a string for each required property.
 std::string tool_arguments(const json& tool, const CallContext& ctx) {
-  json args = json::object();
-  const json& params = tool.value("parameters", json());
-  if (params.is_object() && params.contains("required") && params["required"].is_array())
-    for (const json& name : params["required"])
-      if (name.is_string()) args[name.get<std::string>()] = sample_text(ctx);
-  return args.dump();
+  // Sorted keys, as json (not ordered_json) dumps them.
+  return json(required_strings(tool.value("parameters", json()), [&] { return sample_text(ctx); })).dump();
 }
 
 // A request field echoed in the response, or its default.
