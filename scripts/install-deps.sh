@@ -21,6 +21,8 @@ packages=(
   chromium               # headless browser: the dashboard test
   prometheus             # promtool: the unit tests validate GET /metrics with it
   gnuplot-nox            # the experiments' charts: the smoke run (a test) draws them too
+  libhiredis-dev         # RESP codec of the Redis Cluster store's client (cache/redis/)
+  redis-server           # the cluster store's tests start their own 3+3 cluster on loopback
 )
 if [ "${1:-}" = bench ]; then
   packages+=(
@@ -82,15 +84,16 @@ echo "install-deps: installing ${missing[*]}"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# The prometheus package is here for promtool only, and nginx for bench/peers.sh only;
-# both ship a server that its postinst would start at once and enable at boot
-# (prometheus on :9090, the admin listener's default port; nginx on :80). So: no
+# The prometheus package is here for promtool only, nginx for bench/peers.sh only, and
+# redis-server for the binary the cluster tests start themselves; each ships a server
+# that its postinst would start at once and enable at boot (prometheus on :9090, the
+# admin listener's default port; nginx on :80; redis on :6379). So: no
 # service may start during the install (a temporary policy-rc.d, unless one is already
 # there, as in Docker images, which deny), and the services are disabled (SysV links
 # and systemd unit) and stopped afterwards.
 policy=/usr/sbin/policy-rc.d
 daemons=()
-for d in prometheus nginx; do [[ " ${missing[*]} " == *" $d "* ]] && daemons+=("$d"); done
+for d in prometheus nginx redis-server; do [[ " ${missing[*]} " == *" $d "* ]] && daemons+=("$d"); done
 if [ ${#daemons[@]} -gt 0 ] && [ ! -e $policy ]; then
   printf '#!/bin/sh\n# install-deps.sh: no service starts during this install\nexit 101\n' |
     $sudo tee "$policy" >/dev/null
