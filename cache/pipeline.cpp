@@ -7,7 +7,10 @@ namespace reprise::cache {
 
 Pipeline::Pipeline(Store& store, BatcherOptions batching, Batcher::Schedule schedule,
                    CacherOptions caching)
-    : cacher_(store, std::move(caching)),
+    : Pipeline(std::make_unique<Cacher>(store, std::move(caching)), batching, std::move(schedule)) {}
+
+Pipeline::Pipeline(std::unique_ptr<ListStore> lists, BatcherOptions batching, Batcher::Schedule schedule)
+    : lists_(std::move(lists)),
       batcher_(batching, std::move(schedule),
                [this](std::vector<PendingRequest> batch) { process(std::move(batch)); }) {}
 
@@ -28,7 +31,12 @@ void Pipeline::process(std::vector<PendingRequest> batch) {
   reorder(batch);
   auto merged = deduplicate(std::move(batch));
   // In order: the Cacher gives earlier requests the earlier indices.
-  for (auto& group : merged) fan_out(group, cacher_.assign(group.request));
+  // The store may answer later, on its own thread (the cluster store does), so each
+  // group travels with its answer.
+  for (auto& group : merged) {
+    auto owned = std::make_shared<MergedRequest>(std::move(group));
+    lists_->assign(owned->request, [owned](Assignment assignment) { fan_out(*owned, std::move(assignment)); });
+  }
 }
 
 nlohmann::json Pipeline::batch_stats() const {
