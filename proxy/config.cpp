@@ -317,6 +317,7 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     redis.read("password_env", c.cache.redis.password_env);
     redis.read("timeout_ms", c.cache.redis.timeout_ms, 10, 600'000);
     redis.read_wait_replicas("wait_replicas", c.cache.redis.wait_replicas);
+    redis.read("lease_ms", c.cache.redis.lease_ms, 300, 600'000);
     redis.finish();
     if (c.cache.redis.nodes.empty()) redis.error_at("nodes", "must name at least one seed node");
     for (auto& node : c.cache.redis.nodes)

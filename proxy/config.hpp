@@ -62,6 +62,7 @@ struct CacheConfig {
     std::string password_env;  // AUTH password from this environment variable; "" = none
     int timeout_ms = 2000;     // one command's deadline, retries and WAIT included
     int wait_replicas = -1;    // "all" (-1): every online replica of the shard; or N >= 0
+    int lease_ms = 10'000;     // a generation's ticket, renewed while it runs (see proxy.toml)
   } redis;
 };
 

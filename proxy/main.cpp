@@ -368,6 +368,7 @@ int run(const Config& config) {
     cache::ClusterCacherOptions cc;
     cc.hot_sample_bytes = caching.hot_sample_bytes;
     cc.max_new_samples = caching.max_new_samples;
+    cc.lease = Millis(config.cache.redis.lease_ms);
     cc.on_store_error = caching.on_store_error;
     cc.on_generation_end = caching.on_generation_end;
     auto lists = cache::ClusterCacher::Open(*cluster, *store.value(), std::move(cc));
