@@ -84,12 +84,23 @@ GenerationError unavailable(const std::string& message) {
   return {503, error_json(message, "cache_unavailable"), {{"Retry-After", "1"}}};
 }
 
+// What went wrong, for the log: the client's own words (node addresses included).
 std::string describe(const RedisResult& r) {
   static constexpr const char* kNames[] = {"ok", "timeout", "unreachable", "not confirmed by the replicas",
                                            "cluster down", "protocol error"};
   std::string out = std::string("cache cluster: ") + kNames[static_cast<int>(r.code)];
   if (!r.message.empty()) out += " (" + r.message + ")";
   return out;
+}
+
+// What went wrong, for the client: no addresses of the cluster's nodes.
+std::string for_client(const RedisResult& r) {
+  switch (r.code) {
+    case RedisErrc::timeout: return "the shared cache (Redis Cluster) did not answer in time";
+    case RedisErrc::not_durable: return "the shared cache (Redis Cluster) could not confirm the write on its replicas";
+    case RedisErrc::cluster_down: return "the shared cache (Redis Cluster) is failing over";
+    default: return "the shared cache (Redis Cluster) is unreachable";
+  }
 }
 
 }  // namespace
@@ -163,7 +174,7 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
   // reset that returns epoch_ttl after its INCR is then seen by every later take.
   client_.command(epoch_key(ns), {"GET", epoch_key(ns)}, false,
                   [this, ns, now, next = std::move(next)](RedisResult r) {
-                    if (!r.ok()) return next(Status::IOError(describe(r)));
+                    if (!r.ok()) return next(Status::IOError(failed(r)));
                     const uint64_t epoch = r.reply.type == RedisReply::Type::nil ? 0 : std::max<int64_t>(0, as_int(r.reply));
                     {
                       std::lock_guard lock(mu_);
@@ -215,7 +226,7 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
   const CacheRequest& r = take->request;
   if (!result.ok()) {
     out.error = AssignError::store;
-    out.message = describe(result);
+    out.message = failed(result);
     return finish_take(std::move(take));
   }
   const RedisReply& reply = result.reply;
@@ -331,7 +342,7 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
       out.slots.clear();
       finish_take(std::move(take));
     };
-    if (!got.ok()) return fail(AssignError::store, describe(got));
+    if (!got.ok()) return fail(AssignError::store, failed(got));
     if (got.reply.type != RedisReply::Type::array || got.reply.elements.size() != take->to_fetch.size())
       return fail(AssignError::internal, "cache cluster: an unexpected answer to HMGET");
     std::vector<std::pair<uint64_t, std::string>> copies;
@@ -448,7 +459,7 @@ std::optional<GenerationError> ClusterCacher::on_flight_end(const std::shared_pt
       if (!refused) {
         RedisResult filled = client_.command_sync(flight->key, std::move(args), /*durable=*/true);
         if (!filled.ok()) {
-          refused = unavailable(describe(filled) + ": the samples are not confirmed stored; retry");
+          refused = unavailable(failed(filled) + ": the samples are not confirmed stored; retry");
         } else if (filled.reply.is_error()) {
           counters_.fenced.fetch_add(1, std::memory_order_relaxed);
           refused = unavailable("cache cluster: " + filled.reply.str + " (another replica took this generation over)");
@@ -493,7 +504,7 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
     };
     if (!r.ok()) {
       if (now - flight->last_answer > options_.poll_give_up)
-        return flight->gen->fail(unavailable(describe(r) + " while waiting for another replica's samples"));
+        return flight->gen->fail(unavailable(failed(r) + " while waiting for another replica's samples"));
       return again();
     }
     flight->last_answer = now;
@@ -574,6 +585,11 @@ void ClusterCacher::maintenance_loop() {
     for (auto& flight : polls) poll(flight);
     lock.lock();
   }
+}
+
+std::string ClusterCacher::failed(const RedisResult& result) {
+  if (options_.on_store_error) options_.on_store_error(Status::IOError(describe(result)));
+  return for_client(result);
 }
 
 // ---- samples this replica has read -----------------------------------------------------------

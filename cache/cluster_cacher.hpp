@@ -107,6 +107,8 @@ class ClusterCacher final : public ListStore {
   void start(const std::shared_ptr<Flight>& flight);
   void poll(const std::shared_ptr<Flight>& flight);
   void maintenance_loop();
+  // Logs what went wrong (on_store_error) and returns the client's words for it.
+  std::string failed(const RedisResult& result);
   void remember(const TenantId& tenant, const CacheKey& key, uint64_t index, std::shared_ptr<const Sample> sample);
   void copy_locally(const TenantId& tenant, const CacheKey& key, std::vector<std::pair<uint64_t, std::string>> records);
 
