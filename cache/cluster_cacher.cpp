@@ -141,6 +141,11 @@ StatusOr<ClusterCacher::Shared> ClusterCacher::ReadShared(ClusterClient& client)
 
 ClusterCacher::~ClusterCacher() {
   {
+    // Waits for a callback that is running; none runs after this.
+    std::lock_guard lock(life_->mu);
+    life_->alive = false;
+  }
+  {
     std::lock_guard lock(maintenance_mu_);
     stopping_ = true;
   }
@@ -172,8 +177,9 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
   if (register_ns) client_.command(kNamespacesKey, {"SADD", kNamespacesKey, ns}, false, [](RedisResult) {});
   // The epoch is trusted from when it was asked for, not from when it came back: a
   // reset that returns epoch_ttl after its INCR is then seen by every later take.
+  auto dead = [next] { next(Status::IOError("the proxy is shutting down")); };
   client_.command(epoch_key(ns), {"GET", epoch_key(ns)}, false,
-                  [this, ns, now, next = std::move(next)](RedisResult r) {
+                  guarded([this, ns, now, next = std::move(next)](RedisResult r) {
                     if (!r.ok()) return next(Status::IOError(failed(r)));
                     const uint64_t epoch = r.reply.type == RedisReply::Type::nil ? 0 : std::max<int64_t>(0, as_int(r.reply));
                     {
@@ -182,7 +188,7 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
                       if (cached.read_at <= now) cached = {std::max(cached.value, epoch), now};
                     }
                     next(epoch);
-                  });
+                  }, std::move(dead)));
 }
 
 void ClusterCacher::assign(const CacheRequest& request, std::function<void(Assignment)> done) {
@@ -215,9 +221,10 @@ void ClusterCacher::send_take(std::shared_ptr<Take> take, int attempts_left) {
                                      std::to_string(options_.max_new_samples), r.only_cached ? "1" : "0",
                                      std::to_string(max_n)};
     const std::string key = take->key;
-    client_.command(key, std::move(args), /*durable=*/true, [this, take, attempts_left](RedisResult result) mutable {
-      on_taken(std::move(take), std::move(result), attempts_left);
-    });
+    client_.command(key, std::move(args), /*durable=*/true,
+                    guarded([this, take, attempts_left](RedisResult result) mutable {
+                      on_taken(std::move(take), std::move(result), attempts_left);
+                    }, [take] { shut_down(*take); }));
   });
 }
 
@@ -333,7 +340,7 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
   std::vector<std::string> args = {"HMGET", take->key};
   for (size_t s : take->to_fetch) args.push_back("s:" + std::to_string(out.slots[s].stored_index));
   const std::string key = take->key;
-  client_.command(key, std::move(args), false, [this, take](RedisResult got) mutable {
+  client_.command(key, std::move(args), false, guarded([this, take](RedisResult got) mutable {
     Assignment& out = take->out;
     const CacheRequest& r = take->request;
     auto fail = [&](AssignError error, std::string message) {
@@ -368,12 +375,29 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
       for (auto& slot : out.slots) slot = out.slots.front();
     copy_locally(r.tenant, r.key, std::move(copies));
     finish_take(std::move(take));
-  });
+  }, [take] { shut_down(*take); }));
 }
 
 void ClusterCacher::finish_take(std::shared_ptr<Take> take) {
   auto done = std::move(take->done);
   done(std::move(take->out));
+}
+
+void ClusterCacher::shut_down(Take& take) {
+  take.out.error = AssignError::store;
+  take.out.message = "the proxy is shutting down";
+  take.out.slots.clear();
+  auto done = std::move(take.done);
+  done(std::move(take.out));
+}
+
+template <class F, class Dead>
+ClusterClient::Callback ClusterCacher::guarded(F body, Dead dead) {
+  return [life = life_, body = std::move(body), dead = std::move(dead)](RedisResult r) mutable {
+    std::lock_guard lock(life->mu);
+    if (life->alive) body(std::move(r));
+    else dead();
+  };
 }
 
 // ---- tickets: generated here or waited for ------------------------------------------------
@@ -494,7 +518,7 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
   counters_.polls.fetch_add(1, std::memory_order_relaxed);
   std::vector<std::string> args = {"FCALL", "reprise_poll", "1", flight->key, flight->tok, std::to_string(flight->lo),
                                    std::to_string(flight->hi), me_, std::to_string(options_.lease.count())};
-  client_.command(flight->key, std::move(args), /*durable=*/true, [this, flight](RedisResult r) {
+  client_.command(flight->key, std::move(args), /*durable=*/true, guarded([this, flight](RedisResult r) {
     const auto now = std::chrono::steady_clock::now();
     auto again = [&] {
       std::lock_guard lock(mu_);
@@ -544,7 +568,7 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
     }
     copy_locally(flight->tenant, flight->cache_key, std::move(copies));
     flight->gen->complete(std::move(samples));
-  });
+  }, [] {}));
 }
 
 void ClusterCacher::maintenance_loop() {

@@ -98,6 +98,15 @@ class ClusterCacher final : public ListStore {
   void send_take(std::shared_ptr<Take> take, int attempts_left);
   void on_taken(std::shared_ptr<Take> take, RedisResult result, int attempts_left);
   void finish_take(std::shared_ptr<Take> take);
+  static void shut_down(Take& take);  // answers a take the destructor cut short
+  // The callbacks given to the client: they may come after this object is gone (the
+  // client outlives it), so each runs `body` only while it lives, else `dead`.
+  struct Life {
+    std::mutex mu;
+    bool alive = true;
+  };
+  template <class F, class Dead>
+  ClusterClient::Callback guarded(F body, Dead dead);
   // The generation of ticket (key, tok): joined when this replica already has it,
   // made otherwise (run here when `mine`, else waited for).
   std::shared_ptr<Generation> flight_for(Take& take, const std::string& tok, uint64_t lo, uint64_t hi, bool mine,
@@ -117,6 +126,7 @@ class ClusterCacher final : public ListStore {
   const ClusterCacherOptions options_;
   const std::string me_;  // this process's owner id in tickets
   HotSamples hot_;
+  std::shared_ptr<Life> life_ = std::make_shared<Life>();
 
   std::mutex mu_;  // the maps below
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // "<key> <tok>"
