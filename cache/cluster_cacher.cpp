@@ -50,6 +50,7 @@ namespace {
 constexpr int kTakeAttempts = 3;  // a stale epoch is read again, then the take is sent again
 constexpr auto kMaintenanceTick = std::chrono::milliseconds(20);
 constexpr auto kMaxPollBackoff = std::chrono::milliseconds(500);
+constexpr size_t kMaxNamespacesKept = 100'000;  // epochs cached, namespaces known registered
 
 std::string key_name(const CacheKey& key) { return "rp:{" + to_hex(key.bytes) + "}"; }
 std::string epoch_key(const std::string& ns) { return "rp:ns:{" + ns + "}"; }
@@ -169,6 +170,10 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
   bool register_ns = false;
   {
     std::lock_guard lock(mu_);
+    // Bounded: past kMaxNamespacesKept both start over (a forgotten epoch is read
+    // again; a namespace added to the set again changes nothing).
+    if (registered_.size() > kMaxNamespacesKept) registered_.clear();
+    if (epochs_.size() > kMaxNamespacesKept) epochs_.clear();
     register_ns = registered_.insert(ns).second;
     if (auto it = epochs_.find(ns); it != epochs_.end() && now - it->second.read_at < options_.epoch_ttl)
       return next(it->second.value);

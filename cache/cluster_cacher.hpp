@@ -53,8 +53,10 @@ struct ClusterCacherOptions {
   // A ticket's lease: renewed every third of it while this replica's backend runs,
   // so it runs out only when the replica died; then another replica takes it over.
   std::chrono::milliseconds lease{10'000};
-  // How long a replica trusts a namespace epoch it read (and how long a reset waits).
-  std::chrono::milliseconds epoch_ttl{250};
+  // How long a replica trusts a namespace epoch it read (and how long a reset waits):
+  // one GET per namespace and second on each replica, against a reset that takes a
+  // second to return.
+  std::chrono::milliseconds epoch_ttl{1000};
   // How long a replica waits for another's ticket before failing its requests with
   // 503 when the cluster does not answer the polls (a live owner keeps renewing).
   std::chrono::milliseconds poll_give_up{30'000};
