@@ -157,7 +157,14 @@ struct Node {
   std::string resolve_error;  // set when the address cannot be used
   std::string id;
   bool primary = false;
-  int online_replicas = -1;  // a primary's, from the last CLUSTER SHARDS; -1 unknown
+  // A primary's replicas by the health the last CLUSTER SHARDS gave them; -1 unknown.
+  // "loading" is Redis 7.0's word for a replica whose replication offset is still 0:
+  // one in a full sync, but also every replica of a new primary that has not been
+  // written to yet. Those count only when no replica is online: W is then 1 and the
+  // WAIT decides (an idle new replica acknowledges at once, a syncing one not until
+  // it has loaded), so a new cluster can take its first durable write.
+  int online_replicas = -1;
+  int loading_replicas = 0;
   std::array<std::unique_ptr<Conn>, 3> conns;
 };
 
@@ -367,7 +374,7 @@ class AsioClusterClient final : public cache::ClusterClient {
         wait_for_map(op, "the shard of " + node->address + " is not in the slot map yet");
         return;
       }
-      if (node->online_replicas == 0)
+      if (node->online_replicas == 0 && node->loading_replicas == 0)
         return finish(op, RedisErrc::not_durable,
                       "no online replica to confirm the write (shard of " + node->address + ")");
     }
@@ -900,16 +907,18 @@ class AsioClusterClient final : public cache::ClusterClient {
     for (auto& [address, n] : nodes_) {
       n->primary = false;
       n->online_replicas = -1;
+      n->loading_replicas = 0;
     }
     std::fill(slot_owner_.begin(), slot_owner_.end(), nullptr);
     std::map<std::string, std::string> primary_by_ranges;
     nlohmann::json listed = nlohmann::json::array();
     for (auto& shard : shards) {
       const NodeInfo* primary = nullptr;
-      int online = 0;
+      int online = 0, loading = 0;
       for (auto& n : shard.nodes) {
         if (n.role == "master" && !primary) primary = &n;
         else if (n.role != "master" && n.health == "online") ++online;
+        else if (n.role != "master" && n.health == "loading") ++loading;
       }
       int64_t slots = 0;
       for (auto& [lo, hi] : shard.ranges) slots += hi - lo + 1;
@@ -924,6 +933,7 @@ class AsioClusterClient final : public cache::ClusterClient {
         if (!is_primary || shard.ranges.empty()) continue;
         node->primary = true;
         node->online_replicas = online;
+        node->loading_replicas = loading;
         for (auto& [lo, hi] : shard.ranges)
           for (int64_t s = std::max<int64_t>(lo, 0); s <= hi && s < kSlots; ++s) slot_owner_[s] = node;
       }
