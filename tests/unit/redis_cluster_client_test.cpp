@@ -358,8 +358,10 @@ TEST_CASE("redis cluster client: ASK during a slot migration") {
   auto client = connect(cluster);
   std::string key = "migrate:{one}";
   std::string fresh = "migrate:{one}:fresh";
+  std::string stay = "migrate:{one}:stay";
   auto slot = redis::key_slot(key);
   REQUIRE(sync(*client, key, {"SET", key, "moving"}, true).ok());
+  REQUIRE(sync(*client, stay, {"SET", stay, "still on the source"}, true).ok());
   auto source = cluster.primary_of_slot(slot);
   REQUIRE(source);
   size_t target = 0;
@@ -386,6 +388,23 @@ TEST_CASE("redis cluster client: ASK during a slot migration") {
   CHECK(c.ask >= 2);
   CHECK(c.moved == 0);
 
+  // A two-key command whose keys are split between the nodes: -TRYAGAIN, retried
+  // with back-off until the deadline, then cluster_down.
+  redis::ClusterOptions short_deadline;
+  short_deadline.timeout = 300ms;
+  auto impatient = connect(cluster, short_deadline);
+  auto start = Clock::now();
+  auto split = sync(*impatient, key, {"MGET", key, stay});
+  double split_s = std::chrono::duration<double>(Clock::now() - start).count();
+  INFO(split.message);
+  CHECK(split.code == RedisErrc::cluster_down);
+  CHECK(split.message.find("TRYAGAIN") != std::string::npos);
+  CHECK(split_s > 0.25);
+  CHECK(split_s < 0.6);
+  CHECK(impatient->counters().retries >= 2);
+  REQUIRE(cluster.call(*source, {"MIGRATE", "127.0.0.1", std::to_string(cluster.port(target)), "", "0", "5000", "KEYS",
+                                 stay}) == "OK");
+
   // The migration ends: the slot is the target's, and the source says MOVED.
   std::string target_id = id_of(cluster, target);
   for (auto p : cluster.primaries()) REQUIRE(cluster.call(p, {"CLUSTER", "SETSLOT", slot_text, "NODE", target_id}) == "OK");
@@ -394,8 +413,53 @@ TEST_CASE("redis cluster client: ASK during a slot migration") {
   CHECK(again.reply.str == "moving");
   CHECK(client->counters().moved >= 1);
   CHECK(cluster.call(target, {"GET", fresh}) == "new");
+  CHECK(sync(*client, stay, {"GET", stay}).reply.str == "still on the source");
   REQUIRE(cluster.wait_healthy(10s));
   REQUIRE(cluster.wait_replicas_online(10s));
+}
+
+TEST_CASE("redis cluster client: a slot without an owner fails by the deadline, and is found again") {
+  auto& cluster = shared_cluster();
+  redis::ClusterOptions options;
+  options.timeout = 500ms;
+  auto client = connect(cluster, options);
+  std::string key = "orphan:{slot}";
+  auto slot = redis::key_slot(key);
+  REQUIRE(sync(*client, key, {"GET", key}).ok());
+  auto owner = cluster.primary_of_slot(slot);
+  REQUIRE(owner);
+  // Unassigned everywhere (a removed claim does not spread by gossip).
+  for (size_t node = 0; node < cluster.size(); ++node)
+    REQUIRE(cluster.call(node, {"CLUSTER", "DELSLOTS", std::to_string(slot)}) == "OK");
+  for (int i = 0; i < 2; ++i) {
+    auto start = Clock::now();
+    auto r = sync(*client, key, {"GET", key});
+    double took = std::chrono::duration<double>(Clock::now() - start).count();
+    INFO(r.message);
+    // The old owner says CLUSTERDOWN (cluster_down); once the map has no owner for
+    // the slot, unreachable.
+    CHECK((r.code == RedisErrc::unreachable || r.code == RedisErrc::cluster_down));
+    CHECK(took < 0.8);
+  }
+  auto last = sync(*client, key, {"GET", key});
+  CHECK(last.code == RedisErrc::unreachable);
+  CHECK(last.message.find("no primary known for slot") != std::string::npos);
+  REQUIRE(cluster.call(*owner, {"CLUSTER", "ADDSLOTS", std::to_string(slot)}) == "OK");
+  CHECK(eventually(5s, [&] { return sync(*client, key, {"GET", key}).ok(); }));
+  REQUIRE(cluster.wait_healthy(10s));
+}
+
+// A callback runs on the client's thread: command_sync there would wait for itself.
+TEST_CASE("redis cluster client: command_sync from a callback is refused, not a deadlock") {
+  auto& cluster = shared_cluster();
+  auto client = connect(cluster);
+  std::promise<RedisResult> inner;
+  client->command("sync:key", {"PING"}, false, [&](RedisResult) { inner.set_value(client->command_sync("sync:key", {"PING"}, false)); });
+  auto future = inner.get_future();
+  REQUIRE(future.wait_for(5s) == std::future_status::ready);
+  auto r = future.get();
+  CHECK_FALSE(r.ok());
+  CHECK(r.message.find("own thread") != std::string::npos);
 }
 
 TEST_CASE("redis cluster client: destroying the client calls every pending callback once") {
