@@ -340,9 +340,14 @@ TEST_CASE("redis cluster client: follows a manual failover (MOVED) and counts it
   REQUIRE(get.ok());
   CHECK(get.reply.str == "before");
   REQUIRE(eventually(5s, [&] { return client->counters().failovers_seen > 0; }));
-  // A durable write on the new primary, once the map says who its replicas are.
+  // A durable write on the new primary, once the client's map has its replica (the
+  // old primary) online: until then it is refused at once, not_durable.
   REQUIRE(cluster.wait_replicas_online(15s));
-  auto set = sync(*client, key, {"SET", key, "after"}, true);
+  RedisResult set;
+  CHECK(eventually(5s, [&] {
+    set = sync(*client, key, {"SET", key, "after"}, true);
+    return set.ok();
+  }));
   INFO(set.message);
   REQUIRE(set.ok());
   CHECK(cluster.call(*old_primary, {"GET", key}, 1000ms, true) == "after");
