@@ -120,6 +120,7 @@ class ClusterCacher final : public ListStore {
   void maintenance_loop();
   // Logs what went wrong (on_store_error) and returns the client's words for it.
   std::string failed(const RedisResult& result);
+  std::string failed_reply(const std::string& error);  // the same for a refused write
   void remember(const TenantId& tenant, const CacheKey& key, uint64_t index, std::shared_ptr<const Sample> sample);
   void copy_locally(const TenantId& tenant, const CacheKey& key, std::vector<std::pair<uint64_t, std::string>> records);
 
