@@ -173,7 +173,7 @@ url() { echo "http://127.0.0.1:${port[$1]}/v1/chat/completions"; }
 # first_number JSON FIELD: the first "FIELD": <number> in JSON. "calls" is the fake's
 # first key; /admin/stats's keys are sorted, so its first "hits" is the top-level one
 # (per model and namespace ones come later), and round_trips, commands are the store's.
-first_number() { grep -o "\"$2\":[0-9]*" <<<"$1" | head -1 | cut -d: -f2; }
+first_number() { [[ $1 =~ \"$2\":([0-9]+) ]] && echo "${BASH_REMATCH[1]}"; }
 fake_calls() { first_number "$(curl -sf "http://127.0.0.1:$fake_port/_fake/stats")" calls; }
 replica_stats() { curl -sf "http://127.0.0.1:${admin[$1]}/admin/stats"; }
 replica_hits() { first_number "$(replica_stats "$1")" hits; }
@@ -248,12 +248,12 @@ function request()
 end
 LUA
 calls_filled=$(fake_calls)
+read_all() { [ "$(replica_hits "$1")" -ge "$samples" ]; }
 for r in local cluster cluster-w0 cluster2 cluster3; do
   # Every sample read once by this replica. wrk's clock runs on after it stopped.
   "${on_load_cpu[@]}" wrk -t1 -c16 -d120s -s "$work/warm.lua" "$(url $r)" -- "$samples" "$hit_body" > /dev/null &
   warm_pid=$!
-  bounded_until 120 "$r reading the list once" \
-    bash -c "[ \"\$(curl -sf http://127.0.0.1:${admin[$r]}/admin/stats | grep -o '\"hits\":[0-9]*' | head -1 | cut -d: -f2)\" -ge $samples ]"
+  bounded_until 120 "$r reading the list once" read_all "$r"
   kill -INT "$warm_pid"; wait "$warm_pid" || true
   curl -sS -D "$work/h" -o "$work/b" -H 'Content-Type: application/json' -H "X-Reprise-Namespace: check-$r" \
     -d "$hit_body" "$(url $r)"
@@ -304,11 +304,12 @@ hit_cell() {
   [ $((hits1 - hits0)) -ge "$n" ] || flag "$key" 1 "$((hits1 - hits0)) hits for $n requests"
   [ "$kind" = greedy ] || [ "$n" -le $((spaces * samples)) ] || flag "$key" 1 "$n requests: more than the list holds"
 }
-# spread_cell KIND N: KIND (cursor hits or misses) over the first N cluster replicas,
-# $scale_conns connections split evenly, one wrk process per replica (all on CPU 1).
+# spread_cell KIND N [PREFIX]: KIND (cursor hits or misses) over the first N replicas
+# of $scale_replicas, $scale_conns connections split evenly, one wrk process per
+# replica (all on CPU 1); kept under [PREFIX]scale.KIND.N.
 scale_replicas=(cluster cluster2 cluster3)
 spread_cell() {
-  local kind=$1 n=$2 key="scale.$1.$2" i r calls0 calls1 hits0=0 hits1=0 total=0 sum=0 worst50=0 worst99=0 wrk_pids=()
+  local kind=$1 n=$2 key="${3:-}scale.$1.$2" i r calls0 calls1 hits0=0 hits1=0 total=0 sum=0 worst50=0 worst99=0 wrk_pids=()
   run=$((run + 1))
   calls0=$(fake_calls)
   for r in "${scale_replicas[@]:0:$n}"; do hits0=$((hits0 + $(replica_hits "$r"))); done
@@ -373,6 +374,9 @@ for round in $(seq "$rounds"); do
   for p in "${redis_ports[@]}"; do rcli "$p" config set appendfsync always >/dev/null; done
   echo "round $round: hits and misses with 1, 2, 3 replicas ($scale_conns connections spread over them)"
   for n in 1 2 3; do spread_cell hit "$n"; spread_cell miss "$n"; done
+  scale_replicas=(local)   # the reference: the local store, one replica
+  spread_cell hit 1 local.; spread_cell miss 1 local.
+  scale_replicas=(cluster cluster2 cluster3)
 done
 read -r st1 t1 < <(ticks)
 
@@ -436,6 +440,28 @@ gets=0
 for p in "${redis_ports[@]}"; do [ "${role_of[$p]}" = master ] && gets=$((gets + $(cmdstat "$p" get calls))); done
 rcli "$hot" info commandstats | tr -d '\r' | grep '^cmdstat' > "$work/hot.cmdstats"
 rcli "$hot_replica" info commandstats | tr -d '\r' | grep '^cmdstat' > "$work/replica.cmdstats"
+# Where the primary's time goes besides CPU: with appendfsync always, Redis calls
+# fdatasync on the AOF in its one thread before it answers (and the replica before its
+# ACK, which the WAIT waits for). One more run of the same kind with strace attached to
+# the hot primary and its replica counts those calls and their wall time (strace
+# slows every syscall of the traced processes: this run is not in any table).
+fsync_stats() {   # fsync_stats FILE: "<calls> <µs per call>" of fdatasync in a strace -c -w summary
+  awk '$NF == "fdatasync" {print $4, $3; found = 1} END {if (!found) print "0 -"}' "$1"
+}
+if command -v strace >/dev/null; then
+  for p in "$hot" "$hot_replica"; do
+    timeout -s INT $((2 * secs + 2)) strace -f -c -w -e trace=fdatasync -o "$work/strace.$p" -p "$(redis_pid_of "$p")" 2>/dev/null &
+  done
+  sleep 0.5
+  profile_run cluster
+  strace_hits=$prof_hits strace_rps=$prof_rps
+  wait_for_straces() { for p in "$hot" "$hot_replica"; do [ -s "$work/strace.$p" ] || return 1; done; }
+  bounded_until 10 "strace's summaries" wait_for_straces || true
+  read -r hot_fsyncs hot_fsync_us < <(fsync_stats "$work/strace.$hot")
+  read -r replica_fsyncs replica_fsync_us < <(fsync_stats "$work/strace.$hot_replica")
+else
+  strace_hits=0 strace_rps=0 hot_fsyncs=- hot_fsync_us=- replica_fsyncs=- replica_fsync_us=-
+fi
 local_us=$(us_per "$local_ticks" "$local_prof_hits")
 cluster_us=$(us_per "$cluster_ticks" "$cluster_prof_hits")
 
@@ -447,7 +473,12 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 fs=$(df -T "$work" | awk 'NR == 2 {print $2 " on " $1}')
 # The capacity arithmetic (see the text): takes/s one shard's primary sustains on one
 # core, hits/s one replica sustains on one core, and shards for N replicas.
-shard_cap=$(awk -v u="$hot_us" 'BEGIN { if (u > 0) printf "%.0f", 1e6 / u; else print 0 }')
+shard_cpu_cap=$(awk -v u="$hot_us" 'BEGIN { if (u > 0) printf "%.0f", 1e6 / u; else print 0 }')
+# The primary's one thread per take: its CPU plus its share of an fdatasync (the thread
+# waits in it), at this run's batching.
+takes_per_fsync=$(awk -v t="$strace_hits" -v f="$hot_fsyncs" 'BEGIN { if (f > 0) printf "%.1f", t / f; else print "-" }')
+hot_thread_us=$(awk -v u="$hot_us" -v k="$takes_per_fsync" -v f="$hot_fsync_us" 'BEGIN { if (k > 0 && f > 0) printf "%.1f", u + f / k; else printf "%.1f", u }')
+shard_cap=$(awk -v u="$hot_thread_us" 'BEGIN { if (u > 0) printf "%.0f", 1e6 / u; else print 0 }')
 replica_cap=$(awk -v u="$cluster_us" 'BEGIN { if (u > 0) printf "%.0f", 1e6 / u; else print 0 }')
 shards_for() { awk -v n="$1" -v h="$replica_cap" -v s="$shard_cap" 'BEGIN { x = n * h / s; c = int(x); if (c < x) c++; if (c < 1) c = 1; print c }'; }
 {
@@ -542,9 +573,10 @@ TEXT
   echo
   echo "| replicas | hits/s | p50 | p99 | errors | misses/s | p50 | p99 | errors |"
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  for n in 1 2 3; do
-    h=scale.hit.$n m=scale.miss.$n
-    echo "| $n | ${rps[$h]} | ${p50[$h]} | ${p99[$h]} | ${errs[$h]} | ${rps[$m]} | ${p50[$m]} | ${p99[$m]} | ${errs[$m]} |"
+  for n in 1 2 3 local; do
+    h=scale.hit.$n m=scale.miss.$n label=$n
+    [ "$n" = local ] && h=local.scale.hit.1 m=local.scale.miss.1 label="1, local store (reference)"
+    echo "| $label | ${rps[$h]} | ${p50[$h]} | ${p99[$h]} | ${errs[$h]} | ${rps[$m]} | ${p50[$m]} | ${p99[$m]} | ${errs[$m]} |"
   done
   echo
   echo "## On paper: what one shard sustains, and the shards N replicas need"
@@ -565,15 +597,21 @@ Measured in a separate $((2 * secs)) s run of cursor hits at 16 connections thro
 | the other 4 nodes: CPU per take (epoch GETs: $gets in the run) | $others_us µs |
 | WAITs on the hot primary / takes | $waits / $takes |
 | client round trips / commands (all nodes) | $round_trips / $commands |
+| with strace on both (another run, $strace_hits hits at $strace_rps/s): primary's fdatasync calls, µs each (wall) | $hot_fsyncs, $hot_fsync_us µs |
+| the same on its replica | $replica_fsyncs, $replica_fsync_us µs |
 
-One shard's primary is one single-threaded redis-server: at $hot_us µs of CPU per take it
-sustains about 1,000,000 / $hot_us = **$shard_cap takes/s** (= cursor hits/s) on one core, its
-replica needing $hot_replica_us µs per take on another (this is at the pipelining depth of
-this run: $(ratio "$commands" "$round_trips") commands per round trip; deeper pipelines under more load cost
-less per take, so it is a floor). One Reprise replica with one core spends $cluster_us µs per
-cluster hit, so it makes at most 1,000,000 / $cluster_us = **$replica_cap hits/s** per core. N
-replicas at full load on one core each then need N x $replica_cap / $shard_cap shards, rounded
-up: $(for n in 1 2 4 8 16 32; do printf '%s replicas: %s; ' "$n" "$(shards_for "$n")"; done | sed 's/; $//')
+One shard's primary is one single-threaded redis-server. Its CPU alone ($hot_us µs per take)
+would allow 1,000,000 / $hot_us = $shard_cpu_cap takes/s on one core; but with \`appendfsync always\`
+its thread also waits in fdatasync once per event-loop turn ($takes_per_fsync takes per
+fdatasync in this run, $hot_fsync_us µs each), so it is busy $hot_us + $hot_fsync_us / $takes_per_fsync = $hot_thread_us µs
+per take: **about $shard_cap takes/s (= cursor hits/s) per shard** at this batching, its replica
+needing $hot_replica_us µs of CPU per take on another core. Deeper batches (more load, more
+replicas pipelining into the shard) spread each fdatasync over more takes, so this is a
+floor and $shard_cpu_cap/s the ceiling on this CPU (the client pipelined $(ratio "$commands" "$round_trips") commands
+per round trip here). One Reprise replica with one core spends $cluster_us µs per cluster hit
+(local mode: $local_us µs), so it makes at most 1,000,000 / $cluster_us = **$replica_cap hits/s**
+per core. N replicas at full load on one core each then need N x $replica_cap / $shard_cap shards,
+rounded up: $(for n in 1 2 4 8 16 32; do printf '%s replicas: %s; ' "$n" "$(shards_for "$n")"; done | sed 's/; $//')
 (for R cores per replica, multiply N by R). This assumes the keys spread evenly
 over the shards (16384 slots by CRC16 of the key): all takes of **one** key go to its one
 shard, so a single hot key is capped at $shard_cap hits/s whatever the number of shards.
@@ -609,7 +647,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set grid ytics
 set yrange [0:*]
-set key top left
+set key below maxcols 3
 set xlabel "connections"
 set ylabel "cursor hits/s (one replica, threads = 1, CPU 0)"
 set title "Cursor hits: local store vs cluster"
@@ -623,9 +661,13 @@ set xlabel "replicas (all on CPU 0; $scale_conns connections over them)"
 set ylabel "requests/s (sum over replicas)"
 set xrange [0.5:3.5]
 set xtics 1
+set logscale y
+set yrange [*:*]
 set title "Replicas sharing the cluster"
 plot "$work/chart.scale.dat" using 1:2 title "cursor hits" lw 2 pt 7 lc rgb "#377eb8", \
-     "" using 1:3 title "misses (fake upstream, 0 ms)" lw 2 pt 5 lc rgb "#d95f02"
+     "" using 1:3 title "misses (fake upstream, 0 ms)" lw 2 pt 5 lc rgb "#d95f02", \
+     ${rps[local.scale.hit.1]} title "hits, local store, 1 replica" dt 2 lw 1 lc rgb "#377eb8", \
+     ${rps[local.scale.miss.1]} title "misses, local store, 1 replica" dt 2 lw 1 lc rgb "#d95f02"
 unset multiplot
 GP
 echo
