@@ -98,11 +98,13 @@ replicas_up() {
   for p in "${redis_ports[@]}"; do
     local info; info=$(rcli "$p" info replication)
     grep -q '^role:slave' <<<"$info" && ! grep -q '^master_link_status:up' <<<"$info" && return 1
+    # and the primary's side: its replica online (what WAIT and min-replicas count)
+    grep -q '^role:master' <<<"$info" && ! grep -q '^slave0:.*state=online' <<<"$info" && return 1
   done
   return 0
 }
 bounded_until 30 "cluster_state:ok on every node" cluster_ok
-bounded_until 30 "every replica's link to its primary" replicas_up
+bounded_until 30 "every replica online, seen from both ends" replicas_up
 declare -A role_of primary_of
 for i in "${!redis_ports[@]}"; do
   p=${redis_ports[$i]}
