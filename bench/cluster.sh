@@ -594,7 +594,7 @@ Measured in a separate $((2 * secs)) s run of cursor hits at 16 connections thro
 | replica CPU per hit, cluster mode | $cluster_us µs |
 | replica CPU per hit, local mode (same run, $local_prof_rps/s) | $local_us µs |
 | hot primary: CPU per take (all of redis-server: I/O, FCALL, AOF write + fsync, replication) | $hot_us µs |
-| hot primary: \`FCALL\` usec_per_call (the function alone) | $fcall_usec µs |
+| hot primary: \`FCALL\` usec_per_call (the function alone; wall time, so preemption on a shared core counts) | $fcall_usec µs |
 | its replica: CPU per take | $hot_replica_us µs |
 | the other 4 nodes: CPU per take (epoch GETs: $gets in the run) | $others_us µs |
 | WAITs on the hot primary / takes | $waits / $takes |
@@ -613,7 +613,7 @@ floor and $shard_cpu_cap/s the ceiling on this CPU (the client pipelined $(ratio
 per round trip here). One Reprise replica with one core spends $cluster_us µs per cluster hit
 (local mode: $local_us µs), so it makes at most 1,000,000 / $cluster_us = **$replica_cap hits/s**
 per core. N replicas at full load on one core each then need N x $replica_cap / $shard_cap shards,
-rounded up: $(for n in 1 2 4 8 16 32; do printf '%s replicas: %s; ' "$n" "$(shards_for "$n")"; done | sed 's/; $//')
+rounded up: $(for n in 1 2 4 8 16 32; do printf '%s replica%s: %s; ' "$n" "$([ "$n" = 1 ] || echo s)" "$(shards_for "$n")"; done | sed 's/; $//')
 (for R cores per replica, multiply N by R). This assumes the keys spread evenly
 over the shards (16384 slots by CRC16 of the key): all takes of **one** key go to its one
 shard, so a single hot key is capped at $shard_cap hits/s whatever the number of shards.
