@@ -100,6 +100,9 @@ replicas_up() {
     grep -q '^role:slave' <<<"$info" && ! grep -q '^master_link_status:up' <<<"$info" && return 1
     # and the primary's side: its replica online (what WAIT and min-replicas count)
     grep -q '^role:master' <<<"$info" && ! grep -q '^slave0:.*state=online' <<<"$info" && return 1
+    # and the map the replicas read (CLUSTER SHARDS): all six nodes "online" (the client
+    # refuses durable writes to a shard whose replica it does not see online)
+    [ "$(rcli "$p" cluster shards | grep -cx online)" -eq 6 ] || return 1
   done
   return 0
 }
