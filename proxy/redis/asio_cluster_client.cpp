@@ -57,6 +57,15 @@ constexpr int kRedirectsBeforeBackoff = 3;
 constexpr auto kDeadlineGrace = 2ms;
 
 enum class Lane { plain = 0, durable = 1, control = 2 };
+// Durable connections per primary, used in turn. A WAIT blocks its connection until
+// the replicas acknowledge (with appendfsync always, until both sides fsynced), and
+// nothing more is written on it meanwhile; with one connection a primary's durable
+// throughput was one batch per fsync cycle. With a few, the next batch goes out on an
+// idle one while the last one's WAIT is out (design/distributed.md section 8).
+// Commands on different connections may run in either order: the store's calls that
+// must be ordered (one namespace's takes of one key) are merged into one by the
+// Deduplicator, or come from different batches, which are not ordered anyway.
+constexpr int kDurableConns = 3;
 
 RedisReply convert(const redisReply* r) {
   RedisReply out;
@@ -165,7 +174,8 @@ struct Node {
   // it has loaded), so a new cluster can take its first durable write.
   int online_replicas = -1;
   int loading_replicas = 0;
-  std::array<std::unique_ptr<Conn>, 3> conns;
+  // By lane: plain, the first durable one, control, then the other durable ones.
+  std::array<std::unique_ptr<Conn>, 2 + kDurableConns> conns;
 };
 
 class AsioClusterClient final : public cache::ClusterClient {
@@ -514,9 +524,26 @@ class AsioClusterClient final : public cache::ClusterClient {
   }
 
   Conn& conn_for(Node& node, Lane lane) {
+    if (lane == Lane::durable) return durable_conn(node);
     auto& c = node.conns[static_cast<int>(lane)];
     if (!c) c = std::make_unique<Conn>(io_, node, lane);
     return *c;
+  }
+
+  // The durable connection to write on: one that is connected and free to write now
+  // (no WAIT out), else one that is free once connected, else the one with the fewest
+  // commands waiting. So a second connection opens only when the load needs it.
+  Conn& durable_conn(Node& node) {
+    Conn *free = nullptr, *least = nullptr;
+    for (int k = 0; k < kDurableConns; ++k) {
+      auto& c = node.conns[k == 0 ? static_cast<int>(Lane::durable) : 2 + k];
+      if (!c) c = std::make_unique<Conn>(io_, node, Lane::durable);
+      const bool unblocked = c->waits_out == 0 && !c->writing;
+      if (unblocked && c->state == Conn::State::ready) return *c;
+      if (unblocked && !free) free = c.get();
+      if (!least || c->pending.size() < least->pending.size()) least = c.get();
+    }
+    return free ? *free : *least;
   }
 
   void connect(Conn& c) {
