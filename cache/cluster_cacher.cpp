@@ -213,8 +213,44 @@ void ClusterCacher::assign(const CacheRequest& request, std::function<void(Assig
     case Pick::greedy: take->mode = "greedy", take->ns = Store::ValidNamespace(request.ns) ? request.ns : ""; break;
     case Pick::explicit_range: take->mode = "explicit"; break;
   }
+  if (serve_locally(*take)) return;
   counters_.takes.fetch_add(1, std::memory_order_relaxed);
   send_take(std::move(take), kTakeAttempts);
+}
+
+// Explicit-index and greedy requests move no cursor (a greedy one records once per
+// key and namespace that the namespace read sample 0): when this replica already holds
+// their samples, read and confirmed by the cluster before, they need no round trip.
+bool ClusterCacher::serve_locally(Take& take) {
+  const CacheRequest& r = take.request;
+  if (r.pick == Pick::cursor) return false;
+  const std::string recorded = take.key + " " + take.ns;
+  if (r.pick == Pick::greedy && !take.ns.empty()) {
+    std::lock_guard lock(mu_);
+    if (!greedy_recorded_.contains(recorded)) return false;
+  }
+  const uint64_t first = r.pick == Pick::greedy ? 0 : r.first;
+  const uint32_t count = r.pick == Pick::greedy ? 1 : std::max<uint32_t>(1, r.n);
+  if (count > 16) return false;  // long explicit ranges: one round trip is cheaper than many lookups
+  Assignment out;
+  for (uint64_t index = first; index < first + count; ++index) {
+    std::shared_ptr<const Sample> sample = hot_.find(r.tenant, r.key, index);
+    if (!sample || sample->request_sha256 != r.canonical->sha256) {
+      auto copy = local_.ReadAt(r.tenant, r.key, index);
+      if (!copy.ok() || !copy->has_value() || (*copy)->request_sha256 != r.canonical->sha256) return false;
+      sample = std::make_shared<const Sample>(std::move(**copy));
+      remember(r.tenant, r.key, index, sample);
+    }
+    Slot slot;
+    slot.stored_index = index;
+    slot.sample = std::move(sample);
+    out.slots.push_back(std::move(slot));
+  }
+  if (r.pick == Pick::greedy) out.slots.resize(std::max<uint32_t>(1, r.n), out.slots.front());
+  counters_.served_locally.fetch_add(1, std::memory_order_relaxed);
+  auto done = std::move(take.done);
+  done(std::move(out));
+  return true;
 }
 
 void ClusterCacher::send_take(std::shared_ptr<Take> take, int attempts_left) {
@@ -349,6 +385,11 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
     out.slots.push_back(std::move(slot));
   }
   for (auto& flight : to_start) this->start(flight);
+  if (r.pick == Pick::greedy && !take->ns.empty()) {
+    std::lock_guard lock(mu_);
+    if (greedy_recorded_.size() > kMaxNamespacesKept) greedy_recorded_.clear();
+    greedy_recorded_.insert(take->key + " " + take->ns);
+  }
   if (r.pick == Pick::greedy && !out.slots.empty()) out.slots.resize(std::max<uint32_t>(1, r.n), out.slots.front());
   if (take->to_fetch.empty()) return finish_take(std::move(take));
 
@@ -437,9 +478,9 @@ std::shared_ptr<Generation> ClusterCacher::flight_for(Take& take, const std::str
   gen->set_first_index(lo);
   gen->set_origin(r.ns);
   std::weak_ptr<Flight> weak = flight;
-  gen->set_on_end([this, weak](Generation& g, Generation::State state) -> std::optional<GenerationError> {
-    auto f = weak.lock();
-    return f ? on_flight_end(f, g, state) : std::nullopt;
+  gen->set_on_end_async([this, weak](Generation& g, Generation::State state, Generation::Resume resume) {
+    if (auto f = weak.lock()) return on_flight_end(f, g, state, std::move(resume));
+    resume(std::nullopt);  // its replica is gone (a test's kill): nobody is left to serve
   });
   flight->gen = gen;
   const auto now = std::chrono::steady_clock::now();
@@ -466,74 +507,85 @@ void ClusterCacher::start(const std::shared_ptr<Flight>& flight) {
   maintenance_cv_.notify_one();
 }
 
-std::optional<GenerationError> ClusterCacher::on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen,
-                                                            Generation::State state) {
+void ClusterCacher::on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen, Generation::State state,
+                                  Generation::Resume resume) {
   std::vector<std::shared_ptr<Reservation>> reservations;
   {
     std::lock_guard lock(mu_);
     if (auto it = flights_.find(flight->id()); it != flights_.end() && it->second == flight) flights_.erase(it);
     reservations = flight->reservations;
   }
-  std::optional<GenerationError> refused;
-  if (flight->mine) {
-    in_flight_.fetch_sub(1);
-    if (state == Generation::State::done) {
-      // Fill under the ticket's token, and serve only once the shard's replicas have it.
-      std::vector<std::string> args = {"FCALL", "reprise_fill", "1", flight->key, flight->tok, me_,
-                                       std::to_string(flight->lo)};
-      args.push_back(flight->lo == 0 ? std::string(endpoint_name(gen.endpoint())) + "\n" + gen.request().text
-                                     : std::string());
-      std::vector<std::shared_ptr<const Sample>> samples;
-      std::vector<std::pair<uint64_t, std::string>> copies;
-      for (size_t i = 0; i < gen.samples().size() && !refused; ++i) {
-        Sample sample = gen.samples()[i];
-        sample.request_sha256 = gen.request().sha256;
-        auto record = Store::EncodeRecord(sample);
-        if (!record.ok()) {
-          refused = GenerationError{500, error_json(record.error().message(), "internal_error"), {}};
-          break;
-        }
-        args.push_back(*record);
-        copies.emplace_back(flight->lo + i, std::move(*record));
-        samples.push_back(std::make_shared<const Sample>(std::move(sample)));
-      }
-      if (!refused) {
-        RedisResult filled = client_.command_sync(flight->key, std::move(args), /*durable=*/true);
-        if (!filled.ok()) {
-          refused = unavailable(failed(filled) + ": the samples are not confirmed stored; retry");
-        } else if (filled.reply.is_error() && refusal(filled.reply.str)) {
-          refused = unavailable(failed_reply(filled.reply.str) + ": the samples are not stored; retry");
-        } else if (filled.reply.is_error()) {
-          // FENCED: this replica's lease ran out and another took the ticket over;
-          // CONFLICT: an index already held a sample. Either way these samples must
-          // not be served: the index holds (or will hold) another.
-          counters_.fenced.fetch_add(1, std::memory_order_relaxed);
-          refused = unavailable("cache cluster: " + filled.reply.str + " (another replica made these samples)");
-        } else {
-          counters_.generated.fetch_add(samples.size(), std::memory_order_relaxed);
-          for (size_t i = 0; i < samples.size(); ++i) remember(flight->tenant, flight->cache_key, flight->lo + i, samples[i]);
-          copy_locally(flight->tenant, flight->cache_key, std::move(copies));
-        }
-      }
+  // Settles the end: the ledger, the JSON clients' indices back to their namespaces
+  // when the generation failed, then the generation's waiters.
+  auto resume_once = std::make_shared<Generation::Resume>(std::move(resume));
+  auto settle = [this, flight, reservations, state, resume_once](std::optional<GenerationError> refused) {
+    if (flight->mine) {
       if (refused) counters_.refused.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      // Failed: its indices stay reserved; the next replica that needs them makes them.
-      client_.command(flight->key, {"FCALL", "reprise_release", "1", flight->key, flight->tok, me_}, false,
-                      [](RedisResult) {});
+      if (options_.on_generation_end)
+        options_.on_generation_end(*flight->gen, refused ? Generation::State::failed : state);
     }
-    if (options_.on_generation_end)
-      options_.on_generation_end(gen, refused ? Generation::State::failed : state);
-  }
-  if (state == Generation::State::failed || refused) {
-    for (auto& res : reservations) {
-      if (res->given.exchange(true)) continue;
-      counters_.givebacks.fetch_add(1, std::memory_order_relaxed);
-      client_.command(res->key, {"FCALL", "reprise_giveback", "1", res->key, res->ns, std::to_string(res->epoch),
-                                 std::to_string(res->from), std::to_string(res->to)},
-                      false, [](RedisResult) {});
+    if (state == Generation::State::failed || refused) {
+      for (auto& res : reservations) {
+        if (res->given.exchange(true)) continue;
+        counters_.givebacks.fetch_add(1, std::memory_order_relaxed);
+        client_.command(res->key, {"FCALL", "reprise_giveback", "1", res->key, res->ns, std::to_string(res->epoch),
+                                   std::to_string(res->from), std::to_string(res->to)},
+                        false, [](RedisResult) {});
+      }
     }
+    (*resume_once)(std::move(refused));
+  };
+  if (!flight->mine) return settle(std::nullopt);  // a wait: the poll already has its samples
+  in_flight_.fetch_sub(1);
+  if (state != Generation::State::done) {
+    // Failed: its indices stay reserved; the next replica that needs them makes them.
+    client_.command(flight->key, {"FCALL", "reprise_release", "1", flight->key, flight->tok, me_}, false,
+                    [](RedisResult) {});
+    return settle(std::nullopt);
   }
-  return refused;
+  // Fill under the ticket's token, and serve only once the shard's replicas have it:
+  // asynchronously, so that the thread that completed the generation (an I/O thread)
+  // goes on serving meanwhile.
+  std::vector<std::string> args = {"FCALL", "reprise_fill", "1", flight->key, flight->tok, me_,
+                                   std::to_string(flight->lo)};
+  args.push_back(flight->lo == 0 ? std::string(endpoint_name(gen.endpoint())) + "\n" + gen.request().text
+                                 : std::string());
+  auto samples = std::make_shared<std::vector<std::shared_ptr<const Sample>>>();
+  auto copies = std::make_shared<std::vector<std::pair<uint64_t, std::string>>>();
+  for (size_t i = 0; i < gen.samples().size(); ++i) {
+    Sample sample = gen.samples()[i];
+    sample.request_sha256 = gen.request().sha256;
+    auto record = Store::EncodeRecord(sample);
+    if (!record.ok()) return settle(GenerationError{500, error_json(record.error().message(), "internal_error"), {}});
+    args.push_back(*record);
+    copies->emplace_back(flight->lo + i, std::move(*record));
+    samples->push_back(std::make_shared<const Sample>(std::move(sample)));
+  }
+  auto settle_shared = std::make_shared<decltype(settle)>(std::move(settle));
+  client_.command(
+      flight->key, std::move(args), /*durable=*/true,
+      guarded(
+          [this, flight, samples, copies, settle_shared](RedisResult filled) {
+            std::optional<GenerationError> refused;
+            if (!filled.ok()) {
+              refused = unavailable(failed(filled) + ": the samples are not confirmed stored; retry");
+            } else if (filled.reply.is_error() && refusal(filled.reply.str)) {
+              refused = unavailable(failed_reply(filled.reply.str) + ": the samples are not stored; retry");
+            } else if (filled.reply.is_error()) {
+              // FENCED: this replica's lease ran out and another took the ticket over;
+              // CONFLICT: an index already held a sample. Either way these samples must
+              // not be served: the index holds (or will hold) another.
+              counters_.fenced.fetch_add(1, std::memory_order_relaxed);
+              refused = unavailable("cache cluster: " + filled.reply.str + " (another replica made these samples)");
+            } else {
+              counters_.generated.fetch_add(samples->size(), std::memory_order_relaxed);
+              for (size_t i = 0; i < samples->size(); ++i)
+                remember(flight->tenant, flight->cache_key, flight->lo + i, (*samples)[i]);
+              copy_locally(flight->tenant, flight->cache_key, std::move(*copies));
+            }
+            (*settle_shared)(std::move(refused));
+          },
+          [resume_once] { (*resume_once)(unavailable("the proxy is shutting down")); }));
 }
 
 void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
@@ -697,6 +749,7 @@ nlohmann::json ClusterCacher::stats() const {
   out["reconnects"] = c.reconnects;
   out["errors"] = c.errors;
   out["takes"] = counters_.takes.load();
+  out["served_locally"] = counters_.served_locally.load();
   out["samples_read_locally"] = counters_.local_reads.load();
   out["samples_read_from_cluster"] = counters_.remote_reads.load();
   out["samples_generated"] = counters_.generated.load();

@@ -100,6 +100,7 @@ class ClusterCacher final : public ListStore {
   void send_take(std::shared_ptr<Take> take, int attempts_left);
   void on_taken(std::shared_ptr<Take> take, RedisResult result, int attempts_left);
   void finish_take(std::shared_ptr<Take> take);
+  bool serve_locally(Take& take);
   static void shut_down(Take& take);  // answers a take the destructor cut short
   // The callbacks given to the client: they may come after this object is gone (the
   // client outlives it), so each runs `body` only while it lives, else `dead`.
@@ -113,8 +114,8 @@ class ClusterCacher final : public ListStore {
   // made otherwise (run here when `mine`, else waited for).
   std::shared_ptr<Generation> flight_for(Take& take, const std::string& tok, uint64_t lo, uint64_t hi, bool mine,
                                          bool fresh, std::vector<std::shared_ptr<Flight>>& to_start);
-  std::optional<GenerationError> on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen,
-                                               Generation::State state);
+  void on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen, Generation::State state,
+                     Generation::Resume resume);
   void start(const std::shared_ptr<Flight>& flight);
   void poll(const std::shared_ptr<Flight>& flight);
   void maintenance_loop();
@@ -139,10 +140,11 @@ class ClusterCacher final : public ListStore {
   };
   std::unordered_map<std::string, Epoch> epochs_;
   std::unordered_set<std::string> registered_;  // namespaces added to rp:namespaces
+  std::unordered_set<std::string> greedy_recorded_;  // "<key> <ns>": its greedy read is on record
 
   std::atomic<uint64_t> in_flight_{0};
   struct Counters {
-    std::atomic<uint64_t> takes{0}, local_reads{0}, remote_reads{0}, generated{0}, waited{0}, taken_over{0},
+    std::atomic<uint64_t> takes{0}, served_locally{0}, local_reads{0}, remote_reads{0}, generated{0}, waited{0}, taken_over{0},
         fenced{0}, refused{0}, givebacks{0}, polls{0};
   } counters_;
 
