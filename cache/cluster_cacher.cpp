@@ -42,6 +42,7 @@ struct ClusterCacher::Flight {
   std::chrono::milliseconds backoff{50};
   std::chrono::steady_clock::time_point last_answer = std::chrono::steady_clock::now();
   bool busy = false;  // a poll in flight, or waiting to start
+  std::string map_key;  // where flights_ holds it: id(), or id() + "#n" when that was taken
   std::string id() const { return key + " " + tok; }
 };
 
@@ -493,8 +494,21 @@ std::shared_ptr<Generation> ClusterCacher::flight_for(Take& take, const std::str
     flight->next_due = now + flight->backoff;
     counters_.waited.fetch_add(1, std::memory_order_relaxed);
   }
-  flights_[id] = flight;
+  file_flight(flight);
   return gen;
+}
+
+// Under mu_: files a flight under its ticket (joins find it there), or, when another
+// flight of this replica already waits on that ticket (one followed a takeover to it),
+// under a name of its own, so that it is still renewed or polled.
+void ClusterCacher::file_flight(const std::shared_ptr<Flight>& flight) {
+  flight->map_key = flight->id();
+  for (uint64_t n = 1; !flights_.emplace(flight->map_key, flight).second; ++n)
+    flight->map_key = flight->id() + "#" + std::to_string(n);
+}
+
+void ClusterCacher::unfile_flight(const std::shared_ptr<Flight>& flight) {
+  if (auto it = flights_.find(flight->map_key); it != flights_.end() && it->second == flight) flights_.erase(it);
 }
 
 // Backends start on the maintenance thread, never on the client's: a backend may end
@@ -512,7 +526,7 @@ void ClusterCacher::on_flight_end(const std::shared_ptr<Flight>& flight, Generat
   std::vector<std::shared_ptr<Reservation>> reservations;
   {
     std::lock_guard lock(mu_);
-    if (auto it = flights_.find(flight->id()); it != flights_.end() && it->second == flight) flights_.erase(it);
+    unfile_flight(flight);
     reservations = flight->reservations;
   }
   // Settles the end: the ledger, the JSON clients' indices back to their namespaces
@@ -608,6 +622,13 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
     flight->last_answer = now;
     const RedisReply& reply = r.reply;
     const std::string what = reply.type == RedisReply::Type::array && !reply.elements.empty() ? reply.elements[0].str : "";
+    if (what == "wait" && reply.elements.size() > 2 && reply.elements[2].str != flight->tok) {
+      // Another waiter took the ticket over: wait for that one.
+      std::lock_guard lock(mu_);
+      unfile_flight(flight);
+      flight->tok = reply.elements[2].str;
+      file_flight(flight);
+    }
     if (what == "wait" || (reply.is_error() && refusal(reply.str))) return again();
     if (what == "lost" || reply.is_error() || what.empty())
       return flight->gen->fail(unavailable("cache cluster: the generation of these samples was lost (" +
@@ -617,11 +638,11 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
       counters_.taken_over.fetch_add(1, std::memory_order_relaxed);
       {
         std::lock_guard lock(mu_);
-        flights_.erase(flight->id());
+        unfile_flight(flight);
         flight->tok = reply.elements.size() > 1 ? reply.elements[1].str : "";
         flight->mine = true;
         flight->next_due = now + options_.lease / 3;
-        flights_[flight->id()] = flight;
+        file_flight(flight);
       }
       in_flight_.fetch_add(1);
       if (!flight->backend) return flight->gen->fail(unavailable("no backend to make the samples"));

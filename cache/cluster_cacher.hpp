@@ -117,6 +117,8 @@ class ClusterCacher final : public ListStore {
   void on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen, Generation::State state,
                      Generation::Resume resume);
   void start(const std::shared_ptr<Flight>& flight);
+  void file_flight(const std::shared_ptr<Flight>& flight);    // under mu_
+  void unfile_flight(const std::shared_ptr<Flight>& flight);  // under mu_
   void poll(const std::shared_ptr<Flight>& flight);
   void maintenance_loop();
   // Logs what went wrong (on_store_error) and returns the client's words for it.

@@ -219,9 +219,10 @@ end
 
 -- poll: KEYS[1]; ARGV: tok, lo, hi, me, lease_ms. A replica waiting on another's
 -- ticket: {"filled", record...} when every sample of [lo, hi) is stored (and bumps rd,
--- so the caller's WAIT confirms them); {"mine", tok} when the ticket had expired and is
--- now the caller's; {"wait", expiry} otherwise; {"lost"} when the ticket is gone but
--- the samples are not all there (re-take).
+-- so the caller's WAIT confirms them); {"mine", tok, lo, hi} when the ticket had
+-- expired and is now the caller's; {"wait", expiry, tok} otherwise, with the token the
+-- range is under now (another waiter may have taken it over: the caller follows);
+-- {"lost"} when no ticket covers the range and its samples are not all there.
 local function poll(keys, args)
   local k, tok, lo, hi, me = keys[1], args[1], tonumber(args[2]), tonumber(args[3]), args[4]
   local fields = {}
@@ -236,9 +237,16 @@ local function poll(keys, args)
     return out
   end
   local g = ticket(k, tok)
-  if not g then return {'lost'} end
+  if not g then
+    -- Taken over (and re-issued under a new token) by another waiter: follow it.
+    for _, t in ipairs(live_tokens(k)) do
+      local o = ticket(k, t)
+      if o and o.lo == lo and o.hi == hi then g, tok = o, t break end
+    end
+    if not g then return {'lost'} end
+  end
   local now = now_ms()
-  if g.exp > now then return {'wait', g.exp} end
+  if g.exp > now then return {'wait', g.exp, tostring(tok)} end
   redis.call('HDEL', k, 'g:' .. tok)
   local toks = {}
   for _, t in ipairs(live_tokens(k)) do if t ~= tok then toks[#toks + 1] = t end end
