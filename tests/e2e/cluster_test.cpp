@@ -110,10 +110,11 @@ TEST_CASE("cluster: I1-I3 hold under concurrent clients on three replicas") {
 }
 
 TEST_CASE("cluster: a replica killed mid-generation: another makes its samples after the lease, once") {
-  ClusterStack s(options(1500, /*lease_ms=*/1000));
-  // Replica 0 takes indices 0-1 and calls the upstream (1.5 s).
+  ClusterStack s(options(4000, /*lease_ms=*/1000));
+  // Replica 0 takes indices 0-1 and calls the upstream (4 s: it is killed long before).
+  const uint64_t calls_before = fake_calls(s);
   auto doomed = std::async(std::launch::async, [&] { return ask(s, 0, "a", "orphan", 2); });
-  wait_for_fake_calls(s, 1);
+  wait_for_fake_calls(s, calls_before + 1);
   // Replicas 1 and 2 ask the same indices: they wait for replica 0's generation.
   auto b = std::async(std::launch::async, [&] { return ask(s, 1, "b", "orphan", 2); });
   auto c = std::async(std::launch::async, [&] { return ask(s, 2, "c", "orphan", 2); });
@@ -123,9 +124,13 @@ TEST_CASE("cluster: a replica killed mid-generation: another makes its samples a
   s.kill(0);
   s.fake.control({{"latency_ms", 0}});
   auto lost = doomed.get();
-  CHECK(lost.outcome != Observation::Outcome::ok);  // its client fails
-
   auto rb = b.get(), rc = c.get();
+  auto ms = [&](Clock::time_point t) { return std::chrono::duration_cast<std::chrono::milliseconds>(t - killed_at).count(); };
+  INFO("since the kill: replica 0's client " << ms(lost.start) << ".." << ms(lost.end) << " ms, b " << ms(rb.start) << ".."
+       << ms(rb.end) << ", c " << ms(rc.start) << ".." << ms(rc.end) );
+  INFO("replica 0's client: status " << lost.status << " " << lost.note << "; b: " << rb.status << " " << rb.note
+       << "; c: " << rc.status << " " << rc.note);
+  CHECK(lost.outcome != Observation::Outcome::ok);  // its client fails
   REQUIRE(rb.outcome == Observation::Outcome::ok);
   REQUIRE(rc.outcome == Observation::Outcome::ok);
   CHECK(rb.indices == std::vector<uint64_t>{0, 1});
@@ -159,6 +164,8 @@ TEST_CASE("cluster: a Redis primary killed under load: 503 or right, then servic
   for (auto& line : run.nemesis_log) faults += line + "; ";
   INFO(run.report.summary());
   INFO(faults);
+  INFO("service resumed " << run.resume_ms << " ms after the faults ended");
+  CHECK(run.resumed);
   REQUIRE(!run.nemesis_log.empty());
   CHECK(run.report.violations.empty());
   CHECK(run.report.other == 0);  // a failure is a 503, never anything else

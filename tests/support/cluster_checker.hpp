@@ -102,6 +102,7 @@ inline Observation ask_replica(uint16_t port, int replica, const std::string& ns
       o.indices = parse_indices(r.header("X-Reprise-Samples"));
       o.samples = choice_contents(r);
       o.outcome = Observation::Outcome::ok;
+      o.note = "X-Reprise-Cache: " + r.header("X-Reprise-Cache") + ", X-Reprise-Samples: " + r.header("X-Reprise-Samples");
     } else if (r.status == 503) {
       o.outcome = Observation::Outcome::fail;
       o.retry_after = !r.header("Retry-After").empty();

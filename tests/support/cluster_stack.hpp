@@ -251,6 +251,8 @@ struct CheckRun {
   CheckReport report;
   std::vector<std::string> nemesis_log;
   uint64_t upstream_calls = 0, upstream_samples = 0;
+  bool resumed = false;    // every replica answered every hot key after the faults
+  int64_t resume_ms = 0;   // how long after the faults that took
 };
 
 inline CheckRun run_check(ClusterStack& stack, const Workload& w, Nemesis nemesis, std::chrono::milliseconds duration,
@@ -274,7 +276,30 @@ inline CheckRun run_check(ClusterStack& stack, const Workload& w, Nemesis nemesi
   if (nemesis_error) std::rethrow_exception(nemesis_error);
   if (!stack.cluster.wait_healthy(std::chrono::seconds(20)))
     throw std::runtime_error("the cluster is not healthy after the run");
+  // Service resumes: every replica answers for every hot key again (bounded); how long
+  // that took after the run is part of the report.
+  auto healed = Clock::now();
+  run.resumed = true;
+  for (size_t r = 0; r < stack.size() && run.resumed; ++r)
+    for (int k = 0; k < w.keys && run.resumed; ++k) {
+      const std::string key = w.tag + "-k" + std::to_string(k);
+      for (int attempt = 0;; ++attempt) {
+        auto o = ask_replica(stack.port(r), static_cast<int>(r), "probe", key, 1, w.request_timeout,
+                             {{"X-Reprise-Sample", "0"}});
+        if (o.outcome == Observation::Outcome::ok) break;
+        if (Clock::now() - healed > std::chrono::seconds(20)) {
+          run.resumed = false;
+          run.report.violations.push_back("replica " + std::to_string(r) + " still fails key " + key +
+                                          " 20 s after the faults ended: status " + std::to_string(o.status));
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  run.resume_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - healed).count();
+  auto violations = std::move(run.report.violations);
   run.report = check_history(history.all());
+  run.report.violations.insert(run.report.violations.begin(), violations.begin(), violations.end());
   verify_read_back(run.report, stack.ports());
   auto stats = stack.fake.stats();
   run.upstream_calls = stats["calls"].get<uint64_t>();

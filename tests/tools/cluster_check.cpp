@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()));
     auto run = run_check(stack, w, *nemesis, std::chrono::seconds(seconds), std::chrono::milliseconds(period_ms));
     for (auto& line : run.nemesis_log) std::printf("fault: %s\n", line.c_str());
+    std::printf("service: every replica answered every hot key %lld ms after the faults ended%s\n",
+                static_cast<long long>(run.resume_ms), run.resumed ? "" : " (NOT within 20 s)");
     std::printf("%s\n", run.report.summary().c_str());
     std::printf("upstream: %llu calls, %llu samples (distinct samples served %zu)\n",
                 static_cast<unsigned long long>(run.upstream_calls), static_cast<unsigned long long>(run.upstream_samples),
