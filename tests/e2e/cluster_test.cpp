@@ -122,7 +122,8 @@ TEST_CASE("cluster: a replica killed mid-generation: another makes its samples a
   REQUIRE(s.store_total("generations_waited_for") >= 2);
   auto killed_at = Clock::now();
   s.kill(0);
-  s.fake.control({{"latency_ms", 0}});
+  // The takeover's call takes a while too, so the other waiter polls while it runs.
+  s.fake.control({{"latency_ms", 1000}});
   auto lost = doomed.get();
   auto rb = b.get(), rc = c.get();
   auto ms = [&](Clock::time_point t) { return std::chrono::duration_cast<std::chrono::milliseconds>(t - killed_at).count(); };
@@ -131,8 +132,12 @@ TEST_CASE("cluster: a replica killed mid-generation: another makes its samples a
   INFO("replica 0's client: status " << lost.status << " " << lost.note << "; b: " << rb.status << " " << rb.note
        << "; c: " << rc.status << " " << rc.note);
   CHECK(lost.outcome != Observation::Outcome::ok);  // its client fails
-  REQUIRE(rb.outcome == Observation::Outcome::ok);
-  REQUIRE(rc.outcome == Observation::Outcome::ok);
+  // Both waiters get the samples. (Fails today: the waiter whose poll comes second
+  // finds the dead owner's ticket re-issued under a new token to the first, polls
+  // answer "lost", and ClusterCacher::poll fails its request with 503 rather than
+  // taking again and waiting on the new ticket.)
+  CHECK(rb.outcome == Observation::Outcome::ok);
+  CHECK(rc.outcome == Observation::Outcome::ok);
   CHECK(rb.indices == std::vector<uint64_t>{0, 1});
   CHECK(rb.samples == rc.samples);
   // Not before the lease ran out.
@@ -140,10 +145,10 @@ TEST_CASE("cluster: a replica killed mid-generation: another makes its samples a
   // One replica took the generation over and made it once: two calls in all (the dead
   // one's and the takeover), two samples stored.
   CHECK(s.store_total("generations_taken_over") == 1);
-  CHECK(fake_calls(s) == 2);
+  CHECK(fake_calls(s) == calls_before + 2);
   History history;
-  history.add(rb);
-  history.add(rc);
+  for (auto& o : {rb, rc})
+    if (o.outcome == Observation::Outcome::ok) history.add(o);
   auto report = check_history(history.all());
   verify_read_back(report, s.ports());
   require_clean(report);
@@ -151,7 +156,7 @@ TEST_CASE("cluster: a replica killed mid-generation: another makes its samples a
   // The killed replica comes back (same local store) and agrees.
   s.start(0, false);
   CHECK(read_indices(s, 0, "orphan", 2) == rb.samples);
-  CHECK(fake_calls(s) == 2);
+  CHECK(fake_calls(s) == calls_before + 2);
 }
 
 TEST_CASE("cluster: a Redis primary killed under load: 503 or right, then service resumes, nothing lost") {

@@ -106,6 +106,7 @@ inline Observation ask_replica(uint16_t port, int replica, const std::string& ns
     } else if (r.status == 503) {
       o.outcome = Observation::Outcome::fail;
       o.retry_after = !r.header("Retry-After").empty();
+      o.note = r.body.substr(0, 300);
     } else {
       o.outcome = Observation::Outcome::fail;
       o.note = r.body.substr(0, 300);
