@@ -50,6 +50,7 @@ namespace {
 constexpr int kTakeAttempts = 3;  // a stale epoch is read again, then the take is sent again
 constexpr auto kMaintenanceTick = std::chrono::milliseconds(20);
 constexpr auto kMaxPollBackoff = std::chrono::milliseconds(500);
+constexpr size_t kMaxNamespacesKept = 100'000;  // epochs cached, namespaces known registered
 
 std::string key_name(const CacheKey& key) { return "rp:{" + to_hex(key.bytes) + "}"; }
 std::string epoch_key(const std::string& ns) { return "rp:ns:{" + ns + "}"; }
@@ -84,12 +85,30 @@ GenerationError unavailable(const std::string& message) {
   return {503, error_json(message, "cache_unavailable"), {{"Retry-After", "1"}}};
 }
 
+// What went wrong, for the log: the client's own words (node addresses included).
 std::string describe(const RedisResult& r) {
   static constexpr const char* kNames[] = {"ok", "timeout", "unreachable", "not confirmed by the replicas",
                                            "cluster down", "protocol error"};
   std::string out = std::string("cache cluster: ") + kNames[static_cast<int>(r.code)];
   if (!r.message.empty()) out += " (" + r.message + ")";
   return out;
+}
+
+// An error reply that refuses a write for a while (not a bug, not a fence).
+bool refusal(const std::string& error) {
+  for (const char* prefix : {"NOREPLICAS", "OOM", "READONLY", "MASTERDOWN", "LOADING", "BUSY"})
+    if (error.starts_with(prefix)) return true;
+  return false;
+}
+
+// What went wrong, for the client: no addresses of the cluster's nodes.
+std::string for_client(const RedisResult& r) {
+  switch (r.code) {
+    case RedisErrc::timeout: return "the shared cache (Redis Cluster) did not answer in time";
+    case RedisErrc::not_durable: return "the shared cache (Redis Cluster) could not confirm the write on its replicas";
+    case RedisErrc::cluster_down: return "the shared cache (Redis Cluster) is failing over";
+    default: return "the shared cache (Redis Cluster) is unreachable";
+  }
 }
 
 }  // namespace
@@ -130,6 +149,11 @@ StatusOr<ClusterCacher::Shared> ClusterCacher::ReadShared(ClusterClient& client)
 
 ClusterCacher::~ClusterCacher() {
   {
+    // Waits for a callback that is running; none runs after this.
+    std::lock_guard lock(life_->mu);
+    life_->alive = false;
+  }
+  {
     std::lock_guard lock(maintenance_mu_);
     stopping_ = true;
   }
@@ -153,6 +177,10 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
   bool register_ns = false;
   {
     std::lock_guard lock(mu_);
+    // Bounded: past kMaxNamespacesKept both start over (a forgotten epoch is read
+    // again; a namespace added to the set again changes nothing).
+    if (registered_.size() > kMaxNamespacesKept) registered_.clear();
+    if (epochs_.size() > kMaxNamespacesKept) epochs_.clear();
     register_ns = registered_.insert(ns).second;
     if (auto it = epochs_.find(ns); it != epochs_.end() && now - it->second.read_at < options_.epoch_ttl)
       return next(it->second.value);
@@ -161,9 +189,10 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
   if (register_ns) client_.command(kNamespacesKey, {"SADD", kNamespacesKey, ns}, false, [](RedisResult) {});
   // The epoch is trusted from when it was asked for, not from when it came back: a
   // reset that returns epoch_ttl after its INCR is then seen by every later take.
+  auto dead = [next] { next(Status::IOError("the proxy is shutting down")); };
   client_.command(epoch_key(ns), {"GET", epoch_key(ns)}, false,
-                  [this, ns, now, next = std::move(next)](RedisResult r) {
-                    if (!r.ok()) return next(Status::IOError(describe(r)));
+                  guarded([this, ns, now, next = std::move(next)](RedisResult r) {
+                    if (!r.ok()) return next(Status::IOError(failed(r)));
                     const uint64_t epoch = r.reply.type == RedisReply::Type::nil ? 0 : std::max<int64_t>(0, as_int(r.reply));
                     {
                       std::lock_guard lock(mu_);
@@ -171,7 +200,7 @@ void ClusterCacher::with_epoch(const std::string& ns, std::function<void(StatusO
                       if (cached.read_at <= now) cached = {std::max(cached.value, epoch), now};
                     }
                     next(epoch);
-                  });
+                  }, std::move(dead)));
 }
 
 void ClusterCacher::assign(const CacheRequest& request, std::function<void(Assignment)> done) {
@@ -184,8 +213,44 @@ void ClusterCacher::assign(const CacheRequest& request, std::function<void(Assig
     case Pick::greedy: take->mode = "greedy", take->ns = Store::ValidNamespace(request.ns) ? request.ns : ""; break;
     case Pick::explicit_range: take->mode = "explicit"; break;
   }
+  if (serve_locally(*take)) return;
   counters_.takes.fetch_add(1, std::memory_order_relaxed);
   send_take(std::move(take), kTakeAttempts);
+}
+
+// Explicit-index and greedy requests move no cursor (a greedy one records once per
+// key and namespace that the namespace read sample 0): when this replica already holds
+// their samples, read and confirmed by the cluster before, they need no round trip.
+bool ClusterCacher::serve_locally(Take& take) {
+  const CacheRequest& r = take.request;
+  if (r.pick == Pick::cursor) return false;
+  const std::string recorded = take.key + " " + take.ns;
+  if (r.pick == Pick::greedy && !take.ns.empty()) {
+    std::lock_guard lock(mu_);
+    if (!greedy_recorded_.contains(recorded)) return false;
+  }
+  const uint64_t first = r.pick == Pick::greedy ? 0 : r.first;
+  const uint32_t count = r.pick == Pick::greedy ? 1 : std::max<uint32_t>(1, r.n);
+  if (count > 16) return false;  // long explicit ranges: one round trip is cheaper than many lookups
+  Assignment out;
+  for (uint64_t index = first; index < first + count; ++index) {
+    std::shared_ptr<const Sample> sample = hot_.find(r.tenant, r.key, index);
+    if (!sample || sample->request_sha256 != r.canonical->sha256) {
+      auto copy = local_.ReadAt(r.tenant, r.key, index);
+      if (!copy.ok() || !copy->has_value() || (*copy)->request_sha256 != r.canonical->sha256) return false;
+      sample = std::make_shared<const Sample>(std::move(**copy));
+      remember(r.tenant, r.key, index, sample);
+    }
+    Slot slot;
+    slot.stored_index = index;
+    slot.sample = std::move(sample);
+    out.slots.push_back(std::move(slot));
+  }
+  if (r.pick == Pick::greedy) out.slots.resize(std::max<uint32_t>(1, r.n), out.slots.front());
+  counters_.served_locally.fetch_add(1, std::memory_order_relaxed);
+  auto done = std::move(take.done);
+  done(std::move(out));
+  return true;
 }
 
 void ClusterCacher::send_take(std::shared_ptr<Take> take, int attempts_left) {
@@ -204,9 +269,10 @@ void ClusterCacher::send_take(std::shared_ptr<Take> take, int attempts_left) {
                                      std::to_string(options_.max_new_samples), r.only_cached ? "1" : "0",
                                      std::to_string(max_n)};
     const std::string key = take->key;
-    client_.command(key, std::move(args), /*durable=*/true, [this, take, attempts_left](RedisResult result) mutable {
-      on_taken(std::move(take), std::move(result), attempts_left);
-    });
+    client_.command(key, std::move(args), /*durable=*/true,
+                    guarded([this, take, attempts_left](RedisResult result) mutable {
+                      on_taken(std::move(take), std::move(result), attempts_left);
+                    }, [take] { shut_down(*take); }));
   });
 }
 
@@ -215,7 +281,7 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
   const CacheRequest& r = take->request;
   if (!result.ok()) {
     out.error = AssignError::store;
-    out.message = describe(result);
+    out.message = failed(result);
     return finish_take(std::move(take));
   }
   const RedisReply& reply = result.reply;
@@ -239,6 +305,11 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
       out.message = "this request would generate " + rest.substr(0, space) + " samples (the list holds or makes " +
                     rest.substr(space + 1) + "); at most " + std::to_string(options_.max_new_samples) +
                     " may be generated by one request ([cache] max_new_samples)";
+    } else if (refusal(e)) {
+      // NOREPLICAS (the shard's primary has no replica after a failover), OOM
+      // (noeviction: the cluster is full), ...: the write was refused; retry later.
+      out.error = AssignError::store;
+      out.message = failed_reply(e);
     } else {
       out.error = AssignError::internal;
       out.message = "cache cluster: " + e;
@@ -314,6 +385,11 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
     out.slots.push_back(std::move(slot));
   }
   for (auto& flight : to_start) this->start(flight);
+  if (r.pick == Pick::greedy && !take->ns.empty()) {
+    std::lock_guard lock(mu_);
+    if (greedy_recorded_.size() > kMaxNamespacesKept) greedy_recorded_.clear();
+    greedy_recorded_.insert(take->key + " " + take->ns);
+  }
   if (r.pick == Pick::greedy && !out.slots.empty()) out.slots.resize(std::max<uint32_t>(1, r.n), out.slots.front());
   if (take->to_fetch.empty()) return finish_take(std::move(take));
 
@@ -322,7 +398,7 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
   std::vector<std::string> args = {"HMGET", take->key};
   for (size_t s : take->to_fetch) args.push_back("s:" + std::to_string(out.slots[s].stored_index));
   const std::string key = take->key;
-  client_.command(key, std::move(args), false, [this, take](RedisResult got) mutable {
+  client_.command(key, std::move(args), false, guarded([this, take](RedisResult got) mutable {
     Assignment& out = take->out;
     const CacheRequest& r = take->request;
     auto fail = [&](AssignError error, std::string message) {
@@ -331,7 +407,7 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
       out.slots.clear();
       finish_take(std::move(take));
     };
-    if (!got.ok()) return fail(AssignError::store, describe(got));
+    if (!got.ok()) return fail(AssignError::store, failed(got));
     if (got.reply.type != RedisReply::Type::array || got.reply.elements.size() != take->to_fetch.size())
       return fail(AssignError::internal, "cache cluster: an unexpected answer to HMGET");
     std::vector<std::pair<uint64_t, std::string>> copies;
@@ -357,12 +433,29 @@ void ClusterCacher::on_taken(std::shared_ptr<Take> take, RedisResult result, int
       for (auto& slot : out.slots) slot = out.slots.front();
     copy_locally(r.tenant, r.key, std::move(copies));
     finish_take(std::move(take));
-  });
+  }, [take] { shut_down(*take); }));
 }
 
 void ClusterCacher::finish_take(std::shared_ptr<Take> take) {
   auto done = std::move(take->done);
   done(std::move(take->out));
+}
+
+void ClusterCacher::shut_down(Take& take) {
+  take.out.error = AssignError::store;
+  take.out.message = "the proxy is shutting down";
+  take.out.slots.clear();
+  auto done = std::move(take.done);
+  done(std::move(take.out));
+}
+
+template <class F, class Dead>
+ClusterClient::Callback ClusterCacher::guarded(F body, Dead dead) {
+  return [life = life_, body = std::move(body), dead = std::move(dead)](RedisResult r) mutable {
+    std::lock_guard lock(life->mu);
+    if (life->alive) body(std::move(r));
+    else dead();
+  };
 }
 
 // ---- tickets: generated here or waited for ------------------------------------------------
@@ -385,9 +478,9 @@ std::shared_ptr<Generation> ClusterCacher::flight_for(Take& take, const std::str
   gen->set_first_index(lo);
   gen->set_origin(r.ns);
   std::weak_ptr<Flight> weak = flight;
-  gen->set_on_end([this, weak](Generation& g, Generation::State state) -> std::optional<GenerationError> {
-    auto f = weak.lock();
-    return f ? on_flight_end(f, g, state) : std::nullopt;
+  gen->set_on_end_async([this, weak](Generation& g, Generation::State state, Generation::Resume resume) {
+    if (auto f = weak.lock()) return on_flight_end(f, g, state, std::move(resume));
+    resume(std::nullopt);  // its replica is gone (a test's kill): nobody is left to serve
   });
   flight->gen = gen;
   const auto now = std::chrono::steady_clock::now();
@@ -414,76 +507,92 @@ void ClusterCacher::start(const std::shared_ptr<Flight>& flight) {
   maintenance_cv_.notify_one();
 }
 
-std::optional<GenerationError> ClusterCacher::on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen,
-                                                            Generation::State state) {
+void ClusterCacher::on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen, Generation::State state,
+                                  Generation::Resume resume) {
   std::vector<std::shared_ptr<Reservation>> reservations;
   {
     std::lock_guard lock(mu_);
     if (auto it = flights_.find(flight->id()); it != flights_.end() && it->second == flight) flights_.erase(it);
     reservations = flight->reservations;
   }
-  std::optional<GenerationError> refused;
-  if (flight->mine) {
-    in_flight_.fetch_sub(1);
-    if (state == Generation::State::done) {
-      // Fill under the ticket's token, and serve only once the shard's replicas have it.
-      std::vector<std::string> args = {"FCALL", "reprise_fill", "1", flight->key, flight->tok, me_,
-                                       std::to_string(flight->lo)};
-      args.push_back(flight->lo == 0 ? std::string(endpoint_name(gen.endpoint())) + "\n" + gen.request().text
-                                     : std::string());
-      std::vector<std::shared_ptr<const Sample>> samples;
-      std::vector<std::pair<uint64_t, std::string>> copies;
-      for (size_t i = 0; i < gen.samples().size() && !refused; ++i) {
-        Sample sample = gen.samples()[i];
-        sample.request_sha256 = gen.request().sha256;
-        auto record = Store::EncodeRecord(sample);
-        if (!record.ok()) {
-          refused = GenerationError{500, error_json(record.error().message(), "internal_error"), {}};
-          break;
-        }
-        args.push_back(*record);
-        copies.emplace_back(flight->lo + i, std::move(*record));
-        samples.push_back(std::make_shared<const Sample>(std::move(sample)));
-      }
-      if (!refused) {
-        RedisResult filled = client_.command_sync(flight->key, std::move(args), /*durable=*/true);
-        if (!filled.ok()) {
-          refused = unavailable(describe(filled) + ": the samples are not confirmed stored; retry");
-        } else if (filled.reply.is_error()) {
-          counters_.fenced.fetch_add(1, std::memory_order_relaxed);
-          refused = unavailable("cache cluster: " + filled.reply.str + " (another replica took this generation over)");
-        } else {
-          counters_.generated.fetch_add(samples.size(), std::memory_order_relaxed);
-          for (size_t i = 0; i < samples.size(); ++i) remember(flight->tenant, flight->cache_key, flight->lo + i, samples[i]);
-          copy_locally(flight->tenant, flight->cache_key, std::move(copies));
-        }
-      }
+  // Settles the end: the ledger, the JSON clients' indices back to their namespaces
+  // when the generation failed, then the generation's waiters.
+  auto resume_once = std::make_shared<Generation::Resume>(std::move(resume));
+  auto settle = [this, flight, reservations, state, resume_once](std::optional<GenerationError> refused) {
+    if (flight->mine) {
       if (refused) counters_.refused.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      // Failed: its indices stay reserved; the next replica that needs them makes them.
-      client_.command(flight->key, {"FCALL", "reprise_release", "1", flight->key, flight->tok, me_}, false,
-                      [](RedisResult) {});
+      if (options_.on_generation_end)
+        options_.on_generation_end(*flight->gen, refused ? Generation::State::failed : state);
     }
-    if (options_.on_generation_end)
-      options_.on_generation_end(gen, refused ? Generation::State::failed : state);
-  }
-  if (state == Generation::State::failed || refused) {
-    for (auto& res : reservations) {
-      if (res->given.exchange(true)) continue;
-      counters_.givebacks.fetch_add(1, std::memory_order_relaxed);
-      client_.command(res->key, {"FCALL", "reprise_giveback", "1", res->key, res->ns, std::to_string(res->epoch),
-                                 std::to_string(res->from), std::to_string(res->to)},
-                      false, [](RedisResult) {});
+    if (state == Generation::State::failed || refused) {
+      for (auto& res : reservations) {
+        if (res->given.exchange(true)) continue;
+        counters_.givebacks.fetch_add(1, std::memory_order_relaxed);
+        client_.command(res->key, {"FCALL", "reprise_giveback", "1", res->key, res->ns, std::to_string(res->epoch),
+                                   std::to_string(res->from), std::to_string(res->to)},
+                        false, [](RedisResult) {});
+      }
     }
+    (*resume_once)(std::move(refused));
+  };
+  if (!flight->mine) return settle(std::nullopt);  // a wait: the poll already has its samples
+  in_flight_.fetch_sub(1);
+  if (state != Generation::State::done) {
+    // Failed: its indices stay reserved; the next replica that needs them makes them.
+    client_.command(flight->key, {"FCALL", "reprise_release", "1", flight->key, flight->tok, me_}, false,
+                    [](RedisResult) {});
+    return settle(std::nullopt);
   }
-  return refused;
+  // Fill under the ticket's token, and serve only once the shard's replicas have it:
+  // asynchronously, so that the thread that completed the generation (an I/O thread)
+  // goes on serving meanwhile.
+  std::vector<std::string> args = {"FCALL", "reprise_fill", "1", flight->key, flight->tok, me_,
+                                   std::to_string(flight->lo)};
+  args.push_back(flight->lo == 0 ? std::string(endpoint_name(gen.endpoint())) + "\n" + gen.request().text
+                                 : std::string());
+  auto samples = std::make_shared<std::vector<std::shared_ptr<const Sample>>>();
+  auto copies = std::make_shared<std::vector<std::pair<uint64_t, std::string>>>();
+  for (size_t i = 0; i < gen.samples().size(); ++i) {
+    Sample sample = gen.samples()[i];
+    sample.request_sha256 = gen.request().sha256;
+    auto record = Store::EncodeRecord(sample);
+    if (!record.ok()) return settle(GenerationError{500, error_json(record.error().message(), "internal_error"), {}});
+    args.push_back(*record);
+    copies->emplace_back(flight->lo + i, std::move(*record));
+    samples->push_back(std::make_shared<const Sample>(std::move(sample)));
+  }
+  auto settle_shared = std::make_shared<decltype(settle)>(std::move(settle));
+  client_.command(
+      flight->key, std::move(args), /*durable=*/true,
+      guarded(
+          [this, flight, samples, copies, settle_shared](RedisResult filled) {
+            std::optional<GenerationError> refused;
+            if (!filled.ok()) {
+              refused = unavailable(failed(filled) + ": the samples are not confirmed stored; retry");
+            } else if (filled.reply.is_error() && refusal(filled.reply.str)) {
+              refused = unavailable(failed_reply(filled.reply.str) + ": the samples are not stored; retry");
+            } else if (filled.reply.is_error()) {
+              // FENCED: this replica's lease ran out and another took the ticket over;
+              // CONFLICT: an index already held a sample. Either way these samples must
+              // not be served: the index holds (or will hold) another.
+              counters_.fenced.fetch_add(1, std::memory_order_relaxed);
+              refused = unavailable("cache cluster: " + filled.reply.str + " (another replica made these samples)");
+            } else {
+              counters_.generated.fetch_add(samples->size(), std::memory_order_relaxed);
+              for (size_t i = 0; i < samples->size(); ++i)
+                remember(flight->tenant, flight->cache_key, flight->lo + i, (*samples)[i]);
+              copy_locally(flight->tenant, flight->cache_key, std::move(*copies));
+            }
+            (*settle_shared)(std::move(refused));
+          },
+          [resume_once] { (*resume_once)(unavailable("the proxy is shutting down")); }));
 }
 
 void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
   counters_.polls.fetch_add(1, std::memory_order_relaxed);
   std::vector<std::string> args = {"FCALL", "reprise_poll", "1", flight->key, flight->tok, std::to_string(flight->lo),
                                    std::to_string(flight->hi), me_, std::to_string(options_.lease.count())};
-  client_.command(flight->key, std::move(args), /*durable=*/true, [this, flight](RedisResult r) {
+  client_.command(flight->key, std::move(args), /*durable=*/true, guarded([this, flight](RedisResult r) {
     const auto now = std::chrono::steady_clock::now();
     auto again = [&] {
       std::lock_guard lock(mu_);
@@ -493,13 +602,13 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
     };
     if (!r.ok()) {
       if (now - flight->last_answer > options_.poll_give_up)
-        return flight->gen->fail(unavailable(describe(r) + " while waiting for another replica's samples"));
+        return flight->gen->fail(unavailable(failed(r) + " while waiting for another replica's samples"));
       return again();
     }
     flight->last_answer = now;
     const RedisReply& reply = r.reply;
     const std::string what = reply.type == RedisReply::Type::array && !reply.elements.empty() ? reply.elements[0].str : "";
-    if (what == "wait") return again();
+    if (what == "wait" || (reply.is_error() && refusal(reply.str))) return again();
     if (what == "lost" || reply.is_error() || what.empty())
       return flight->gen->fail(unavailable("cache cluster: the generation of these samples was lost (" +
                                            (reply.is_error() ? reply.str : what) + "); retry"));
@@ -533,7 +642,7 @@ void ClusterCacher::poll(const std::shared_ptr<Flight>& flight) {
     }
     copy_locally(flight->tenant, flight->cache_key, std::move(copies));
     flight->gen->complete(std::move(samples));
-  });
+  }, [] {}));
 }
 
 void ClusterCacher::maintenance_loop() {
@@ -574,6 +683,16 @@ void ClusterCacher::maintenance_loop() {
     for (auto& flight : polls) poll(flight);
     lock.lock();
   }
+}
+
+std::string ClusterCacher::failed_reply(const std::string& error) {
+  if (options_.on_store_error) options_.on_store_error(Status::IOError("cache cluster refused a write: " + error));
+  return error.starts_with("OOM") ? "the shared cache (Redis Cluster) is full" : "the shared cache (Redis Cluster) cannot take writes now";
+}
+
+std::string ClusterCacher::failed(const RedisResult& result) {
+  if (options_.on_store_error) options_.on_store_error(Status::IOError(describe(result)));
+  return for_client(result);
 }
 
 // ---- samples this replica has read -----------------------------------------------------------
@@ -630,6 +749,7 @@ nlohmann::json ClusterCacher::stats() const {
   out["reconnects"] = c.reconnects;
   out["errors"] = c.errors;
   out["takes"] = counters_.takes.load();
+  out["served_locally"] = counters_.served_locally.load();
   out["samples_read_locally"] = counters_.local_reads.load();
   out["samples_read_from_cluster"] = counters_.remote_reads.load();
   out["samples_generated"] = counters_.generated.load();

@@ -53,8 +53,10 @@ struct ClusterCacherOptions {
   // A ticket's lease: renewed every third of it while this replica's backend runs,
   // so it runs out only when the replica died; then another replica takes it over.
   std::chrono::milliseconds lease{10'000};
-  // How long a replica trusts a namespace epoch it read (and how long a reset waits).
-  std::chrono::milliseconds epoch_ttl{250};
+  // How long a replica trusts a namespace epoch it read (and how long a reset waits):
+  // one GET per namespace and second on each replica, against a reset that takes a
+  // second to return.
+  std::chrono::milliseconds epoch_ttl{1000};
   // How long a replica waits for another's ticket before failing its requests with
   // 503 when the cluster does not answer the polls (a live owner keeps renewing).
   std::chrono::milliseconds poll_give_up{30'000};
@@ -98,15 +100,28 @@ class ClusterCacher final : public ListStore {
   void send_take(std::shared_ptr<Take> take, int attempts_left);
   void on_taken(std::shared_ptr<Take> take, RedisResult result, int attempts_left);
   void finish_take(std::shared_ptr<Take> take);
+  bool serve_locally(Take& take);
+  static void shut_down(Take& take);  // answers a take the destructor cut short
+  // The callbacks given to the client: they may come after this object is gone (the
+  // client outlives it), so each runs `body` only while it lives, else `dead`.
+  struct Life {
+    std::mutex mu;
+    bool alive = true;
+  };
+  template <class F, class Dead>
+  ClusterClient::Callback guarded(F body, Dead dead);
   // The generation of ticket (key, tok): joined when this replica already has it,
   // made otherwise (run here when `mine`, else waited for).
   std::shared_ptr<Generation> flight_for(Take& take, const std::string& tok, uint64_t lo, uint64_t hi, bool mine,
                                          bool fresh, std::vector<std::shared_ptr<Flight>>& to_start);
-  std::optional<GenerationError> on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen,
-                                               Generation::State state);
+  void on_flight_end(const std::shared_ptr<Flight>& flight, Generation& gen, Generation::State state,
+                     Generation::Resume resume);
   void start(const std::shared_ptr<Flight>& flight);
   void poll(const std::shared_ptr<Flight>& flight);
   void maintenance_loop();
+  // Logs what went wrong (on_store_error) and returns the client's words for it.
+  std::string failed(const RedisResult& result);
+  std::string failed_reply(const std::string& error);  // the same for a refused write
   void remember(const TenantId& tenant, const CacheKey& key, uint64_t index, std::shared_ptr<const Sample> sample);
   void copy_locally(const TenantId& tenant, const CacheKey& key, std::vector<std::pair<uint64_t, std::string>> records);
 
@@ -115,6 +130,7 @@ class ClusterCacher final : public ListStore {
   const ClusterCacherOptions options_;
   const std::string me_;  // this process's owner id in tickets
   HotSamples hot_;
+  std::shared_ptr<Life> life_ = std::make_shared<Life>();
 
   std::mutex mu_;  // the maps below
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // "<key> <tok>"
@@ -124,10 +140,11 @@ class ClusterCacher final : public ListStore {
   };
   std::unordered_map<std::string, Epoch> epochs_;
   std::unordered_set<std::string> registered_;  // namespaces added to rp:namespaces
+  std::unordered_set<std::string> greedy_recorded_;  // "<key> <ns>": its greedy read is on record
 
   std::atomic<uint64_t> in_flight_{0};
   struct Counters {
-    std::atomic<uint64_t> takes{0}, local_reads{0}, remote_reads{0}, generated{0}, waited{0}, taken_over{0},
+    std::atomic<uint64_t> takes{0}, served_locally{0}, local_reads{0}, remote_reads{0}, generated{0}, waited{0}, taken_over{0},
         fenced{0}, refused{0}, givebacks{0}, polls{0};
   } counters_;
 

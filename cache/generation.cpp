@@ -58,8 +58,20 @@ void Generation::end(State final_state) {
   // samples_ / error_ are final now (ending_ keeps every other writer out). The state
   // waiters see changes only after on_end_ ran, so nobody answers a client from
   // samples that are not committed yet.
+  if (on_end_async_) {
+    // The owner commits elsewhere (a network round trip) and finishes the end when
+    // its answer comes; until then the state stays running for every waiter.
+    on_end_async_(*this, final_state, [this, final_state](std::optional<GenerationError> refused) {
+      finish_end(final_state, std::move(refused));
+    });
+    return;
+  }
   std::optional<GenerationError> refused;
   if (on_end_) refused = on_end_(*this, final_state);
+  finish_end(final_state, std::move(refused));
+}
+
+void Generation::finish_end(State final_state, std::optional<GenerationError> refused) {
   std::vector<Listener> to_call;
   {
     std::lock_guard lock(mu_);

@@ -167,9 +167,16 @@ class Generation {
   // could let another replica serve other samples at the same indices, I2).
   using OnEnd = std::function<std::optional<GenerationError>(Generation&, State final_state)>;
   void set_on_end(OnEnd on_end) { on_end_ = std::move(on_end); }
+  // The same, for an owner whose commit answers later (the cluster store's fill): it
+  // calls `resume` exactly once, from any thread, with what on_end would have returned,
+  // and the generation ends then. The owner keeps the generation alive until it has.
+  using Resume = std::function<void(std::optional<GenerationError>)>;
+  using OnEndAsync = std::function<void(Generation&, State final_state, Resume resume)>;
+  void set_on_end_async(OnEndAsync on_end) { on_end_async_ = std::move(on_end); }
 
  private:
   void end(State state);
+  void finish_end(State state, std::optional<GenerationError> refused);
   void add_claim();
   void drop_claim();
 
@@ -182,6 +189,7 @@ class Generation {
   std::string origin_;
   const std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   OnEnd on_end_;
+  OnEndAsync on_end_async_;
   std::function<void(Generation&)> on_unclaimed_;  // set before any claim is made
 
   mutable std::mutex mu_;

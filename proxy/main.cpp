@@ -282,7 +282,14 @@ int run(const Config& config) {
       log::error("cannot reach the Redis Cluster at " + join(config.cache.redis.nodes, ", ") + ": " + error);
       return 1;
     }
+    // A cluster that is still forming (a replica not yet online: the secret's write
+    // cannot be confirmed) is waited for, up to 30 s, as systemd starts units together.
     auto read = cache::ClusterCacher::ReadShared(*cluster);
+    for (int waited = 0; !read && read.error().code() == cache::Status::Code::io_error && waited < 30; ++waited) {
+      if (waited == 0) log::warn("waiting for the Redis Cluster: " + read.error().message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      read = cache::ClusterCacher::ReadShared(*cluster);
+    }
     if (!read) {
       log::error("cannot read the cluster's shared secret: " + read.error().message());
       return 1;

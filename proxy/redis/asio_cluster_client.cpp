@@ -54,8 +54,18 @@ constexpr auto kRefreshTryTimeout = 1000ms;
 constexpr auto kConnectTimeout = 1000ms;
 // Redirections one command follows before it backs off (a map in flux ping-pongs).
 constexpr int kRedirectsBeforeBackoff = 3;
+constexpr auto kDeadlineGrace = 2ms;
 
 enum class Lane { plain = 0, durable = 1, control = 2 };
+// Durable connections per primary, used in turn. A WAIT blocks its connection until
+// the replicas acknowledge (with appendfsync always, until both sides fsynced), and
+// nothing more is written on it meanwhile; with one connection a primary's durable
+// throughput was one batch per fsync cycle. With a few, the next batch goes out on an
+// idle one while the last one's WAIT is out (design/distributed.md section 8).
+// Commands on different connections may run in either order: the store's calls that
+// must be ordered (one namespace's takes of one key) are merged into one by the
+// Deduplicator, or come from different batches, which are not ordered anyway.
+constexpr int kDurableConns = 3;
 
 RedisReply convert(const redisReply* r) {
   RedisReply out;
@@ -136,6 +146,12 @@ struct Conn {
   int waits_out = 0;
   bool flush_posted = false;
   bool attempted = false;
+  // After a failed connect, the next one waits (20 ms doubling to 200 ms): the ops
+  // that were queued here retry on their own schedules and would otherwise each start
+  // a connect to a dead node.
+  Clock::time_point next_connect{};
+  std::chrono::milliseconds connect_backoff{0};
+  std::string connect_error;
   std::deque<OpPtr> pending;
   std::deque<Entry> inflight;
   std::string wbuf;
@@ -150,8 +166,16 @@ struct Node {
   std::string resolve_error;  // set when the address cannot be used
   std::string id;
   bool primary = false;
-  int online_replicas = -1;  // a primary's, from the last CLUSTER SHARDS; -1 unknown
-  std::array<std::unique_ptr<Conn>, 3> conns;
+  // A primary's replicas by the health the last CLUSTER SHARDS gave them; -1 unknown.
+  // "loading" is Redis 7.0's word for a replica whose replication offset is still 0:
+  // one in a full sync, but also every replica of a new primary that has not been
+  // written to yet. Those count only when no replica is online: W is then 1 and the
+  // WAIT decides (an idle new replica acknowledges at once, a syncing one not until
+  // it has loaded), so a new cluster can take its first durable write.
+  int online_replicas = -1;
+  int loading_replicas = 0;
+  // By lane: plain, the first durable one, control, then the other durable ones.
+  std::array<std::unique_ptr<Conn>, 2 + kDurableConns> conns;
 };
 
 class AsioClusterClient final : public cache::ClusterClient {
@@ -360,11 +384,17 @@ class AsioClusterClient final : public cache::ClusterClient {
         wait_for_map(op, "the shard of " + node->address + " is not in the slot map yet");
         return;
       }
-      if (node->online_replicas == 0)
+      if (node->online_replicas == 0 && node->loading_replicas == 0)
         return finish(op, RedisErrc::not_durable,
                       "no online replica to confirm the write (shard of " + node->address + ")");
     }
     Conn& c = conn_for(*node, op->lane);
+    if (c.state == Conn::State::idle && Clock::now() < c.next_connect) {
+      op->code_at_deadline = RedisErrc::unreachable;
+      op->message_at_deadline = c.connect_error;
+      if (op->target) return finish(op, RedisErrc::unreachable, c.connect_error);
+      return retry_later(op);
+    }
     op->phase = Op::Phase::queued;
     op->conn = &c;
     c.pending.push_back(std::move(op));
@@ -392,13 +422,12 @@ class AsioClusterClient final : public cache::ClusterClient {
 
   // What an op's deadline does: a written op's connection can no longer be trusted
   // (its reply may still come, and the next op would read it), so it is closed.
-  void expire(const OpPtr& op) {
+  void expire(const OpPtr& op, std::vector<Conn*>& to_close) {
     if (op->phase == Op::Phase::written || op->phase == Op::Phase::awaiting) {
       Conn* c = op->conn;
       finish(op, RedisErrc::timeout,
-             "no reply from " + c->node.address + " within " + std::to_string(options_.timeout.count()) +
-                 " ms; the command may have run");
-      conn_fail(*c, "connection to " + c->node.address + " closed after a command on it timed out");
+             "no reply from " + c->node.address + " within the deadline; the command may have run");
+      if (std::find(to_close.begin(), to_close.end(), c) == to_close.end()) to_close.push_back(c);
       return;
     }
     std::string why = op->message_at_deadline.empty() ? "the deadline passed before the command could be sent"
@@ -415,12 +444,19 @@ class AsioClusterClient final : public cache::ClusterClient {
     deadline_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       deadline_armed_ = Clock::time_point::max();
-      auto now = Clock::now();
-      while (!deadlines_.empty() && deadlines_.top().first <= now) {
+      // Ops sent together have deadlines microseconds apart: all of those due now
+      // (with a little grace) time out together, before their connections are closed,
+      // rather than the first one's close failing the others as unreachable.
+      auto due = Clock::now() + kDeadlineGrace;
+      std::vector<Conn*> to_close;
+      while (!deadlines_.empty() && deadlines_.top().first <= due) {
         OpPtr op = deadlines_.top().second.lock();
         deadlines_.pop();
-        if (op && !op->finished) expire(op);
+        if (op && !op->finished) expire(op, to_close);
       }
+      for (Conn* c : to_close)
+        if (c->state != Conn::State::idle)
+          conn_fail(*c, "connection to " + c->node.address + " closed after a command on it timed out");
       if (!deadlines_.empty()) arm_deadline(deadlines_.top().first);
     });
   }
@@ -488,9 +524,26 @@ class AsioClusterClient final : public cache::ClusterClient {
   }
 
   Conn& conn_for(Node& node, Lane lane) {
+    if (lane == Lane::durable) return durable_conn(node);
     auto& c = node.conns[static_cast<int>(lane)];
     if (!c) c = std::make_unique<Conn>(io_, node, lane);
     return *c;
+  }
+
+  // The durable connection to write on: one that is connected and free to write now
+  // (no WAIT out), else one that is free once connected, else the one with the fewest
+  // commands waiting. So a second connection opens only when the load needs it.
+  Conn& durable_conn(Node& node) {
+    Conn *free = nullptr, *least = nullptr;
+    for (int k = 0; k < kDurableConns; ++k) {
+      auto& c = node.conns[k == 0 ? static_cast<int>(Lane::durable) : 2 + k];
+      if (!c) c = std::make_unique<Conn>(io_, node, Lane::durable);
+      const bool unblocked = c->waits_out == 0 && !c->writing;
+      if (unblocked && c->state == Conn::State::ready) return *c;
+      if (unblocked && !free) free = c.get();
+      if (!least || c->pending.size() < least->pending.size()) least = c.get();
+    }
+    return free ? *free : *least;
   }
 
   void connect(Conn& c) {
@@ -502,12 +555,13 @@ class AsioClusterClient final : public cache::ClusterClient {
     c.connect_timer.expires_after(std::min<Clock::duration>(options_.timeout, kConnectTimeout));
     c.connect_timer.async_wait([this, &c, generation](boost::system::error_code ec) {
       if (ec || generation != c.generation || c.state != Conn::State::connecting) return;
-      conn_fail(c, "connect to " + c.node.address + " timed out");
+      connect_failed(c, "connect to " + c.node.address + " timed out");
     });
     c.socket.async_connect(c.node.endpoint, [this, &c, generation](boost::system::error_code ec) {
       if (generation != c.generation) return;
       c.connect_timer.cancel();
-      if (ec) return conn_fail(c, "connect to " + c.node.address + " failed: " + ec.message());
+      if (ec) return connect_failed(c, "connect to " + c.node.address + " failed: " + ec.message());
+      c.connect_backoff = {};
       c.socket.set_option(tcp::no_delay(true), ec);
       read(c);
       if (options_.password.empty()) {
@@ -717,6 +771,15 @@ class AsioClusterClient final : public cache::ClusterClient {
     finish(op, RedisErrc::ok, {}, std::move(reply));
   }
 
+  void connect_failed(Conn& c, const std::string& reason) {
+    c.connect_backoff = c.connect_backoff.count() == 0
+                            ? std::chrono::milliseconds(kMinBackoff)
+                            : std::min(c.connect_backoff * 2, std::chrono::milliseconds(kMaxBackoff));
+    c.next_connect = Clock::now() + c.connect_backoff;
+    c.connect_error = reason;
+    conn_fail(c, reason);
+  }
+
   // Closes a connection. Written ops lost their replies: `written_code` (they may have
   // run; never resent). Queued ones were not sent: routed again after a back-off (a
   // refresh may have found the slot's new primary meanwhile), unless `give_up`.
@@ -871,16 +934,18 @@ class AsioClusterClient final : public cache::ClusterClient {
     for (auto& [address, n] : nodes_) {
       n->primary = false;
       n->online_replicas = -1;
+      n->loading_replicas = 0;
     }
     std::fill(slot_owner_.begin(), slot_owner_.end(), nullptr);
     std::map<std::string, std::string> primary_by_ranges;
     nlohmann::json listed = nlohmann::json::array();
     for (auto& shard : shards) {
       const NodeInfo* primary = nullptr;
-      int online = 0;
+      int online = 0, loading = 0;
       for (auto& n : shard.nodes) {
         if (n.role == "master" && !primary) primary = &n;
         else if (n.role != "master" && n.health == "online") ++online;
+        else if (n.role != "master" && n.health == "loading") ++loading;
       }
       int64_t slots = 0;
       for (auto& [lo, hi] : shard.ranges) slots += hi - lo + 1;
@@ -895,6 +960,7 @@ class AsioClusterClient final : public cache::ClusterClient {
         if (!is_primary || shard.ranges.empty()) continue;
         node->primary = true;
         node->online_replicas = online;
+        node->loading_replicas = loading;
         for (auto& [lo, hi] : shard.ranges)
           for (int64_t s = std::max<int64_t>(lo, 0); s <= hi && s < kSlots; ++s) slot_owner_[s] = node;
       }
