@@ -112,6 +112,9 @@ inline Response read_response(Conn& conn, std::chrono::milliseconds timeout,
     if (!piece) continue;
     if (piece->empty()) {  // EOF
       boost::beast::error_code ec;
+      // Before any byte, Beast's put_eof would "complete" an empty message (its
+      // assertion of got_some() is off in release builds): a peer that died is no 200.
+      if (!parser.got_some()) throw std::runtime_error("connection closed before a response");
       parser.put_eof(ec);
       if (!parser.is_header_done()) throw std::runtime_error("connection closed before a response");
       break;
