@@ -737,7 +737,8 @@ void ChunkEncoder::append_text(std::string& out, const ChunkHead& head, uint32_t
                                std::string_view chunk_choice) {
   build(head);
   out += prefix_;
-  out += std::to_string(index);
+  char digits[16];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, index).ptr);
   if (chunk_choice.size() > 2) {
     out += ',';
     out.append(chunk_choice.substr(1));  // its members and closing brace
