@@ -9,7 +9,7 @@ namespace reprise {
 struct HttpServer::Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
-  bool idle = false;  // waiting for the next request; touched only on the strand
+  bool idle = false;  // waiting for the next request; touched only on the session's executor
 };
 
 namespace {
