@@ -7,6 +7,8 @@
 #   make experiments   ToT / FoA / CoT-SC on Game of 24 with and without the cache,
 #                      on a simulated LLM; tables and charts in bench/results/
 #   make bench-peers   cache hits through Reprise vs nginx vs the Portkey gateway
+#   make bench-cluster cache hits through a Redis Cluster store vs the local one,
+#                      and 1-3 replicas sharing a cluster (bench/results/cluster.md)
 #   make bench-engine  the in-process engine vs llama.cpp on the CPU (prefill, decode)
 #   make bench-batching  the engine's paged KV sharing, continuous batching and
 #                      self-speculative decoding on the CPU (BATCHING_FLAGS=--quick:
@@ -127,6 +129,11 @@ experiments: build sdk-deps bench-deps
 
 bench-peers: build bench-deps
 	PATH="$(NODE_BIN):$$PATH" BUILD_DIR=$(BUILD_DIR) bash bench/peers.sh
+
+# Needs redis-server (make deps installs it; no service is started); ~4 minutes.
+.PHONY: bench-cluster
+bench-cluster: build bench-deps
+	BUILD_DIR=$(BUILD_DIR) bash bench/cluster.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

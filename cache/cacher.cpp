@@ -81,6 +81,16 @@ Cacher::~Cacher() = default;
 
 uint64_t Cacher::generations_in_flight() const { return in_flight_.load(); }
 
+nlohmann::json Cacher::stats() const {
+  const Store::Health health = store_.GetHealth();
+  return {{"kind", kind()},
+          {"bytes", store_.SizeOnDisk()},
+          {"write_errors", health.write_errors},
+          {"recoveries", health.recoveries},
+          {"writable", health.writable},
+          {"repairs", repairs_.load()}};
+}
+
 std::shared_ptr<Cacher::KeyState> Cacher::state_for(const TenantId& tenant, const CacheKey& key) {
   Shard& shard = shards_[key.bytes[8] % kShards];
   std::lock_guard lock(shard.mu);
@@ -117,8 +127,9 @@ std::shared_ptr<Generation> Cacher::make_generation(const std::shared_ptr<KeySta
                                                     const std::string& origin) {
   auto gen = std::make_shared<Generation>(std::move(request), endpoint, size, stream, std::move(context));
   gen->set_first_index(first);
-  gen->set_on_end([this, state_ptr](Generation& g, Generation::State final_state) {
+  gen->set_on_end([this, state_ptr](Generation& g, Generation::State final_state) -> std::optional<GenerationError> {
     on_generation_end(state_ptr, g, final_state);
+    return std::nullopt;
   });
   gen->set_on_unclaimed([this, state_ptr](Generation& g) { on_unclaimed(state_ptr, g); });
   gen->set_origin(origin);

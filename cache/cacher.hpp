@@ -56,6 +56,7 @@
 #include "cache/backend.hpp"
 #include "cache/cache_request.hpp"
 #include "cache/hot_samples.hpp"
+#include "cache/list_store.hpp"
 #include "cache/store.hpp"
 
 namespace reprise::cache {
@@ -74,7 +75,9 @@ struct CacherOptions {
   std::function<void(const Generation&, Generation::State)> on_generation_end;
 };
 
-class Cacher {
+// The one-machine implementation of ListStore (list_store.hpp): the truth is in the
+// RocksDB store, single flight and reservations in this process's memory.
+class Cacher final : public ListStore {
  public:
   Cacher(Store& store, CacherOptions options);
   ~Cacher();
@@ -85,12 +88,18 @@ class Cacher {
   // the backend calls the deficit needs (after releasing every lock).
   Assignment assign(const CacheRequest& request);
 
+  // ListStore: assign() above, answered on the calling thread.
+  std::string_view kind() const override { return "rocksdb"; }
+  void assign(const CacheRequest& request, std::function<void(Assignment)> done) override { done(assign(request)); }
+  StatusOr<std::vector<std::string>> namespaces() override { return store_.Namespaces(); }
+  nlohmann::json stats() const override;
+
   // Forgets the in-memory cursors of namespace `ns` after the store reset them
   // (POST /admin/namespaces/{ns}/reset). Requests in flight keep what they reserved.
-  Status reset_namespace(const std::string& ns);
+  Status reset_namespace(const std::string& ns) override;
 
   // Generations in flight (all keys), repairs included.
-  uint64_t generations_in_flight() const;
+  uint64_t generations_in_flight() const override;
   // Repairs started (a failed generation's indices made again, see above).
   uint64_t repairs() const { return repairs_.load(); }
 
@@ -98,7 +107,7 @@ class Cacher {
   // key's length is read again on its next request. With a generation in flight the
   // state is left alone: its commit finds the list longer, fails, and the key is
   // rebuilt from the store (the samples still serve their requests).
-  void refresh(const TenantId& tenant, const CacheKey& key);
+  void refresh(const TenantId& tenant, const CacheKey& key) override;
 
  private:
   struct KeyState;

@@ -58,10 +58,15 @@ void Generation::end(State final_state) {
   // samples_ / error_ are final now (ending_ keeps every other writer out). The state
   // waiters see changes only after on_end_ ran, so nobody answers a client from
   // samples that are not committed yet.
-  if (on_end_) on_end_(*this, final_state);
+  std::optional<GenerationError> refused;
+  if (on_end_) refused = on_end_(*this, final_state);
   std::vector<Listener> to_call;
   {
     std::lock_guard lock(mu_);
+    if (refused && final_state == State::done) {
+      final_state = State::failed;
+      error_ = std::move(*refused);
+    }
     state_ = final_state;
     for (auto& [id, listener] : listeners_) to_call.push_back(listener);
   }

@@ -35,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -160,8 +161,11 @@ class Generation {
 
   // Called once when the generation ends, before any listener: the Cacher commits
   // the samples here (so a client that got its answer finds them stored).
-  // `final_state` is what the state becomes right after (done or failed).
-  using OnEnd = std::function<void(Generation&, State final_state)>;
+  // `final_state` is what the state becomes right after (done or failed), unless a
+  // done generation's on_end returns an error: then it fails with that error instead
+  // (the cluster store does, when it cannot confirm the samples stored: serving them
+  // could let another replica serve other samples at the same indices, I2).
+  using OnEnd = std::function<std::optional<GenerationError>(Generation&, State final_state)>;
   void set_on_end(OnEnd on_end) { on_end_ = std::move(on_end); }
 
  private:

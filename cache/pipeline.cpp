@@ -7,7 +7,10 @@ namespace reprise::cache {
 
 Pipeline::Pipeline(Store& store, BatcherOptions batching, Batcher::Schedule schedule,
                    CacherOptions caching)
-    : cacher_(store, std::move(caching)),
+    : Pipeline(std::make_unique<Cacher>(store, std::move(caching)), batching, std::move(schedule)) {}
+
+Pipeline::Pipeline(std::unique_ptr<ListStore> lists, BatcherOptions batching, Batcher::Schedule schedule)
+    : lists_(std::move(lists)),
       batcher_(batching, std::move(schedule),
                [this](std::vector<PendingRequest> batch) { process(std::move(batch)); }) {}
 
@@ -28,15 +31,21 @@ void Pipeline::process(std::vector<PendingRequest> batch) {
   if (size == 1) {
     // Alone (the usual case: a request without X-Reprise-Request-Id whose key has
     // nothing pending): nothing to order or merge. The stages would only copy the
-    // request (~1k instructions of every hit) to give the same assignment.
-    PendingRequest& only = batch.front();
-    only.done(cacher_.assign(only.request));
+    // request (~1k instructions of every hit) to give the same assignment. Like a
+    // group below, it travels with its answer.
+    auto only = std::make_shared<PendingRequest>(std::move(batch.front()));
+    lists_->assign(only->request, [only](Assignment assignment) { only->done(std::move(assignment)); });
     return;
   }
   reorder(batch);
   auto merged = deduplicate(std::move(batch));
   // In order: the Cacher gives earlier requests the earlier indices.
-  for (auto& group : merged) fan_out(group, cacher_.assign(group.request));
+  // The store may answer later, on its own thread (the cluster store does), so each
+  // group travels with its answer.
+  for (auto& group : merged) {
+    auto owned = std::make_shared<MergedRequest>(std::move(group));
+    lists_->assign(owned->request, [owned](Assignment assignment) { fan_out(*owned, std::move(assignment)); });
+  }
 }
 
 nlohmann::json Pipeline::batch_stats() const {

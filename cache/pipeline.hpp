@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -16,13 +17,17 @@ namespace reprise::cache {
 
 class Pipeline {
  public:
+  // Over the RocksDB store: the one-machine Cacher, owned.
   Pipeline(Store& store, BatcherOptions batching, Batcher::Schedule schedule, CacherOptions caching);
+  // Over any ListStore (the cluster store, say), owned.
+  Pipeline(std::unique_ptr<ListStore> lists, BatcherOptions batching, Batcher::Schedule schedule);
 
   // Runs the request through the stages; `done` receives its assignment exactly once,
   // on this thread (no wait needed) or on the thread that closes its batch.
   void submit(CacheRequest request, std::function<void(Assignment)> done);
 
-  Cacher& cacher() { return cacher_; }
+  // Stage 4's state: where lists, cursors and generations in flight live.
+  ListStore& lists() { return *lists_; }
 
   // Batches processed and their sizes (a lone request that went straight on is a
   // batch of one): {"count","requests","max_size","sizes":{"1","2-4","5-16",
@@ -32,7 +37,7 @@ class Pipeline {
  private:
   void process(std::vector<PendingRequest> batch);
 
-  Cacher cacher_;
+  std::unique_ptr<ListStore> lists_;
   Batcher batcher_;
   std::atomic<uint64_t> arrivals_{0};
   static constexpr std::array<uint64_t, 5> kBatchBounds = {1, 4, 16, 64, 256};

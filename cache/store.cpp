@@ -656,6 +656,34 @@ StatusOr<std::vector<Sample>> Store::ReadByPoints(const TenantId& tenant, const 
   return out;
 }
 
+StatusOr<std::string> Store::EncodeRecord(const Sample& sample) { return EncodeSample(sample); }
+
+StatusOr<Sample> Store::DecodeRecord(std::string_view record, uint64_t index) {
+  return DecodeSample(rocksdb::Slice(record.data(), record.size()), index);
+}
+
+Status Store::PutCopies(const TenantId& tenant, const CacheKey& key,
+                        const std::vector<std::pair<uint64_t, std::string>>& records) {
+  if (Status st = Writable(); !st.ok()) return st;
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
+  rocksdb::WriteBatch batch;
+  for (auto& [index, record] : records) batch.Put(h->samples, SampleKey(tenant, key, index), record);
+  return Written(FromRocks(h->db->Write(h->write, &batch), "copy samples of " + Describe(tenant, key)));
+}
+
+StatusOr<std::optional<Sample>> Store::ReadAt(const TenantId& tenant, const CacheKey& key, uint64_t index) {
+  auto h = CurrentHandles();
+  if (!h) return Unavailable();
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s = h->db->Get(rocksdb::ReadOptions(), h->samples, SampleKey(tenant, key, index), &value);
+  if (s.IsNotFound()) return std::optional<Sample>();
+  if (!s.ok()) return FromRocks(s, "read " + Describe(tenant, key));
+  auto sample = DecodeSample(value, index);
+  if (!sample.ok()) return Status::Corruption(sample.error().message() + " of " + Describe(tenant, key));
+  return std::optional<Sample>(std::move(*sample));
+}
+
 StatusOr<bool> Store::HasIndex(const TenantId& tenant, const CacheKey& key, uint64_t index) {
   auto h = CurrentHandles();
   if (!h) return Unavailable();

@@ -127,6 +127,19 @@ class Store {
   StatusOr<std::vector<Sample>> Read(const TenantId& tenant, const CacheKey& key,
                                      uint64_t from, uint64_t count);
 
+  // ---- A local copy of samples kept elsewhere (the cluster store's) ----
+  // A sample record as the store writes it: xxh3(payload) (u64 BE) | CBOR(Sample). The
+  // cluster store keeps the same records, so a copy is checked the same way.
+  static StatusOr<std::string> EncodeRecord(const Sample& sample);
+  static StatusOr<Sample> DecodeRecord(std::string_view record, uint64_t index);
+  // Writes records at their indices as they are, in one write: no length check, since
+  // a replica copies whichever samples it happened to read (its lists have gaps, and
+  // Count/Read/export mean nothing for them). Only for a store used as such a copy.
+  Status PutCopies(const TenantId& tenant, const CacheKey& key,
+                   const std::vector<std::pair<uint64_t, std::string>>& records);
+  // The sample at `index`, checked; empty optional when absent.
+  StatusOr<std::optional<Sample>> ReadAt(const TenantId& tenant, const CacheKey& key, uint64_t index);
+
   // The length of the list (0 when the key has none). One seek, no scan.
   StatusOr<uint64_t> Count(const TenantId& tenant, const CacheKey& key);
 

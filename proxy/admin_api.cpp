@@ -48,9 +48,10 @@ json AdminApi::stats() const {
   json out = context_.ledger ? context_.ledger->stats().snapshot() : json::object();
   out["started_at"] = iso8601(started_wall_);
   out["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  out["in_flight_generations"] = context_.pipeline ? context_.pipeline->cacher().generations_in_flight() : 0;
+  out["in_flight_generations"] = context_.pipeline ? context_.pipeline->lists().generations_in_flight() : 0;
   out["store_bytes"] = context_.store ? context_.store->SizeOnDisk() : 0;
   out["batches"] = context_.pipeline ? context_.pipeline->batch_stats() : json::object();
+  if (context_.pipeline) out["store"] = context_.pipeline->lists().stats();
   if (context_.ledger && context_.ledger->csv()) {
     out["energy_csv_rows_dropped"] = context_.ledger->csv()->dropped();
     out["energy_csv_write_errors"] = context_.ledger->csv()->write_errors();  // rows lost to failed writes
@@ -69,7 +70,9 @@ json AdminApi::stats() const {
 
 json AdminApi::namespace_json(const std::string& ns) const {
   json out = {{"name", ns}};
-  if (context_.store) {
+  // The local store holds the cursors only on one machine; a cluster keeps them per
+  // key, so a summary would scan the whole cluster: not offered there.
+  if (context_.store && local_store()) {
     if (auto summary = context_.store->SummarizeNamespace(ns); summary.ok()) {
       out["keys"] = summary->keys;
       out["samples_consumed"] = summary->samples_consumed;
@@ -91,7 +94,7 @@ Result<std::string> AdminApi::route(const Request& req, std::string_view path, u
   if (path == "/admin/namespaces") {
     if (method != http::verb::get) return Error{ErrorKind::method_not_allowed, "use GET for /admin/namespaces", {}};
     if (!context_.store) return Error{ErrorKind::backend_unavailable, "no cache is open", {}};
-    auto names = context_.store->Namespaces();
+    auto names = context_.pipeline ? context_.pipeline->lists().namespaces() : context_.store->Namespaces();
     if (!names.ok()) return Error{ErrorKind::internal, "listing namespaces failed: " + names.error().message(), {}};
     std::set<std::string> all(names->begin(), names->end());
     if (context_.ledger) {
@@ -114,14 +117,14 @@ Result<std::string> AdminApi::route(const Request& req, std::string_view path, u
   if (!context_.pipeline || !context_.store) return Error{ErrorKind::backend_unavailable, "no cache is open", {}};
   if (reset) {
     if (method != http::verb::post) return Error{ErrorKind::method_not_allowed, "use POST to reset a namespace", {}};
-    if (auto st = context_.pipeline->cacher().reset_namespace(ns); !st.ok())
+    if (auto st = context_.pipeline->lists().reset_namespace(ns); !st.ok())
       return Error{ErrorKind::internal, "reset of namespace " + ns + " failed: " + st.message(), {}};
     log::info("namespace " + ns + " reset: its cursors start again at 0");
     return json({{"namespace", ns}, {"reset", true}}).dump();
   }
   if (method == http::verb::get) return namespace_json(ns).dump(-1, ' ', false, json::error_handler_t::replace);
   if (method == http::verb::delete_) {
-    if (auto st = context_.pipeline->cacher().reset_namespace(ns); !st.ok())
+    if (auto st = context_.pipeline->lists().reset_namespace(ns); !st.ok())
       return Error{ErrorKind::internal, "delete of namespace " + ns + " failed: " + st.message(), {}};
     if (context_.ledger) context_.ledger->stats().forget_namespace(ns);
     log::info("namespace " + ns + " deleted: its cursors and counters are gone (the samples stay)");
@@ -152,6 +155,10 @@ awaitable<void> AdminApi::export_namespace(const Request& req, const std::string
     co_await writer.send_error(Error{ErrorKind::backend_unavailable, "no cache is open", {}}, extra);
     co_return;
   }
+  if (!local_store()) {
+    co_await writer.send_error(Error{ErrorKind::bad_request, "export is not available with [cache] store = \"redis-cluster\" (the lists live in the cluster, not in this replica's local store)", {}}, extra);
+    co_return;
+  }
   cache::ExportSummary summary;
   auto file = cache::ExportNamespace(*context_.store, ns, &summary);
   if (!file) {
@@ -174,6 +181,8 @@ awaitable<void> AdminApi::export_namespace(const Request& req, const std::string
 Result<std::string> AdminApi::import(const Request& req) {
   if (!context_.store || context_.server_secret.empty())
     return Error{ErrorKind::backend_unavailable, "no cache is open", {}};
+  if (!local_store())
+    return Error{ErrorKind::bad_request, "import is not available with [cache] store = \"redis-cluster\" (the lists live in the cluster, not in this replica's local store)", {}};
   std::string_view key = req["X-Reprise-Import-Key"];
   if (key.size() >= 7 && beast::iequals(key.substr(0, 7), "bearer ")) key.remove_prefix(7);  // as clients send it
   const cache::TenantId tenant =
@@ -181,7 +190,7 @@ Result<std::string> AdminApi::import(const Request& req) {
   auto report = cache::ImportFile(*context_.store, req.body(), tenant);
   if (!report) return from_status(report.error());
   if (context_.pipeline)
-    for (auto& [t, k] : report->grown) context_.pipeline->cacher().refresh(t, k);
+    for (auto& [t, k] : report->grown) context_.pipeline->lists().refresh(t, k);
   log::info("import: " + std::to_string(report->lists) + " lists, " + std::to_string(report->samples_added) +
             " samples added, " + std::to_string(report->samples_present) + " already present" +
             (report->refused.empty() ? "" : ", " + std::to_string(report->refused.size()) + " entries refused"));

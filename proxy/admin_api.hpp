@@ -57,6 +57,9 @@ class AdminApi {
 
  private:
   bool authorized(const Request& req) const;
+  // True when the lists live in the local RocksDB store (not in a cluster): export,
+  // import and namespace summaries read and write them there.
+  bool local_store() const { return !context_.pipeline || context_.pipeline->lists().kind() == "rocksdb"; }
   // The namespace's store summary and counters.
   nlohmann::json namespace_json(const std::string& ns) const;
   Result<std::string> route(const Request& req, std::string_view path, unsigned& status) const;

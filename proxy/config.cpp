@@ -68,6 +68,15 @@ class TableReader {
     }
   }
 
+  // [cache.redis] wait_replicas: "all" (stored as -1) or an integer 0..16.
+  void read_wait_replicas(std::string_view key, int& out) {
+    if (auto* node = take(key)) {
+      if (auto v = node->value_exact<std::string>(); v && *v == "all") out = -1;
+      else if (auto i = node->value_exact<int64_t>(); i && *i >= 0 && *i <= 16) out = static_cast<int>(*i);
+      else type_error(key, *node, "\"all\" or an integer 0-16");
+    }
+  }
+
   // Marks a key as known without reading it (sections read elsewhere).
   void known(std::string_view key) { used_.insert(std::string(key)); }
 
@@ -291,14 +300,28 @@ Result<Config> parse_config(std::string_view toml_text, std::string_view source)
     r.read("canonical_memo_mb", c.cache.canonical_memo_mb, 0, 1 << 20);
     r.read("stats_max_namespaces", c.cache.stats_max_namespaces, 1, 10'000'000);
     r.read("stats_max_models", c.cache.stats_max_models, 1, 10'000'000);
+    r.read("store", c.cache.store);
     r.known("key_ignore");
+    r.known("redis");
     r.finish();
+    if (c.cache.store != "rocksdb" && c.cache.store != "redis-cluster")
+      r.error_at("store", "must be \"rocksdb\" or \"redis-cluster\", got \"" + c.cache.store + "\"");
     const toml::table& cache_table = subtable(root, "cache", source, errors);
     TableReader ignore(subtable(cache_table, "key_ignore", source, errors), "cache.key_ignore", source, errors);
     ignore.read("openai", c.cache.key_ignore_openai);
     ignore.read("anthropic", c.cache.key_ignore_anthropic);
     ignore.read("gemini", c.cache.key_ignore_gemini);
     ignore.finish();
+    TableReader redis(subtable(cache_table, "redis", source, errors), "cache.redis", source, errors);
+    redis.read("nodes", c.cache.redis.nodes);
+    redis.read("password_env", c.cache.redis.password_env);
+    redis.read("timeout_ms", c.cache.redis.timeout_ms, 10, 600'000);
+    redis.read_wait_replicas("wait_replicas", c.cache.redis.wait_replicas);
+    redis.read("lease_ms", c.cache.redis.lease_ms, 300, 600'000);
+    redis.finish();
+    if (c.cache.redis.nodes.empty()) redis.error_at("nodes", "must name at least one seed node");
+    for (auto& node : c.cache.redis.nodes)
+      if (!parse_host_port(node)) redis.error_at("nodes", "must be host:port, got \"" + node + "\"");
     if (c.cache.path.empty()) r.error_at("path", "must not be empty");
   }
   {

@@ -53,6 +53,17 @@ struct CacheConfig {
   std::vector<std::string> key_ignore_openai;     // Responses requests
   std::vector<std::string> key_ignore_anthropic;  // Messages requests
   std::vector<std::string> key_ignore_gemini;     // generateContent requests
+  // Where the lists and cursors live (DESIGN.md section 10): "rocksdb" (one machine,
+  // at `path`) or "redis-cluster" (shared by many replicas; `path` then holds this
+  // replica's local copy of the samples it has read).
+  std::string store = "rocksdb";
+  struct Redis {  // [cache.redis], only with store = "redis-cluster"
+    std::vector<std::string> nodes = {"127.0.0.1:7000"};  // seeds; the rest are discovered
+    std::string password_env;  // AUTH password from this environment variable; "" = none
+    int timeout_ms = 2000;     // one command's deadline, retries and WAIT included
+    int wait_replicas = -1;    // "all" (-1): every online replica of the shard; or N >= 0
+    int lease_ms = 10'000;     // a generation's ticket, renewed while it runs (see proxy.toml)
+  } redis;
 };
 
 struct PipelineConfig {

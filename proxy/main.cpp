@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cache/cluster_cacher.hpp"
 #include "cache/ledger.hpp"
 #include "engine/engine.hpp"
 #include "proxy/admin_api.hpp"
@@ -25,12 +26,19 @@
 #include "proxy/config.hpp"
 #include "proxy/http_server.hpp"
 #include "proxy/log.hpp"
+#include "proxy/redis/asio_cluster_client.hpp"
 #include "proxy/api_handler.hpp"
 #include "proxy/version.hpp"
 
 namespace {
 
 using namespace reprise;
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string out;
+  for (auto& part : parts) out += (out.empty() ? "" : separator) + part;
+  return out;
+}
 
 constexpr const char* kUsage = R"(usage: reprise [--config FILE]
        reprise stats | namespaces [--config FILE] [--admin HOST:PORT] [--token T] [--json]
@@ -247,16 +255,51 @@ int run(const Config& config) {
   // The cache: opened before anything listens. A damaged store is moved aside and an
   // empty one started, so the proxy keeps serving (Store::Open); other failures (a
   // lock held by another proxy, permissions) stop the start.
+  //
+  // With store = "redis-cluster" the lists live in the cluster (DESIGN.md section
+  // 10), and so does the tenant secret (one API key is one tenant on every replica);
+  // the local store, in a directory named after the cluster's identity so that it is
+  // never mixed with another cluster's samples, keeps the samples this replica read.
+  std::unique_ptr<cache::ClusterClient> cluster;
+  std::optional<cache::ClusterCacher::Shared> shared;
+  std::string local_path = config.cache.path;
+  if (config.cache.store == "redis-cluster") {
+    redis::ClusterOptions co;
+    co.seeds = config.cache.redis.nodes;
+    if (!config.cache.redis.password_env.empty()) {
+      const char* password = std::getenv(config.cache.redis.password_env.c_str());
+      if (!password || !*password) {
+        log::error("[cache.redis] password_env names $" + config.cache.redis.password_env + ", which is not set");
+        return 1;
+      }
+      co.password = password;
+    }
+    co.timeout = Millis(config.cache.redis.timeout_ms);
+    co.wait_replicas = config.cache.redis.wait_replicas;
+    std::string error;
+    cluster = redis::connect_cluster(std::move(co), &error);
+    if (!cluster) {
+      log::error("cannot reach the Redis Cluster at " + join(config.cache.redis.nodes, ", ") + ": " + error);
+      return 1;
+    }
+    auto read = cache::ClusterCacher::ReadShared(*cluster);
+    if (!read) {
+      log::error("cannot read the cluster's shared secret: " + read.error().message());
+      return 1;
+    }
+    shared = std::move(read.value());
+    local_path = (std::filesystem::path(config.cache.path) / ("cluster-" + shared->cluster_id)).string();
+  }
   cache::OpenReport report;
-  auto store = cache::Store::Open(config.cache.path, &report);
+  auto store = cache::Store::Open(local_path, &report);
   if (!store) {
-    log::error("cannot open the cache at " + config.cache.path + ": " + store.error().message());
+    log::error("cannot open the cache at " + local_path + ": " + store.error().message());
     return 1;
   }
   if (report.moved_aside)
-    log::error("the cache at " + config.cache.path + " was damaged (" + report.reason + "); moved to " +
+    log::error("the cache at " + local_path + " was damaged (" + report.reason + "); moved to " +
                report.moved_to + ", starting empty");
-  auto secret = store.value()->ServerSecret();
+  auto secret = shared ? cache::StatusOr<std::string>(shared->secret) : store.value()->ServerSecret();
   if (!secret) {
     log::error("cannot read the server secret: " + secret.error().message());
     return 1;
@@ -320,7 +363,24 @@ int run(const Config& config) {
     suppressed = 0;
     log::error("cache write failed: " + st.message() + more);
   };
-  cache::Pipeline pipeline(*store.value(), batching, schedule, std::move(caching));
+  std::unique_ptr<cache::Pipeline> pipeline_owner;
+  if (cluster) {
+    cache::ClusterCacherOptions cc;
+    cc.hot_sample_bytes = caching.hot_sample_bytes;
+    cc.max_new_samples = caching.max_new_samples;
+    cc.lease = Millis(config.cache.redis.lease_ms);
+    cc.on_store_error = caching.on_store_error;
+    cc.on_generation_end = caching.on_generation_end;
+    auto lists = cache::ClusterCacher::Open(*cluster, *store.value(), std::move(cc));
+    if (!lists) {
+      log::error(lists.error().message());
+      return 1;
+    }
+    pipeline_owner = std::make_unique<cache::Pipeline>(std::move(lists.value()), batching, schedule);
+  } else {
+    pipeline_owner = std::make_unique<cache::Pipeline>(*store.value(), batching, schedule, std::move(caching));
+  }
+  cache::Pipeline& pipeline = *pipeline_owner;
 
   // Declared after the pipeline and the ledger, so it stops (and fails what it still
   // holds) while they exist.
@@ -352,7 +412,11 @@ int run(const Config& config) {
   for (auto& up : config.upstreams)
     log::info("upstream \"" + up.name + "\" (" + up.kind + ") at " + up.base_url +
               (up.api_key.empty() ? " (no configured key: clients' credentials are forwarded)" : " (configured key from $" + up.api_key_env + ")"));
-  log::info("cache at " + config.cache.path);
+  if (cluster)
+    log::info("cache on the Redis Cluster at " + join(config.cache.redis.nodes, ", ") + " (" +
+              std::to_string(cluster->topology().value("shards", 0)) + " shards), local copies at " + local_path);
+  else
+    log::info("cache at " + config.cache.path);
   log::info("proxy listening on " + to_string(proxy_at.value()));
   log::info("admin listening on " + to_string(admin_at.value()));
   proxy_server.start();

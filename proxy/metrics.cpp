@@ -363,6 +363,31 @@ std::string prometheus_text(const nlohmann::json& stats, size_t max_label_values
   family(out, "reprise_store_recoveries_total", "counter",
          "Times the cache store was reopened after a failed write, and cached again.");
   sample(out, "reprise_store_recoveries_total", num(field(stats, "store_recoveries")));
+  // The shared cache on Redis Cluster ([cache] store = "redis-cluster"): its client's
+  // traffic and the failures it rode through.
+  if (const json* store = field(stats, "store"); store && store->is_object() && store->value("kind", "") == "redis-cluster") {
+    static constexpr std::array<std::pair<std::string_view, std::string_view>, 12> kClusterCounters{{
+        {"round_trips", "Writes of a batch of pipelined commands to a Redis Cluster node."},
+        {"commands", "Commands sent to the Redis Cluster (any outcome)."},
+        {"retries", "Commands sent again after MOVED, ASK, TRYAGAIN or a lost connection."},
+        {"moved", "MOVED redirections (a slot moved, or a failover)."},
+        {"ask", "ASK redirections (a slot being migrated)."},
+        {"failovers_seen", "Slot-map refreshes that found a shard's primary changed."},
+        {"wait_failures", "Writes WAIT did not confirm on the shard's replicas (not served: 503)."},
+        {"timeouts", "Commands that ran past [cache.redis] timeout_ms."},
+        {"takes", "Cursor takes (one per request) sent to the cluster."},
+        {"samples_read_from_cluster", "Samples this replica read from the cluster (not yet in its local copy)."},
+        {"generations_taken_over", "Generations made here because their owner's lease ran out (a replica died)."},
+        {"fills_refused", "Generations whose samples the cluster could not confirm stored (their clients got 503)."},
+    }};
+    for (const auto& [key, help] : kClusterCounters) {
+      name = "reprise_cluster_";
+      name += key;
+      name += "_total";
+      family(out, name, "counter", help);
+      sample(out, name, num(field(store, key)));
+    }
+  }
   family(out, "reprise_energy_csv_write_errors_total", "counter", "Rows of the energy CSV lost to failed writes.");
   sample(out, "reprise_energy_csv_write_errors_total", num(field(stats, "energy_csv_write_errors")));
   gauge(out, "reprise_grid_intensity_grams_per_kwh",

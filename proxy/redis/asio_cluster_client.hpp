@@ -13,7 +13,18 @@
 //   - pipelining: commands queued for a node while a write is in flight leave in one
 //     write, their replies matched in order, with one WAIT after the durable ones.
 //
-// PLACEHOLDER: the interface is fixed; the implementation is being written.
+// Connections: one per primary for plain commands and one for durable ones (a WAIT
+// blocks its connection until the replicas answer or its timeout passes, so reads are
+// not queued behind a slow replica's WAIT), plus one for the slot-map refreshes (a
+// stalled node must not hold the client's map). Ordering holds per lane: a command
+// sent after another one's callback sees its effects; two commands sent at once, one
+// durable and one not, may run in either order.
+//
+// Threads: the client owns an io_context and one thread; command() posts onto it and
+// every callback runs on it. The destructor stops the thread after calling every
+// pending callback once (unreachable, "the client was destroyed"); a command() that
+// races the destructor from another thread is failed the same way, on the thread
+// running the destructor.
 #include <chrono>
 #include <memory>
 #include <string>
@@ -41,6 +52,8 @@ struct ClusterOptions {
 // The hash slot of a key: CRC16 (XMODEM) of the key, or of the part between the
 // first '{' and the next '}' when that part is not empty, modulo 16384.
 uint16_t key_slot(std::string_view key);
+// CRC16-XMODEM, as the slots use it (crc16("123456789") == 0x31C3).
+uint16_t crc16(std::string_view bytes);
 
 // Connects to a seed, reads the slot map and starts the client's thread. Null, with
 // `error` set, when no seed answers or the map cannot be read within options.timeout.

@@ -168,7 +168,7 @@ class ModelRun {
     settle_all();
     for (auto& client : clients_)
       CHECK_MESSAGE((client.settled || !client.assignment), where() << "a client never settled");
-    CHECK_MESSAGE(pipeline_->cacher().generations_in_flight() == 0, where());
+    CHECK_MESSAGE(pipeline_->lists().generations_in_flight() == 0, where());
     check_store();
   }
 
@@ -309,7 +309,7 @@ class ModelRun {
   void reset_one() {
     std::string ns = pick_from(kNamespaces);
     log("reset " + ns);
-    Status st = pipeline_->cacher().reset_namespace(ns);
+    Status st = pipeline_->lists().reset_namespace(ns);
     REQUIRE(st.ok());
     ++epochs_[ns];
   }

@@ -650,7 +650,7 @@ TEST_CASE("pipeline: the paper's example: single flight across namespaces, defic
   CHECK(indices(a1) == range(0, 3));
   CHECK(all_in_flight(a1));
   CHECK(a1.stored() == 0);
-  CHECK(h.pipeline->cacher().generations_in_flight() == 1);
+  CHECK(h.pipeline->lists().generations_in_flight() == 1);
 
   // ns B asks n=2 while it is in flight: no new call, joins it, gets 0-1.
   Assignment b = h.submit_now(make_request(&backend, "B", 2));
@@ -665,7 +665,7 @@ TEST_CASE("pipeline: the paper's example: single flight across namespaces, defic
   CHECK(count_of(*h.store, base) == 3);
   CHECK(cursor_of(*h.store, "A", base) == 3);
   CHECK(cursor_of(*h.store, "B", base) == 2);
-  CHECK(h.pipeline->cacher().generations_in_flight() == 0);
+  CHECK(h.pipeline->lists().generations_in_flight() == 0);
 
   // After completion ns C asks n=4: one call of size 1, C gets 0-3 (0-2 stored).
   Assignment c = h.submit_now(make_request(&backend, "C", 4));
