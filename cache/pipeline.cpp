@@ -28,6 +28,15 @@ void Pipeline::process(std::vector<PendingRequest> batch) {
   batched_requests_.fetch_add(size, std::memory_order_relaxed);
   uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
   while (size > largest && !largest_batch_.compare_exchange_weak(largest, size)) {}
+  if (size == 1) {
+    // Alone (the usual case: a request without X-Reprise-Request-Id whose key has
+    // nothing pending): nothing to order or merge. The stages would only copy the
+    // request (~1k instructions of every hit) to give the same assignment. Like a
+    // group below, it travels with its answer.
+    auto only = std::make_shared<PendingRequest>(std::move(batch.front()));
+    lists_->assign(only->request, [only](Assignment assignment) { only->done(std::move(assignment)); });
+    return;
+  }
   reorder(batch);
   auto merged = deduplicate(std::move(batch));
   // In order: the Cacher gives earlier requests the earlier indices.

@@ -42,6 +42,7 @@ class HttpServer {
  private:
   struct Connection;
   awaitable<void> accept_loop();
+  asio::any_io_executor session_executor();
   awaitable<void> session(tcp::socket socket);
   awaitable<void> refuse_connection(tcp::socket socket);
   // Answers with the error and leaves the connection to be closed.

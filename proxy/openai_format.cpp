@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <charconv>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -602,9 +603,20 @@ std::string new_response_id(Endpoint endpoint) {
   static constexpr std::string_view kAlphabet =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::uniform_int_distribution<size_t> pick(0, kAlphabet.size() - 1);
-  std::string id = endpoint == Endpoint::chat_completions ? "chatcmpl-" : "cmpl-";
-  for (int i = 0; i < 24; ++i) id += kAlphabet[pick(rng)];
+  std::string id;
+  id.reserve(40);
+  id += endpoint == Endpoint::chat_completions ? "chatcmpl-" : "cmpl-";
+  // Six bits of a draw per character, the two values past the alphabet's 62 skipped:
+  // as uniform as a distribution object per character, at a tenth of the draws
+  // (one id per answer, so it counted in a hit).
+  int left = 24;
+  while (left > 0) {
+    for (uint64_t bits = rng(), n = 0; n < 10 && left > 0; ++n, bits >>= 6)
+      if (const size_t v = bits & 63; v < kAlphabet.size()) {
+        id += kAlphabet[v];
+        --left;
+      }
+  }
   return id;
 }
 
@@ -725,7 +737,8 @@ void ChunkEncoder::append_text(std::string& out, const ChunkHead& head, uint32_t
                                std::string_view chunk_choice) {
   build(head);
   out += prefix_;
-  out += std::to_string(index);
+  char digits[16];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, index).ptr);
   if (chunk_choice.size() > 2) {
     out += ',';
     out.append(chunk_choice.substr(1));  // its members and closing brace
@@ -745,7 +758,13 @@ void ChunkEncoder::append(std::string& out, const ChunkHead& head, uint32_t inde
 void append_json_string(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
-  for (char c : text) {
+  // Runs of characters that need no escape (nearly all of them) go in one append.
+  size_t run = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (static_cast<unsigned char>(c) >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -755,15 +774,12 @@ void append_json_string(std::string& out, std::string_view text) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "\\u00";
-          out += kHex[(c >> 4) & 0xf];
-          out += kHex[c & 0xf];
-        } else {
-          out += c;
-        }
+        out += "\\u00";
+        out += kHex[(c >> 4) & 0xf];
+        out += kHex[c & 0xf];
     }
   }
+  out.append(text.data() + run, text.size() - run);
   out += '"';
 }
 
@@ -784,7 +800,16 @@ std::string completion_text(Endpoint endpoint, std::string_view id, int64_t crea
                             const std::vector<const cache::Sample*>& samples, std::string_view fallback_model) {
   std::string_view model;
   std::string_view fingerprint;
-  std::string out = "{\"choices\":[";
+  // The rest by hand, appended in place: nlohmann's initializer lists cost more than
+  // the rest of a hit's answer, and a temporary string per number added up too. The
+  // strings come from parsed JSON, so they are valid UTF-8 already.
+  auto number = [](std::string& out, uint64_t value) {
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, value).ptr);
+  };
+  std::string out;
+  out.reserve(256 + 256 * samples.size());
+  out += "{\"choices\":[";
   size_t index = 0;
   for (const cache::Sample* sample : samples) {
     if (sample == nullptr) continue;
@@ -792,7 +817,8 @@ std::string completion_text(Endpoint endpoint, std::string_view id, int64_t crea
     if (model.empty()) model = sample->model;
     const std::string& choice = rendered(endpoint, *sample).choice;
     if (index > 0) out += ',';
-    out += "{\"index\":" + std::to_string(index++);
+    out += "{\"index\":";
+    number(out, index++);
     if (choice.size() > 2) {
       out += ',';
       out.append(choice, 1, std::string::npos);
@@ -800,15 +826,15 @@ std::string completion_text(Endpoint endpoint, std::string_view id, int64_t crea
       out += '}';
     }
   }
-  // The rest by hand: nlohmann's initializer lists cost more than the rest of a hit's
-  // answer. The strings come from parsed JSON, so they are valid UTF-8 already.
   uint64_t prompt = 0, completion = 0;
   for (const cache::Sample* sample : samples) {
     if (sample == nullptr) continue;
     prompt = std::max<uint64_t>(prompt, sample->prompt_tokens);
     completion += sample->completion_tokens;
   }
-  out += "],\"created\":" + std::to_string(created) + ",\"id\":";
+  out += "],\"created\":";
+  out += std::to_string(created);
+  out += ",\"id\":";
   append_json_string(out, id);
   out += ",\"model\":";
   append_json_string(out, model.empty() ? fallback_model : model);
@@ -817,11 +843,18 @@ std::string completion_text(Endpoint endpoint, std::string_view id, int64_t crea
   out += ",\"system_fingerprint\":";
   if (fingerprint.empty()) out += "null";
   else append_json_string(out, fingerprint);
-  if (has_usage_extra(samples))
-    out += ",\"usage\":" + usage_of(endpoint, samples).dump(-1, ' ', false, json::error_handler_t::replace);
-  else
-    out += ",\"usage\":{\"completion_tokens\":" + std::to_string(completion) +
-           ",\"prompt_tokens\":" + std::to_string(prompt) + ",\"total_tokens\":" + std::to_string(prompt + completion) + "}";
+  if (has_usage_extra(samples)) {
+    out += ",\"usage\":";
+    out += usage_of(endpoint, samples).dump(-1, ' ', false, json::error_handler_t::replace);
+  } else {
+    out += ",\"usage\":{\"completion_tokens\":";
+    number(out, completion);
+    out += ",\"prompt_tokens\":";
+    number(out, prompt);
+    out += ",\"total_tokens\":";
+    number(out, prompt + completion);
+    out += '}';
+  }
   append_extra(out, response_extra_of(samples));
   out += '}';
   return out;
