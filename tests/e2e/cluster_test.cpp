@@ -77,6 +77,17 @@ TEST_CASE("cluster: single flight across replicas: one upstream call per missing
   CHECK(fake_calls(s) <= 3);
   CHECK(s.store_total("samples_generated") == 3);
   CHECK(s.store_total("generations_waited_for") >= 1);
+  // The store object and its Prometheus counters name the cluster and its traffic.
+  auto store = s.store_stats(0);
+  CHECK(store["kind"] == "redis-cluster");
+  CHECK(store["shards"] == 3);
+  CHECK(store["nodes"].size() == 6);
+  CHECK(store["takes"].get<uint64_t>() >= 3);
+  const std::string metrics = request(s.admin_port(0), "GET", "/metrics").body;
+  for (const char* name : {"reprise_cluster_round_trips_total ", "reprise_cluster_retries_total ",
+                           "reprise_cluster_moved_total ", "reprise_cluster_ask_total ",
+                           "reprise_cluster_failovers_seen_total ", "reprise_cluster_takes_total "})
+    CHECK_MESSAGE(metrics.find(name) != std::string::npos, name);
 
   // Again, n = 2 for everyone: each namespace's cursor goes on where it stood (n = 1
   // reads 1-2, n = 3 reads 3-4), so indices 3-4 are the only new ones.
