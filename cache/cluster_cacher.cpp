@@ -679,7 +679,8 @@ void ClusterCacher::maintenance_loop() {
         std::lock_guard flights_lock(mu_);
         flight->busy = false;
       }
-      flight->backend->generate(flight->gen);
+      if (flight->backend) flight->backend->generate(flight->gen);
+      else flight->gen->fail(unavailable("no backend can make these samples"));
     }
     // Renew the leases of what runs here; poll what another replica makes.
     std::vector<std::shared_ptr<Flight>> renew, polls;
