@@ -182,6 +182,10 @@ class ClusterModelRun {
     options.timeout = 3000ms;
     std::string error;
     Replica& replica = replicas_[r];
+    // The store before its client (it uses the client until it is gone), then its disk.
+    replica.lists.reset();
+    replica.client.reset();
+    replica.local.reset();
     replica.client = reprise::redis::connect_cluster(options, &error);
     REQUIRE_MESSAGE(replica.client, error);
     auto local = Store::Open((dir_ / ("replica" + std::to_string(r) + "-" + std::to_string(++starts_))).string());
@@ -312,9 +316,6 @@ class ClusterModelRun {
         settle(c, /*leaving=*/true);
         c.dead = true;
       }
-    replicas_[r].lists.reset();
-    replicas_[r].client.reset();
-    replicas_[r].local.reset();
     start(r);
   }
 
