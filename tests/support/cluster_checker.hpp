@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "services.hpp"
@@ -224,6 +225,13 @@ inline void verify_read_back(CheckReport& report, const std::vector<uint16_t>& p
       const uint16_t port = ports[turn++ % ports.size()];
       const std::string range = std::to_string(lo) + "-" + std::to_string(hi);
       Observation o = ask_replica(port, -1, "read-back", key, 1, timeout, {{"X-Reprise-Sample", range}});
+      // A 503 says the cluster cannot confirm yet (a shard's replica still resyncing
+      // after a failover): asked again, for a bounded time; a wrong sample never is.
+      for (auto until = std::chrono::steady_clock::now() + timeout;
+           o.status == 503 && std::chrono::steady_clock::now() < until;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        o = ask_replica(port, -1, "read-back", key, 1, timeout, {{"X-Reprise-Sample", range}});
+      }
       if (o.outcome != Observation::Outcome::ok || o.indices.size() != o.samples.size()) {
         report.violations.push_back("read back of key " + key + " indices " + range + " on port " +
                                     std::to_string(port) + " failed: status " + std::to_string(o.status) + " " + o.note);

@@ -87,7 +87,19 @@ class RedisCluster {
       nodes_.push_back(std::move(node));
     }
     try {
-      for (size_t i = 0; i < count; ++i) start_process(i);
+      for (size_t i = 0; i < count; ++i) {
+        // A port probed free may be taken before the node binds it (tests run in
+        // parallel): that node starts again on another port, up to 3 times.
+        for (int attempt = 0;; ++attempt) {
+          try {
+            start_process(i);
+            break;
+          } catch (const std::exception&) {
+            if (attempt >= 3 || nodes_[i].process->running()) throw;
+            move_to_free_port(i);
+          }
+        }
+      }
       create();
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string(e.what()) + "\n" + log_tails());
@@ -273,6 +285,19 @@ class RedisCluster {
       if (ports.size() == count) return ports;
     }
     throw std::runtime_error("no free ports for a Redis Cluster");
+  }
+
+  void move_to_free_port(size_t i) {
+    auto& n = nodes_[i];
+    const uint16_t port = free_ports(1).at(0);
+    const auto dir = dir_ / std::to_string(port);
+    std::filesystem::create_directories(dir);
+    for (size_t a = 0; a + 1 < n.argv.size(); ++a) {
+      if (n.argv[a] == "--port") n.argv[a + 1] = std::to_string(port);
+      if (n.argv[a] == "--dir") n.argv[a + 1] = dir.string();
+    }
+    n.port = port;
+    n.dir = dir;
   }
 
   void start_process(size_t i) {
