@@ -13,18 +13,18 @@ constexpr GgmlTypeTraits kTraits[] = {
     /* 0 */ {"F32", 1, 4, true},
     /* 1 */ {"F16", 1, 2, true},
     /* 2 */ {"Q4_0", 32, 18, true},
-    /* 3 */ {"Q4_1", 32, 20, false},
+    /* 3 */ {"Q4_1", 32, 20, true},
     /* 4 */ {nullptr, 0, 0, false},
     /* 5 */ {nullptr, 0, 0, false},
-    /* 6 */ {"Q5_0", 32, 22, false},
-    /* 7 */ {"Q5_1", 32, 24, false},
+    /* 6 */ {"Q5_0", 32, 22, true},
+    /* 7 */ {"Q5_1", 32, 24, true},
     /* 8 */ {"Q8_0", 32, 34, true},
     /* 9 */ {"Q8_1", 32, 36, false},
     /* 10 */ {"Q2_K", 256, 84, false},
     /* 11 */ {"Q3_K", 256, 110, false},
     /* 12 */ {"Q4_K", 256, 144, true},
-    /* 13 */ {"Q5_K", 256, 176, false},
-    /* 14 */ {"Q6_K", 256, 210, false},
+    /* 13 */ {"Q5_K", 256, 176, true},
+    /* 14 */ {"Q6_K", 256, 210, true},
     /* 15 */ {"Q8_K", 256, 292, false},
     /* 16 */ {"IQ2_XXS", 256, 66, false},
     /* 17 */ {"IQ2_XS", 256, 74, false},
@@ -215,6 +215,30 @@ bool dequantize_row(uint32_t type, const void* x, float* y, int64_t k) {
         case GgmlType::Q8_0: dequantize_row_q8_0(static_cast<const BlockQ8_0*>(x), y, k); return true;
         case GgmlType::Q4_0: dequantize_row_q4_0(static_cast<const BlockQ4_0*>(x), y, k); return true;
         case GgmlType::Q4_K: dequantize_row_q4_K(static_cast<const BlockQ4_K*>(x), y, k); return true;
+        case GgmlType::Q4_1: dequantize_row_q4_1(static_cast<const BlockQ4_1*>(x), y, k); return true;
+        case GgmlType::Q5_0: dequantize_row_q5_0(static_cast<const BlockQ5_0*>(x), y, k); return true;
+        case GgmlType::Q5_1: dequantize_row_q5_1(static_cast<const BlockQ5_1*>(x), y, k); return true;
+        case GgmlType::Q5_K: dequantize_row_q5_K(static_cast<const BlockQ5_K*>(x), y, k); return true;
+        case GgmlType::Q6_K: dequantize_row_q6_K(static_cast<const BlockQ6_K*>(x), y, k); return true;
+        default: return false;
+    }
+}
+
+bool quantize_row(uint32_t type, const float* x, void* y, int64_t k) {
+    const auto& t = ggml_type_traits(type);
+    if (!t.supported || k < 0 || k % t.block_size != 0) return false;
+    switch (static_cast<GgmlType>(type)) {
+        case GgmlType::F32: std::memcpy(y, x, static_cast<size_t>(k) * 4); return true;
+        case GgmlType::F16: quantize_row_f16(x, static_cast<uint16_t*>(y), k); return true;
+        case GgmlType::BF16: quantize_row_bf16(x, static_cast<uint16_t*>(y), k); return true;
+        case GgmlType::Q8_0: quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), k); return true;
+        case GgmlType::Q4_0: quantize_row_q4_0_ref(x, static_cast<BlockQ4_0*>(y), k); return true;
+        case GgmlType::Q4_1: quantize_row_q4_1_ref(x, static_cast<BlockQ4_1*>(y), k); return true;
+        case GgmlType::Q5_0: quantize_row_q5_0_ref(x, static_cast<BlockQ5_0*>(y), k); return true;
+        case GgmlType::Q5_1: quantize_row_q5_1_ref(x, static_cast<BlockQ5_1*>(y), k); return true;
+        case GgmlType::Q4_K: quantize_row_q4_K_ref(x, static_cast<BlockQ4_K*>(y), k); return true;
+        case GgmlType::Q5_K: quantize_row_q5_K_ref(x, static_cast<BlockQ5_K*>(y), k); return true;
+        case GgmlType::Q6_K: quantize_row_q6_K_ref(x, static_cast<BlockQ6_K*>(y), k); return true;
         default: return false;
     }
 }

@@ -10,7 +10,12 @@
 
 namespace reprise::engine {
 
+// The architectures the engine runs (general.architecture); their metadata keys are
+// prefixed with the name ("llama.", "qwen2.", "qwen3.").
+enum class ModelArch { Llama, Qwen2, Qwen3 };
+
 struct LlamaHParams {
+    ModelArch arch = ModelArch::Llama;
     uint32_t n_ctx_train = 0;   // llama.context_length
     uint32_t n_embd = 0;        // llama.embedding_length
     uint32_t n_layer = 0;       // llama.block_count
@@ -22,8 +27,15 @@ struct LlamaHParams {
     float rope_freq_base = 10000.0f;  // llama.rope.freq_base
     float rope_freq_scale = 1.0f;     // 1 / llama.rope.scaling.factor when scaling.type is "linear"
     float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
+    // {arch}.attention.key_length (= value_length): qwen3's head size need not be
+    // n_embd / n_head. 0: n_embd / n_head.
+    uint32_t n_head_dim = 0;
+    // RoPE pairs: false, llama's adjacent (x[2j], x[2j+1]); true, NeoX's half-split
+    // (x[j], x[j + n_rot/2]) as qwen2 and qwen3 use (llama.cpp's LLAMA_ROPE_TYPE_NEOX).
+    bool rope_neox = false;
 
-    uint32_t head_dim() const { return n_embd / n_head; }
+    uint32_t head_dim() const { return n_head_dim ? n_head_dim : n_embd / n_head; }
+    uint32_t n_embd_q() const { return head_dim() * n_head; }      // Q width (and wo's input)
     uint32_t n_embd_kv() const { return head_dim() * n_head_kv; }  // K/V width under GQA
 };
 
@@ -37,6 +49,13 @@ struct LlamaLayerTensors {
     const GgufTensorInfo* ffn_gate = nullptr;     // [n_embd, n_ff]
     const GgufTensorInfo* ffn_up = nullptr;       // [n_embd, n_ff]
     const GgufTensorInfo* ffn_down = nullptr;     // [n_ff, n_embd]
+    // qwen2: biases of wq / wk / wv ([n_embd_q], [n_embd_kv], [n_embd_kv]); else null.
+    const GgufTensorInfo* bq = nullptr;
+    const GgufTensorInfo* bk = nullptr;
+    const GgufTensorInfo* bv = nullptr;
+    // qwen3: per-head RMSNorm weights of Q and K ([head_dim] each); else null.
+    const GgufTensorInfo* q_norm = nullptr;
+    const GgufTensorInfo* k_norm = nullptr;
 };
 
 struct LlamaTensors {

@@ -5,19 +5,43 @@
 
 #include "engine/kernels/attention.hpp"
 #include "engine/kernels/matmul_f32.hpp"
-#include "engine/kernels/matmul_q4_0.hpp"
-#include "engine/kernels/matmul_q8_0.hpp"
+#include "engine/kernels/matmul_quant.hpp"
 #include "engine/kernels/rmsnorm.hpp"
 #include "engine/kernels/rope.hpp"
 #include "engine/kernels/swiglu.hpp"
 
 namespace reprise::engine {
 
+// One matmul input X [n][cols] and its quantized forms, each made on first use and then
+// shared by every matrix that reads X in that format: wq, wk and wv read one input, gate
+// and up another, and quantizing it once per format rather than once per matrix saves
+// work that is serial with the matmuls. Bind a new input (`bind`) whenever X changes.
+struct MatmulInput {
+    const float* x = nullptr;
+    int n = 0, cols = 0;
+    std::vector<uint8_t> q[4];  // by ActType, grown and reused across calls
+    bool ready[4] = {};
+    void bind(const float* x_, int n_, int cols_) {
+        x = x_, n = n_, cols = cols_;
+        for (bool& r : ready) r = false;
+    }
+    const void* quantized(ActType t, ThreadPool* pool) {
+        const int i = int(t);
+        if (!ready[i]) {
+            const size_t bytes = size_t(n) * act_row_bytes(t, cols);
+            if (q[i].size() < bytes) q[i].resize(bytes);
+            quantize_activations(t, x, n, cols, q[i].data(), pool);
+            ready[i] = true;
+        }
+        return q[i].data();
+    }
+};
+
 namespace {
 
 struct ForwardScratch {
     std::vector<float> xb, q, k, v, att, o, g, u;
-    std::vector<BlockQ8_0> q8;
+    MatmulInput in;
     void fit(size_t T, size_t E, size_t EKV, size_t F) {
         auto grow = [](std::vector<float>& b, size_t n) {
             if (b.size() < n) b.resize(n);
@@ -45,8 +69,7 @@ Status load_weight(const GgufTensorInfo& t, GgmlType want, Weight* w) {
     w->cols = int(t.ne[0]);
     w->rows = int(t.ne[1]);
     const auto type = GgmlType(t.type);
-    const bool keep = (type == GgmlType::Q8_0 || type == GgmlType::Q4_0 || type == GgmlType::F32) &&
-                      (want == GgmlType::F32 || want == type);
+    const bool keep = cpu_matmul_supports(type) && (want == GgmlType::F32 || want == type);
     if (keep) {
         w->type = type;
         w->data.assign(t.data, t.data + t.n_bytes);
@@ -161,25 +184,10 @@ std::unique_ptr<KvBlockPool> Model::new_kv_pool(int block_size, int n_blocks) co
     return std::make_unique<KvBlockPool>(int(hp_.n_layer), int(hp_.n_embd_kv()), block_size, n_blocks, std::move(storage));
 }
 
-void Model::matmul(const Weight& w, const float* X, int n, float* Y, std::vector<BlockQ8_0>& q8) const {
-    switch (w.type) {
-        case GgmlType::Q8_0:
-        case GgmlType::Q4_0:
-            q8.resize(size_t(n) * (w.cols / kQK8_0));
-            // Per token, over the pool: in a prefill this is ~8% of the work, and on
-            // the calling thread alone it kept two threads from scaling.
-            parallel_for(pool_.get(), n, [&](int64_t t0, int64_t t1) {
-                const size_t nb = size_t(w.cols / kQK8_0);
-                quantize_activations_q8_0(X + size_t(t0) * w.cols, int(t1 - t0), w.cols, q8.data() + size_t(t0) * nb);
-            });
-            if (w.type == GgmlType::Q8_0)
-                matmul_q8_0(reinterpret_cast<const BlockQ8_0*>(w.data.data()), w.rows, w.cols, q8.data(), n, Y, pool_.get());
-            else
-                matmul_q4_0(reinterpret_cast<const BlockQ4_0*>(w.data.data()), w.rows, w.cols, q8.data(), n, Y, pool_.get());
-            return;
-        default:
-            matmul_f32(reinterpret_cast<const float*>(w.data.data()), w.rows, w.cols, X, n, Y, pool_.get());
-    }
+void Model::matmul(const Weight& w, MatmulInput& in, float* Y) const {
+    const ActType at = act_type_for(w.type);
+    if (at == ActType::F32) return matmul_f32(reinterpret_cast<const float*>(w.data.data()), w.rows, w.cols, in.x, in.n, Y, pool_.get());
+    matmul_quantized(w.type, w.data.data(), w.rows, w.cols, in.quantized(at, pool_.get()), in.n, Y, pool_.get());
 }
 
 Status Model::forward(KvCache& kv, const int32_t* tokens, int n, int pos0, float* logits, bool all_logits) const {
@@ -263,7 +271,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     buf.fit(size_t(T), size_t(E), size_t(EKV), size_t(F));
     float *xb = buf.xb.data(), *q = buf.q.data(), *k = buf.k.data(), *v = buf.v.data(), *att = buf.att.data(),
           *o = buf.o.data(), *g = buf.g.data(), *u = buf.u.data();
-    std::vector<BlockQ8_0>& q8 = buf.q8;
+    MatmulInput& in = buf.in;
     const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
     const KvBlockPool& pool = *items[0].kv->pool();
     for (int l = 0, active = 0, next = 0; l < layer_end; ++l) {
@@ -273,9 +281,10 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         if (n == 0) continue;
         const Layer& Ly = layers_[size_t(l)];
         for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps);
-        matmul(Ly.wq, xb, n, q, q8);
-        matmul(Ly.wk, xb, n, k, q8);
-        matmul(Ly.wv, xb, n, v, q8);
+        in.bind(xb, n, E);
+        matmul(Ly.wq, in, q);
+        matmul(Ly.wk, in, k);
+        matmul(Ly.wv, in, v);
         for (int t = 0; t < n; ++t) {
             const Tok& tk = toks[size_t(t)];
             rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
@@ -294,14 +303,17 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
                 attention_f32(&q[size_t(t) * E], view, tk.pos + 1, H, HKV, HD, &att[size_t(t) * E], scratch.data());
             }
         });
-        matmul(Ly.wo, att, n, o, q8);
+        in.bind(att, n, E);
+        matmul(Ly.wo, in, o);
         for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
 
         for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps);
-        matmul(Ly.gate, xb, n, g, q8);
-        matmul(Ly.up, xb, n, u, q8);
+        in.bind(xb, n, E);
+        matmul(Ly.gate, in, g);
+        matmul(Ly.up, in, u);
         swiglu_f32(g, g, u, n * F);
-        matmul(Ly.down, g, n, o, q8);
+        in.bind(g, n, F);
+        matmul(Ly.down, in, o);
         for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
     }
 
@@ -315,12 +327,13 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         for (int t = items[i].n - items[i].n_logits; t < items[i].n; ++t, ++m)
             rmsnorm_f32(&rows[size_t(m) * E], &x[size_t(first_tok[size_t(i)] + t) * E], output_norm_.data(), E, hp_.rms_eps);
     const Weight& head = tied_ ? tok_embd_ : output_;
+    in.bind(rows.data(), M, E);
     if (n_items == 1) {
-        matmul(head, rows.data(), M, items[0].logits, q8);
+        matmul(head, in, items[0].logits);
         return Status();
     }
     std::vector<float> out(size_t(M) * V);
-    matmul(head, rows.data(), M, out.data(), q8);
+    matmul(head, in, out.data());
     for (int i = 0, m = 0; i < n_items; ++i) {
         if (items[i].n_logits == 0) continue;
         std::memcpy(items[i].logits, &out[size_t(m) * V], sizeof(float) * size_t(items[i].n_logits) * V);

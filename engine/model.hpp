@@ -60,6 +60,8 @@ struct BatchItem {
     float* hidden_out = nullptr;     // if set: n * n_embd, the residual stream after the pass's last layer
 };
 
+struct MatmulInput;  // model.cpp: a matmul input and its quantized forms
+
 class Model {
 public:
     // The model copies what it needs: the GgufFile may be closed afterwards.
@@ -106,6 +108,8 @@ public:
     struct Layer {
         std::vector<float> attn_norm, ffn_norm;
         Weight wq, wk, wv, wo, gate, up, down;
+        std::vector<float> bq, bk, bv;     // qwen2: added to wq / wk / wv's outputs; empty otherwise
+        std::vector<float> q_norm, k_norm; // qwen3: [head_dim] RMSNorm of each Q / K head; empty otherwise
     };
     const Layer& layer(int l) const { return layers_[size_t(l)]; }
     const Weight& token_embedding() const { return tok_embd_; }
@@ -117,8 +121,8 @@ private:
     Model() = default;
     Status forward_cpu(BatchItem* items, int n_items, int layer_end) const;
     std::unique_ptr<KvStorage> kv_storage(int block_size, int n_blocks, bool* ok) const;
-    // Y[n][w.rows] = w * X[n][w.cols]; q8 is scratch for the quantized activations.
-    void matmul(const Weight& w, const float* X, int n, float* Y, std::vector<BlockQ8_0>& q8) const;
+    // Y[n][w.rows] = w * X[n][w.cols]; `in` holds X and its quantized forms (model.cpp).
+    void matmul(const Weight& w, MatmulInput& in, float* Y) const;
 
     LlamaHParams hp_;
     Weight tok_embd_, output_;

@@ -1,0 +1,10 @@
+#pragma once
+// Q5_1 weights x Q8_1-quantized activations (ggml_vec_dot_q5_1_q8_1): x = q * d + m.
+#include "engine/ggml_types.hpp"
+#include "engine/thread_pool.hpp"
+
+namespace reprise::engine {
+float vec_dot_q5_1_q8_1_ref(int n, const BlockQ5_1* x, const BlockQ8_1* y);
+float vec_dot_q5_1_q8_1(int n, const BlockQ5_1* x, const BlockQ8_1* y);  // the widest SIMD path the CPU has
+void matmul_q5_1(const BlockQ5_1* W, int rows, int cols, const BlockQ8_1* Xq, int n_tok, float* Y, ThreadPool* pool);
+}
