@@ -117,10 +117,11 @@ TEST_CASE("kquant: Q6_K of a block of -32..31 * s stores the integers") {
 }
 
 TEST_CASE("kquant: round trips within the stated error (RMS relative to the data's RMS)") {
-    // Measured on these data: Q4_K 0.069, Q5_K 0.034, Q6_K 0.017 (4, 5 and 6 bits of a
-    // sub-block's range); the bounds leave 30% headroom and fail for a wrong layout.
+    // Worst block measured on these data (RMS error / RMS, max error / max |x|): Q4_K
+    // 0.071 / 0.078, Q5_K 0.036 / 0.038, Q6_K 0.019 / 0.016 (4, 5 and 6 bits over a
+    // sub-block's range); the bounds leave 25-55% headroom and fail for a wrong layout.
     struct Case { GgmlType t; double max_rel_rms; double max_rel_abs; };
-    for (const Case c : {Case{GgmlType::Q4_K, 0.09, 0.12}, Case{GgmlType::Q5_K, 0.045, 0.06}, Case{GgmlType::Q6_K, 0.022, 0.03}}) {
+    for (const Case c : {Case{GgmlType::Q4_K, 0.09, 0.10}, Case{GgmlType::Q5_K, 0.045, 0.05}, Case{GgmlType::Q6_K, 0.025, 0.025}}) {
         CAPTURE(ggml_type_name(uint32_t(c.t)));
         for (uint64_t seed : {1ull, 2ull, 3ull}) {
             auto x = randv(256 * 8, seed, 1.5f);
