@@ -57,10 +57,11 @@ float vec_dot_q4_K_q8_K_ref(int n, const BlockQ4_K* x, const BlockQ8_K* y) {
 namespace {
 struct Q4KPolicy {
     using Block = BlockQ4_K;
+    static constexpr bool kHasMin = true;
     struct Scales {
         float d, dmin;
+        __m256i m16;  // 16 int16: m[g / 2], against the 16 bsums
         uint8_t sc[8];
-        __m256i mins16;  // 16 int16: m[g / 2], against the 16 bsums
     };
     REPRISE_KT_AVX2 static inline Scales scales(const Block& b) {
         Scales s;
@@ -68,7 +69,7 @@ struct Q4KPolicy {
         unpack_scales_mins(b.scales, sm);
         std::memcpy(s.sc, sm, 8);
         const __m128i m = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8));
-        s.mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+        s.m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
         s.d = _cvtsh_ss(b.d);  // F16C: exact, as fp16_to_fp32
         s.dmin = _cvtsh_ss(b.dmin);
         return s;
@@ -79,11 +80,6 @@ struct Q4KPolicy {
         return _mm256_and_si256(j % 2 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
     }
     REPRISE_KT_AVX2 static inline __m256i scale16(const Scales& s, int j) { return _mm256_set1_epi16(s.sc[j]); }
-    REPRISE_KT_AVX2 static inline __m256 finish(__m256 acc, const Scales& s, __m256i lanes, __m256i bsums, float dy) {
-        const __m256i min_lanes = _mm256_madd_epi16(bsums, s.mins16);  // lane k: m_k * (bsums 2k + 2k+1)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(s.d * dy), _mm256_cvtepi32_ps(lanes), acc);
-        return _mm256_fnmadd_ps(_mm256_set1_ps(s.dmin * dy), _mm256_cvtepi32_ps(min_lanes), acc);
-    }
 };
 }  // namespace
 #endif

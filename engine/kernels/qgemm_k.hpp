@@ -25,6 +25,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/ggml_types.hpp"
 #include "engine/kernels/cpu.hpp"
@@ -51,7 +52,47 @@ struct VnniMac {
     }
 };
 
-#define REPRISE_KTILE_BODY                                                                                      \
+// The block's float update, shared by every path (so all round alike): Q4_K/Q5_K add
+// d_w*d_x * lanes and subtract dmin_w*d_x * (mins . bsums, as 8 lanes); Q6_K folds its
+// -32 offset, 32 * (scales . bsums), into the integer lanes first (exact).
+template <class P>
+REPRISE_KT_AVX2 inline __m256 finish(__m256 acc, __m256 d, __m256 dmin, __m256i m16, __m256i lanes, __m256i bsums, __m256 dy) {
+    const __m256i mb = _mm256_madd_epi16(bsums, m16);
+    if constexpr (P::kHasMin) {
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(lanes), acc);
+        return _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(mb), acc);
+    } else {
+        (void)dmin;
+        lanes = _mm256_sub_epi32(lanes, _mm256_slli_epi32(mb, 5));
+        return _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(lanes), acc);
+    }
+}
+
+// A weight block unpacked for the prefill tiles: the 256 values as unsigned bytes, the
+// scale of each chunk as 16 int16 lanes (vpdpwssd / madd's operand as is), m16 and the
+// float scales. A row group is packed once and reused by every token tile, so the
+// nibble unpacking and scale decoding leave the inner loop.
+struct alignas(32) PackedBlock {
+    uint8_t q[kQK_K];
+    int16_t s[kQK_K / 32][16];
+    int16_t m16[16];
+    float d, dmin;
+};
+
+template <class P>
+REPRISE_KT_AVX2 void pack_block(const typename P::Block& b, PackedBlock* o) {
+    const typename P::Scales sc = P::scales(b);
+    for (int j = 0; j < kQK_K / 32; ++j) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o->q + 32 * j), P::quants(b, j));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o->s[j]), P::scale16(sc, j));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(o->m16), sc.m16);
+    o->d = sc.d;
+    o->dmin = sc.dmin;
+}
+
+// Direct tile: RM weight rows (W: the first, rows nb blocks apart) x RN tokens from t0.
+#define REPRISE_KTILE_DIRECT                                                                                    \
     __m256 acc[RM][RN];                                                                                         \
     _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
         _Pragma("GCC unroll 8") for (int j = 0; j < RN; ++j) acc[i][j] = _mm256_setzero_ps();                   \
@@ -78,22 +119,64 @@ struct VnniMac {
         _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) {                                                  \
             const BlockQ8_K& xb = X[int64_t(t0 + t) * nb + b];                                                  \
             const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums));               \
-            _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i) acc[i][t] = P::finish(acc[i][t], sc[i], isum[i][t], bsums, xb.d); \
+            const __m256 dy = _mm256_set1_ps(xb.d);                                                             \
+            _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                \
+                acc[i][t] = finish<P>(acc[i][t], _mm256_set1_ps(sc[i].d), _mm256_set1_ps(sc[i].dmin), sc[i].m16, isum[i][t], bsums, dy); \
         }                                                                                                       \
     }                                                                                                           \
     _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
         _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) Y[int64_t(t0 + t) * ldy + i] = simd::hsum_float_8(acc[i][t]);
 
-// RM weight rows (W: the first, rows nb blocks apart) x RN tokens from t0, all blocks.
+// Packed tile: RM rows packed as PB[b * RM + i] x RN tokens from t0.
+#define REPRISE_KTILE_PACKED                                                                                    \
+    __m256 acc[RM][RN];                                                                                         \
+    _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
+        _Pragma("GCC unroll 8") for (int j = 0; j < RN; ++j) acc[i][j] = _mm256_setzero_ps();                   \
+    for (int b = 0; b < nb; ++b) {                                                                              \
+        const PackedBlock* pb = PB + int64_t(b) * RM;                                                           \
+        __m256i isum[RM][RN];                                                                                   \
+        _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) isum[i][t] = _mm256_setzero_si256();           \
+        _Pragma("GCC unroll 8") for (int j = 0; j < kQK_K / 32; ++j) {                                          \
+            __m256i y[RN];                                                                                      \
+            _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t)                                                \
+                y[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X[int64_t(t0 + t) * nb + b].qs + 32 * j)); \
+            _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i) {                                              \
+                const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[i].q + 32 * j));        \
+                const __m256i s = _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[i].s[j]));              \
+                _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) isum[i][t] = M::mac(isum[i][t], w, y[t], s); \
+            }                                                                                                   \
+        }                                                                                                       \
+        _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) {                                                  \
+            const BlockQ8_K& xb = X[int64_t(t0 + t) * nb + b];                                                  \
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums));               \
+            const __m256 dy = _mm256_set1_ps(xb.d);                                                             \
+            _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                \
+                acc[i][t] = finish<P>(acc[i][t], _mm256_set1_ps(pb[i].d), _mm256_set1_ps(pb[i].dmin),          \
+                                      _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[i].m16)), isum[i][t], bsums, dy); \
+        }                                                                                                       \
+    }                                                                                                           \
+    _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
+        _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) Y[int64_t(t0 + t) * ldy + i] = simd::hsum_float_8(acc[i][t]);
+
 template <class P, class M, int RM, int RN>
 REPRISE_KT_AVX2 void tile_avx2(const typename P::Block* W, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
-    REPRISE_KTILE_BODY
+    REPRISE_KTILE_DIRECT
 }
 template <class P, class M, int RM, int RN>
 REPRISE_KT_VNNI void tile_vnni(const typename P::Block* W, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
-    REPRISE_KTILE_BODY
+    REPRISE_KTILE_DIRECT
 }
-#undef REPRISE_KTILE_BODY
+template <class P, class M, int RM, int RN>
+REPRISE_KT_AVX2 void packed_avx2(const PackedBlock* PB, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
+    REPRISE_KTILE_PACKED
+}
+template <class P, class M, int RM, int RN>
+REPRISE_KT_VNNI void packed_vnni(const PackedBlock* PB, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
+    REPRISE_KTILE_PACKED
+}
+#undef REPRISE_KTILE_DIRECT
+#undef REPRISE_KTILE_PACKED
 
 template <class P, bool kVnni, int RM, int RN>
 inline void tile(const typename P::Block* W, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
@@ -102,16 +185,31 @@ inline void tile(const typename P::Block* W, const BlockQ8_K* X, int nb, int t0,
     else
         tile_avx2<P, Avx2Mac, RM, RN>(W, X, nb, t0, Y, ldy);
 }
+template <class P, bool kVnni, int RM, int RN>
+inline void packed_tile(const PackedBlock* PB, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
+    if constexpr (kVnni)
+        packed_vnni<P, VnniMac, RM, RN>(PB, X, nb, t0, Y, ldy);
+    else
+        packed_avx2<P, Avx2Mac, RM, RN>(PB, X, nb, t0, Y, ldy);
+}
 
-// Rows [r0, r1) x all tokens: RM x RN tiles, then narrower ones for the remainders.
+// Rows [r0, r1) x all tokens. Prefill (n_tok >= RN): each group of RM rows is packed
+// once (thread-local buffer), then RM x RN packed tiles walk the tokens; the token
+// remainder and the last rows use direct tiles, which compute the same values.
 template <class P, bool kVnni, int RM, int RN>
 void run_rows(const typename P::Block* W, int rows, int nb, const BlockQ8_K* X, int n_tok, float* Y, int64_t r0, int64_t r1) {
     int64_t r = r0;
-    for (; r + RM <= r1; r += RM) {
-        const typename P::Block* w = W + r * nb;
-        int t = 0;
-        for (; t + RN <= n_tok; t += RN) tile<P, kVnni, RM, RN>(w, X, nb, t, Y + r, rows);
-        for (; t < n_tok; ++t) tile<P, kVnni, RM, 1>(w, X, nb, t, Y + r, rows);
+    if (n_tok >= RN) {
+        thread_local std::vector<PackedBlock> buf;
+        buf.resize(size_t(nb) * RM);
+        for (; r + RM <= r1; r += RM) {
+            const typename P::Block* w = W + r * nb;
+            for (int b = 0; b < nb; ++b)
+                for (int i = 0; i < RM; ++i) pack_block<P>(w[int64_t(i) * nb + b], &buf[size_t(b) * RM + size_t(i)]);
+            int t = 0;
+            for (; t + RN <= n_tok; t += RN) packed_tile<P, kVnni, RM, RN>(buf.data(), X, nb, t, Y + r, rows);
+            for (; t < n_tok; ++t) tile<P, kVnni, RM, 1>(w, X, nb, t, Y + r, rows);
+        }
     }
     for (; r < r1; ++r) {
         const typename P::Block* w = W + r * nb;
@@ -126,12 +224,7 @@ void run_rows(const typename P::Block* W, int rows, int nb, const BlockQ8_K* X, 
 template <class P, bool kVnni, int RM, int RN>
 void run(const typename P::Block* W, int rows, int cols, const BlockQ8_K* X, int n_tok, float* Y, ThreadPool* pool) {
     const int nb = cols / kQK_K;
-    parallel_for(pool, rows, [&](int64_t r0, int64_t r1) {
-        if (n_tok < RN)
-            run_rows<P, kVnni, 1, RN>(W, rows, nb, X, n_tok, Y, r0, r1);
-        else
-            run_rows<P, kVnni, RM, RN>(W, rows, nb, X, n_tok, Y, r0, r1);
-    }, 16);
+    parallel_for(pool, rows, [&](int64_t r0, int64_t r1) { run_rows<P, kVnni, RM, RN>(W, rows, nb, X, n_tok, Y, r0, r1); }, 16);
 }
 
 // The widest path the CPU has; false on Scalar (the caller runs the reference).
