@@ -1,5 +1,6 @@
 #include "engine/kernels/qgemm_legacy.hpp"
 
+#include <cstring>
 #include <vector>
 
 #include "engine/kernels/cpu.hpp"
@@ -13,6 +14,16 @@ namespace {
 #define REPRISE_T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define REPRISE_T_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
+// The 5-bit values with AVX512BW/VL: qh is the byte mask of the elements that get 16
+// (one masked add instead of bytes_from_bits_32's shuffle, or, compare and 3 constants,
+// which cost the 4x4 tile its registers: Q5_1 prefill ran at half Q4_1's speed).
+REPRISE_T_VNNI inline __m256i q5_vnni(const uint8_t* qs, const uint8_t* qh) {
+    uint32_t bits;
+    std::memcpy(&bits, qh, sizeof bits);
+    const __m256i nib = simd::bytes_from_nibbles_32(qs);
+    return _mm256_mask_add_epi8(nib, __mmask32(bits), nib, _mm256_set1_epi8(16));
+}
+
 // ---- weight policies: the block's values as 32 unsigned bytes, and what the activations
 // must supply. kOffset: the stored value is q - kOffset (folded into the activations'
 // correction lanes); kMin: the block has a minimum m (value q * d + m), multiplied by
@@ -23,6 +34,7 @@ struct Q5_0W {
     static constexpr int kOffset = 16;
     static constexpr bool kMin = false;
     REPRISE_T_AVX2 static inline __m256i unpack(const Block& b) { return simd::bytes_from_q5(b.qs, b.qh); }
+    REPRISE_T_VNNI static inline __m256i unpack_vnni(const Block& b) { return q5_vnni(b.qs, b.qh); }
 };
 struct Q4_1W {
     using Block = BlockQ4_1;
@@ -30,6 +42,7 @@ struct Q4_1W {
     static constexpr int kOffset = 0;
     static constexpr bool kMin = true;
     REPRISE_T_AVX2 static inline __m256i unpack(const Block& b) { return simd::bytes_from_nibbles_32(b.qs); }
+    REPRISE_T_VNNI static inline __m256i unpack_vnni(const Block& b) { return simd::bytes_from_nibbles_32(b.qs); }
 };
 struct Q5_1W {
     using Block = BlockQ5_1;
@@ -37,6 +50,7 @@ struct Q5_1W {
     static constexpr int kOffset = 0;
     static constexpr bool kMin = true;
     REPRISE_T_AVX2 static inline __m256i unpack(const Block& b) { return simd::bytes_from_q5(b.qs, b.qh); }
+    REPRISE_T_VNNI static inline __m256i unpack_vnni(const Block& b) { return q5_vnni(b.qs, b.qh); }
 };
 
 // Activations prepared once per call, shared by all threads.
@@ -94,7 +108,7 @@ constexpr int kPrefetchBytes = 2048;  // decode streams the weight rows (as qgem
 // RM weight rows x RN tokens (RN <= 4) over all blocks of the row. The minimum's terms
 // of row i for the RN tokens share one __m128 (lane j = token j): each lane is its own
 // fused-multiply-add chain in block order, as the one-token dot's scalar one.
-#define REPRISE_LEGACY_TILE_BODY(LANES)                                                                           \
+#define REPRISE_LEGACY_TILE_BODY(LANES, UNPACK)                                                                           \
     static_assert(RN >= 1 && RN <= 4);                                                                            \
     __m256 acc[RM][RN];                                                                                           \
     __m128 msum[RM];                                                                                              \
@@ -109,7 +123,7 @@ constexpr int kPrefetchBytes = 2048;  // decode streams the weight rows (as qgem
         __m256 dw[RM];                                                                                            \
         _Pragma("GCC unroll 4") for (int i = 0; i < RM; ++i) {                                                    \
             const typename P::Block& blk = W[int64_t(i) * nb + b];                                                \
-            w[i] = P::unpack(blk);                                                                                \
+            w[i] = P::UNPACK(blk);                                                                                \
             dw[i] = _mm256_cvtph_ps(_mm_set1_epi16(short(blk.d)));                                                \
         }                                                                                                         \
         _Pragma("GCC unroll 4") for (int j = 0; j < RN; ++j) {                                                    \
@@ -149,11 +163,11 @@ REPRISE_T_AVX2 inline __m128 load_partial(const float* p) {
 
 template <class P, int RM, int RN>
 REPRISE_T_AVX2 void tile_avx2(const typename P::Block* W, const Act<typename P::ActBlock>& A, int t0, float* Y, int64_t ldy) {
-    REPRISE_LEGACY_TILE_BODY(LanesAvx2)
+    REPRISE_LEGACY_TILE_BODY(LanesAvx2, unpack)
 }
 template <class P, int RM, int RN>
 REPRISE_T_VNNI void tile_vnni(const typename P::Block* W, const Act<typename P::ActBlock>& A, int t0, float* Y, int64_t ldy) {
-    REPRISE_LEGACY_TILE_BODY(LanesVnni)
+    REPRISE_LEGACY_TILE_BODY(LanesVnni, unpack_vnni)
 }
 
 template <class P, bool kVnni, int RM, int RN>
