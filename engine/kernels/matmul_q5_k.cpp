@@ -60,8 +60,9 @@ struct Q5KPolicy {
     using Block = BlockQ5_K;
     static constexpr bool kHasMin = true;
     struct Scales {
-        float d, dmin;
-        __m256i m16;  // 16 int16: m[g / 2], against the 16 bsums
+        float d;
+        __m256 u;      // dmin * the 8 mins (the min term's weight side)
+        __m256i m16;   // unused (Q6_K's offset)
         uint8_t sc[8];
     };
     REPRISE_KT_AVX2 static inline Scales scales(const Block& b) {
@@ -70,9 +71,9 @@ struct Q5KPolicy {
         unpack_scales_mins(b.scales, sm);
         std::memcpy(s.sc, sm, 8);
         const __m128i m = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8));
-        s.m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+        s.u = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.dmin)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)));
+        s.m16 = _mm256_setzero_si256();
         s.d = _cvtsh_ss(b.d);  // F16C: exact, as fp16_to_fp32
-        s.dmin = _cvtsh_ss(b.dmin);
         return s;
     }
     // Chunk j: as Q4_K's nibbles, plus 16 where bit j of qh[l] is set.

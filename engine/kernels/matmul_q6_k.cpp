@@ -39,13 +39,14 @@ struct Q6KPolicy {
     using Block = BlockQ6_K;
     static constexpr bool kHasMin = false;  // the -32 offset: m16 = the scales, against the bsums
     struct Scales {
-        float d, dmin;
+        float d;
+        __m256 u;     // unused (the mins of Q4_K/Q5_K)
         __m256i m16;  // the 16 scales as int16, one per 16 values (bsum)
         __m128i sc8;  // the same as int8
     };
     REPRISE_KT_AVX2 static inline Scales scales(const Block& b) {
         const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
-        return {_cvtsh_ss(b.d), 0.0f, _mm256_cvtepi8_epi16(sc8), sc8};
+        return {_cvtsh_ss(b.d), _mm256_setzero_ps(), _mm256_cvtepi8_epi16(sc8), sc8};
     }
     // Values 32j..32j+31 unsigned (0..63): in each 128-half h = j/4, chunk c = j%4 takes
     // the low (c < 2) or high nibbles of ql[64h + 32(c&1)..] and bits 2c, 2c+1 of qh[32h..].

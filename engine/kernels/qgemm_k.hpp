@@ -2,10 +2,11 @@
 // Register-tiled K-quant x Q8_K matmuls (Q4_K, Q5_K, Q6_K), shared by matmul_q4_k.cpp,
 // matmul_q5_k.cpp and matmul_q6_k.cpp; each file supplies a weight policy P:
 //   P::Block                                 the weight block type (256 values)
-//   P::Scales P::scales(const Block&)        per-block decode: d (and dmin), scales, mins
+//   P::kHasMin                               Q4_K/Q5_K (mins); Q6_K has the -32 offset
+//   P::Scales P::scales(const Block&)        per-block decode: d, u (dmin * mins) or
+//                                            m16 (Q6_K's scales), the chunk scales
 //   __m256i P::quants(const Block&, int j)   values 32j..32j+31 as unsigned bytes
 //   __m256i P::scale16(const Scales&, int j) their scales, one int16 per maddubs lane
-//   __m256  P::finish(acc, Scales, lanes, bsums, d_x)  the block's float update (below)
 // The policy's functions are target("avx2,fma,f16c"), so they inline into both paths.
 //
 // Every path computes each (row, token) dot the same way, so AVX2, AVX512-VNNI, any
@@ -15,9 +16,8 @@
 //   scale16_j(k) * (the products of bytes 4k..4k+3 of chunk j): exact integers, the
 //   same whether formed by maddubs + madd (AVX2) or maddubs + vpdpwssd (VNNI); then
 //   converted to float and fused-multiply-added into 8 float accumulators with the
-//   block's d_w * d_x (Q4_K/Q5_K: minus dmin_w * d_x times the 8 lanes of
-//   mins . bsums; Q6_K: its -32 offset is folded into the integer lanes first),
-//   summed once at the end (hsum_float_8).
+//   block's d_w * d_x, then the mins term (finish, below), summed once at the end
+//   (hsum_float_8).
 // maddubs cannot saturate: weights are at most 63 and |Q8_K| at most 127 (2*63*127).
 // The order differs from ggml's generic (scalar) dot, which sums lanes of 8 values;
 // tests compare the two within a tolerance.
@@ -52,20 +52,27 @@ struct VnniMac {
     }
 };
 
-// The block's float update, shared by every path (so all round alike): Q4_K/Q5_K add
-// d_w*d_x * lanes and subtract dmin_w*d_x * (mins . bsums, as 8 lanes); Q6_K folds its
-// -32 offset, 32 * (scales . bsums), into the integer lanes first (exact).
+// The block's float update, shared by every path (so all round alike):
+//   Q4_K/Q5_K: acc += (d_w*d_x) * lanes, then acc -= u * v with u = dmin_w * mins (8
+//   floats, one per 32-chunk, from the weights) and v = d_x * (bsums 2k + 2k+1) (8
+//   floats from the activations): the min term as one fused multiply-add per pair.
+//   Q6_K: the -32 offset, 32 * (scales . bsums), leaves the integer lanes first (exact).
 template <class P>
-REPRISE_KT_AVX2 inline __m256 finish(__m256 acc, __m256 d, __m256 dmin, __m256i m16, __m256i lanes, __m256i bsums, __m256 dy) {
-    const __m256i mb = _mm256_madd_epi16(bsums, m16);
+REPRISE_KT_AVX2 inline __m256 finish(__m256 acc, float ddy, __m256i lanes, __m256 u, __m256 v, __m256i m16, __m256i bsums) {
     if constexpr (P::kHasMin) {
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(lanes), acc);
-        return _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(mb), acc);
+        (void)m16, (void)bsums;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ddy), _mm256_cvtepi32_ps(lanes), acc);
+        return _mm256_fnmadd_ps(u, v, acc);
     } else {
-        (void)dmin;
-        lanes = _mm256_sub_epi32(lanes, _mm256_slli_epi32(mb, 5));
-        return _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(lanes), acc);
+        (void)u, (void)v;
+        lanes = _mm256_sub_epi32(lanes, _mm256_slli_epi32(_mm256_madd_epi16(bsums, m16), 5));
+        return _mm256_fmadd_ps(_mm256_set1_ps(ddy), _mm256_cvtepi32_ps(lanes), acc);
     }
+}
+// v for one activation block: d_x * (the 8 sums of 32 values, from the 16 bsums).
+REPRISE_KT_AVX2 inline __m256 act_min_factor(const BlockQ8_K& xb) {
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums));
+    return _mm256_mul_ps(_mm256_set1_ps(xb.d), _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, _mm256_set1_epi16(1))));
 }
 
 // A weight block unpacked for the prefill tiles: the 256 values as unsigned bytes, the
@@ -75,8 +82,9 @@ REPRISE_KT_AVX2 inline __m256 finish(__m256 acc, __m256 d, __m256 dmin, __m256i 
 struct alignas(32) PackedBlock {
     uint8_t q[kQK_K];
     int16_t s[kQK_K / 32][16];
-    int16_t m16[16];
-    float d, dmin;
+    int16_t m16[16];  // Q6_K: the scales per bsum
+    float u[8];       // Q4_K/Q5_K: dmin * the mins
+    float d;
 };
 
 template <class P>
@@ -87,8 +95,8 @@ REPRISE_KT_AVX2 void pack_block(const typename P::Block& b, PackedBlock* o) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(o->s[j]), P::scale16(sc, j));
     }
     _mm256_store_si256(reinterpret_cast<__m256i*>(o->m16), sc.m16);
+    _mm256_store_ps(o->u, sc.u);
     o->d = sc.d;
-    o->dmin = sc.dmin;
 }
 
 // Direct tile: RM weight rows (W: the first, rows nb blocks apart) x RN tokens from t0.
@@ -119,9 +127,9 @@ REPRISE_KT_AVX2 void pack_block(const typename P::Block& b, PackedBlock* o) {
         _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) {                                                  \
             const BlockQ8_K& xb = X[int64_t(t0 + t) * nb + b];                                                  \
             const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums));               \
-            const __m256 dy = _mm256_set1_ps(xb.d);                                                             \
+            const __m256 v = P::kHasMin ? act_min_factor(xb) : _mm256_setzero_ps();                             \
             _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                \
-                acc[i][t] = finish<P>(acc[i][t], _mm256_set1_ps(sc[i].d), _mm256_set1_ps(sc[i].dmin), sc[i].m16, isum[i][t], bsums, dy); \
+                acc[i][t] = finish<P>(acc[i][t], sc[i].d * xb.d, isum[i][t], sc[i].u, v, sc[i].m16, bsums);     \
         }                                                                                                       \
     }                                                                                                           \
     _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
@@ -150,10 +158,10 @@ REPRISE_KT_AVX2 void pack_block(const typename P::Block& b, PackedBlock* o) {
         _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) {                                                  \
             const BlockQ8_K& xb = X[int64_t(t0 + t) * nb + b];                                                  \
             const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums));               \
-            const __m256 dy = _mm256_set1_ps(xb.d);                                                             \
+            const __m256 v = P::kHasMin ? act_min_factor(xb) : _mm256_setzero_ps();                             \
             _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                \
-                acc[i][t] = finish<P>(acc[i][t], _mm256_set1_ps(pb[i].d), _mm256_set1_ps(pb[i].dmin),          \
-                                      _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[i].m16)), isum[i][t], bsums, dy); \
+                acc[i][t] = finish<P>(acc[i][t], pb[i].d * xb.d, isum[i][t], _mm256_load_ps(pb[i].u), v,       \
+                                      _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[i].m16)), bsums);   \
         }                                                                                                       \
     }                                                                                                           \
     _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
