@@ -167,6 +167,55 @@ REPRISE_KT_AVX2 void pack_block(const typename P::Block& b, PackedBlock* o) {
     _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)                                                        \
         _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) Y[int64_t(t0 + t) * ldy + i] = simd::hsum_float_8(acc[i][t]);
 
+// AVX512-VNNI packed tile on 512-bit registers: two chunks per instruction. The 16
+// int32 lanes hold chunk 2jj in 0..7 and 2jj+1 in 8..15; adding the halves at the end of
+// the block gives the same exact 8 lanes as the 256-bit paths, so the results match.
+// The two 256-bit halves added (GCC 12's 512-bit extract intrinsics warn spuriously
+// about an uninitialized operand, so the halves are taken as vector-extension shuffles).
+REPRISE_KT_VNNI inline __m256i fold_halves(__m512i x) {
+    using v16i = int __attribute__((vector_size(64)));
+    using v8i = int __attribute__((vector_size(32)));
+    const v16i v = reinterpret_cast<v16i>(x);
+    const v8i lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+    const v8i hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    return reinterpret_cast<__m256i>(lo + hi);
+}
+
+template <class P, int RM, int RN>
+REPRISE_KT_VNNI void packed_vnni512(const PackedBlock* PB, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
+    __m256 acc[RM][RN];
+    _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)
+        _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) acc[i][t] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+        const PackedBlock* pb = PB + int64_t(b) * RM;
+        __m512i isum[RM][RN];
+        _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)
+            _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) isum[i][t] = _mm512_setzero_si512();
+        _Pragma("GCC unroll 4") for (int jj = 0; jj < kQK_K / 64; ++jj) {
+            __m512i y[RN];
+            _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) y[t] = _mm512_loadu_si512(X[int64_t(t0 + t) * nb + b].qs + 64 * jj);
+            _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i) {
+                const __m512i w = _mm512_loadu_si512(pb[i].q + 64 * jj);
+                const __m512i sc = _mm512_loadu_si512(pb[i].s[2 * jj]);
+                _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t)
+                    isum[i][t] = _mm512_dpwssd_epi32(isum[i][t], _mm512_maddubs_epi16(w, y[t]), sc);
+            }
+        }
+        _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) {
+            const BlockQ8_K& xb = X[int64_t(t0 + t) * nb + b];
+            const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums));
+            const __m256 v = P::kHasMin ? act_min_factor(xb) : _mm256_setzero_ps();
+            _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i) {
+                const __m256i lanes = fold_halves(isum[i][t]);
+                acc[i][t] = finish<P>(acc[i][t], pb[i].d * xb.d, lanes, _mm256_load_ps(pb[i].u), v,
+                                      _mm256_load_si256(reinterpret_cast<const __m256i*>(pb[i].m16)), bsums);
+            }
+        }
+    }
+    _Pragma("GCC unroll 8") for (int i = 0; i < RM; ++i)
+        _Pragma("GCC unroll 8") for (int t = 0; t < RN; ++t) Y[int64_t(t0 + t) * ldy + i] = simd::hsum_float_8(acc[i][t]);
+}
+
 template <class P, class M, int RM, int RN>
 REPRISE_KT_AVX2 void tile_avx2(const typename P::Block* W, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
     REPRISE_KTILE_DIRECT
@@ -196,7 +245,7 @@ inline void tile(const typename P::Block* W, const BlockQ8_K* X, int nb, int t0,
 template <class P, bool kVnni, int RM, int RN>
 inline void packed_tile(const PackedBlock* PB, const BlockQ8_K* X, int nb, int t0, float* Y, int64_t ldy) {
     if constexpr (kVnni)
-        packed_vnni<P, VnniMac, RM, RN>(PB, X, nb, t0, Y, ldy);
+        packed_vnni512<P, RM, RN>(PB, X, nb, t0, Y, ldy);
     else
         packed_avx2<P, Avx2Mac, RM, RN>(PB, X, nb, t0, Y, ldy);
 }
