@@ -250,12 +250,24 @@ inline void packed_tile(const PackedBlock* PB, const BlockQ8_K* X, int nb, int t
         packed_avx2<P, Avx2Mac, RM, RN>(PB, X, nb, t0, Y, ldy);
 }
 
+// The last n (< RN) tokens from t of RM rows: one tile of that width, so the rows are
+// read once (small verify batches of speculative decoding, prefill remainders).
+template <class P, bool kVnni, int RM, int RN>
+void tail_tokens(const typename P::Block* W, const BlockQ8_K* X, int nb, int t, int n, float* Y, int64_t ldy) {
+    if constexpr (RN > 1) {
+        if (n == RN - 1) return tile<P, kVnni, RM, RN - 1>(W, X, nb, t, Y, ldy);
+        if (n < RN - 1) return tail_tokens<P, kVnni, RM, RN - 1>(W, X, nb, t, n, Y, ldy);
+    }
+    (void)W, (void)X, (void)nb, (void)t, (void)n, (void)Y, (void)ldy;
+}
+
 // Rows [r0, r1) x all tokens. Prefill (n_tok >= RN): each group of RM rows is packed
 // once (thread-local buffer), then RM x RN packed tiles walk the tokens; the token
 // remainder and the last rows use direct tiles, which compute the same values.
 template <class P, bool kVnni, int RM, int RN>
 void run_rows(const typename P::Block* W, int rows, int nb, const BlockQ8_K* X, int n_tok, float* Y, int64_t r0, int64_t r1) {
     int64_t r = r0;
+    const int t_full = n_tok / RN * RN;
     if (n_tok >= RN) {
         thread_local std::vector<PackedBlock> buf;
         buf.resize(size_t(nb) * RM);
@@ -263,16 +275,14 @@ void run_rows(const typename P::Block* W, int rows, int nb, const BlockQ8_K* X, 
             const typename P::Block* w = W + r * nb;
             for (int b = 0; b < nb; ++b)
                 for (int i = 0; i < RM; ++i) pack_block<P>(w[int64_t(i) * nb + b], &buf[size_t(b) * RM + size_t(i)]);
-            int t = 0;
-            for (; t + RN <= n_tok; t += RN) packed_tile<P, kVnni, RM, RN>(buf.data(), X, nb, t, Y + r, rows);
-            for (; t < n_tok; ++t) tile<P, kVnni, RM, 1>(w, X, nb, t, Y + r, rows);
+            for (int t = 0; t < t_full; t += RN) packed_tile<P, kVnni, RM, RN>(buf.data(), X, nb, t, Y + r, rows);
+            if (t_full < n_tok) tail_tokens<P, kVnni, RM, RN>(w, X, nb, t_full, n_tok - t_full, Y + r, rows);
         }
     }
     for (; r < r1; ++r) {
         const typename P::Block* w = W + r * nb;
-        int t = 0;
-        for (; t + RN <= n_tok; t += RN) tile<P, kVnni, 1, RN>(w, X, nb, t, Y + r, rows);
-        for (; t < n_tok; ++t) tile<P, kVnni, 1, 1>(w, X, nb, t, Y + r, rows);
+        for (int t = 0; t < t_full; t += RN) tile<P, kVnni, 1, RN>(w, X, nb, t, Y + r, rows);
+        if (t_full < n_tok) tail_tokens<P, kVnni, 1, RN>(w, X, nb, t_full, n_tok - t_full, Y + r, rows);
     }
 }
 
