@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -340,6 +341,47 @@ TEST_CASE("legacy quants: one-token dots, reference and SIMD, vs the dequantized
 TEST_CASE("legacy quants: q5_0 matmul - every ISA path, odd shapes, n_tok 1..9, 1..3 threads") { check_matmuls(kQ5_0Kernel); }
 TEST_CASE("legacy quants: q4_1 matmul - every ISA path, odd shapes, n_tok 1..9, 1..3 threads") { check_matmuls(kQ4_1Kernel); }
 TEST_CASE("legacy quants: q5_1 matmul - every ISA path, odd shapes, n_tok 1..9, 1..3 threads") { check_matmuls(kQ5_1Kernel); }
+
+TEST_CASE("legacy quants: the SIMD Q8_1 quantizer is quantize_row_q8_1_ref, bit for bit, on every ISA path") {
+    // Rows with exact ties (x / d = k + 0.5: roundf rounds them away from zero, not to
+    // even), zero blocks, fp16-subnormal scales, huge values and random ones.
+    const int n = 32 * 40;
+    std::vector<float> x(static_cast<size_t>(n));
+    Lcg r{77};
+    for (int b = 0; b < n / 32; ++b) {
+        const float scale = std::ldexp(1.0f, b % 40 - 30);
+        for (int j = 0; j < 32; ++j) {
+            float v = r.next();
+            if (b % 4 == 1) v = (j == 0 ? 127.0f : float(int(v * 100)) + 0.5f) / 127.0f;  // d = 1/127: ties
+            if (b % 4 == 1 && j == 0) v = 1.0f;
+            if (b % 7 == 3) v = 0.0f;
+            x[size_t(b * 32 + j)] = v * scale * (b % 5 == 2 ? 1e30f : 1.0f);
+        }
+    }
+    std::vector<float> ties(32);
+    // -127 makes d = 1 exactly; then +-(j + 0.5), where ties-to-even would differ at even j.
+    for (int j = 0; j < 32; ++j) ties[size_t(j)] = j == 0 ? -127.0f : float((j / 2) % 2 ? -1 : 1) * (float(j) + 0.5f);
+    x.insert(x.end(), ties.begin(), ties.end());
+    const int total = int(x.size());
+    std::vector<BlockQ8_1> ref(size_t(total / 32)), simd(ref.size());
+    quantize_row_q8_1_ref(x.data(), ref.data(), total);
+    CHECK(ref.back().qs[2] == -3);  // -2.5: away from zero
+    CHECK(ref.back().qs[4] == 5);   // 4.5
+    std::vector<KernelIsa> isas{KernelIsa::Scalar};
+    if (cpu_has_avx2()) isas.push_back(KernelIsa::Avx2);
+    if (cpu_has_avx512vnni()) isas.push_back(KernelIsa::Avx512Vnni);
+    for (KernelIsa isa : isas) {
+        kernels_set_max_isa(isa);
+        std::fill(simd.begin(), simd.end(), BlockQ8_1{});
+        quantize_row_q8_1(x.data(), simd.data(), total);
+        CHECK(std::memcmp(simd.data(), ref.data(), ref.size() * sizeof(BlockQ8_1)) == 0);
+        for (size_t b = 0; b < ref.size(); ++b) {
+            CAPTURE(b);
+            REQUIRE(std::memcmp(&simd[b], &ref[b], sizeof(BlockQ8_1)) == 0);
+        }
+    }
+    kernels_set_max_isa(KernelIsa::Avx512Vnni);
+}
 
 TEST_CASE("legacy quants: matmul_quantized dispatch and quantize_activations (Q8_1)") {
     const int rows = 7, cols = 896, ntok = 5, nb = cols / 32;
