@@ -27,6 +27,7 @@
 #include "engine/tokenizer.hpp"
 #include "llama_ref.hpp"
 #include "qwen_ref.hpp"
+#include "tests/engine/tiny_engine.hpp"
 
 using namespace reprise::engine;
 using engine_test::QwenRef;
@@ -468,4 +469,41 @@ TEST_CASE("qwen: Qwen2.5's and Qwen3's chat templates are chatml, as llama.cpp d
     }
     CHECK(qwen_chat_template(ModelArch::Qwen2).find("You are Qwen, created by Alibaba Cloud.") != std::string_view::npos);
     CHECK(qwen_chat_template(ModelArch::Qwen3).find("<think>") != std::string_view::npos);
+}
+
+TEST_CASE("qwen2 and qwen3 (Q8_0) through the scheduler: samples identical alone, batched and in small prefill chunks") {
+    using namespace reprise::engine::test;
+    for (ModelArch arch : {ModelArch::Qwen2, ModelArch::Qwen3}) {
+        CAPTURE(model_arch_name(arch));
+        TinyLlamaShape shape = tiny_shape(2, 256, 5, std::string("qwen-sched-") + model_arch_name(arch));
+        shape.arch = arch;
+        shape.n_head_kv = 2;
+        if (arch == ModelArch::Qwen3) shape.head_dim = 32;
+        TinyEngine t = TinyEngine::make(shape);
+        std::filesystem::remove(t.path);  // the model and tokenizer keep their own copies
+        auto run = [&](const std::vector<int>& which, int budget) {
+            SchedulerOptions o;
+            o.n_ctx = 256, o.block_size = 16, o.max_batch_tokens = budget, o.max_sequences = 16;
+            Scheduler s(*t.model, *t.tokenizer, {}, o);
+            std::vector<std::shared_ptr<JobOutcome>> outs;
+            for (int i : which) {
+                const Submission sub = job(2, 12, i % 2 ? 1.0f : 0.0f, mix64(uint64_t(i) + 100));
+                outs.push_back(std::make_shared<JobOutcome>());
+                s.add(sub, collect(outs.back(), sub.n), random_prompt(uint64_t(i) + 7, 5 + 9 * i));
+            }
+            run_to_idle(s);
+            std::vector<std::vector<TokenId>> tokens;
+            for (auto& out : outs) {
+                REQUIRE(out->done);
+                REQUIRE_MESSAGE(out->ok, out->error.message);
+                for (auto& sample : out->completion.samples) tokens.push_back(sample.tokens);
+            }
+            return tokens;
+        };
+        std::vector<std::vector<TokenId>> alone;
+        for (int i = 0; i < 4; ++i)
+            for (auto& x : run({i}, 512)) alone.push_back(x);
+        CHECK(run({0, 1, 2, 3}, 512) == alone);
+        CHECK(run({0, 1, 2, 3}, 7) == alone);
+    }
 }
