@@ -428,6 +428,14 @@ TEST_CASE("model_maker: a Q4_K_M qwen2 file is written with the mix's types and 
     LlamaTensors t;
     Status st = llama_find_tensors(*g.file, hp, &t);
     CHECK_MESSAGE(st.ok(), st.message());
+    auto m = load(*g.file);
+    CHECK(m->layer(1).down.type == GgmlType::Q8_0);  // kept as stored, no expansion
+    const int32_t toks[] = {5, 6, 7, 8};
+    std::vector<float> logits(size_t(m->n_vocab()));
+    auto kv = m->new_kv_cache(8);
+    REQUIRE(m->forward(*kv, toks, 4, 0, logits.data()).ok());
+    CHECK(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); }));
+    CHECK(*std::max_element(logits.begin(), logits.end()) > 1.0f);  // real weights, not the placeholders' zeros
 }
 
 TEST_CASE("model_maker: llama files are byte for byte what they were before the qwen architectures") {
