@@ -297,7 +297,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         for (int t = 0; t < n; ++t) {
             const Tok& tk = toks[size_t(t)];
             float *qt = &q[size_t(t) * EQ], *kt = &k[size_t(t) * EKV], *vt = &v[size_t(t) * EKV];
-            // Q/K/V biases (qwen2's; a llama file may have any of them), before RoPE.
+            // qwen2: Q/K/V biases, before RoPE.
             if (!Ly.bq.empty()) for (int i = 0; i < EQ; ++i) qt[i] += Ly.bq[size_t(i)];
             if (!Ly.bk.empty()) for (int i = 0; i < EKV; ++i) kt[i] += Ly.bk[size_t(i)];
             if (!Ly.bv.empty()) for (int i = 0; i < EKV; ++i) vt[i] += Ly.bv[size_t(i)];
