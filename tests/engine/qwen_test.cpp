@@ -465,6 +465,14 @@ TEST_CASE("qwen: Qwen2.5's and Qwen3's chat templates are chatml, as llama.cpp d
         REQUIRE(ff.ok());
         CHECK(*ff == ChatFamily::Chatml);
     }
+    // Qwen2-Instruct's (before 2.5), as its tokenizer_config.json has it.
+    constexpr std::string_view kQwen2Instruct =
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou "
+        "are a helpful assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] "
+        "+ '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    auto q2 = detect_chat_family(kQwen2Instruct);
+    REQUIRE(q2.ok());
+    CHECK(*q2 == ChatFamily::Chatml);
     CHECK(qwen_chat_template(ModelArch::Qwen2).find("You are Qwen, created by Alibaba Cloud.") != std::string_view::npos);
     CHECK(qwen_chat_template(ModelArch::Qwen3).find("<think>") != std::string_view::npos);
 }
