@@ -110,8 +110,8 @@ TEST_CASE("legacy quants: quantizers and dequantizers are ggml's, bit for bit (f
     CHECK(d[32 + 16] == 2.0f * d41 + 0.5f);
     CHECK(d[32 + 0] == 0.5f);
     // Q5_0 block 1: the value of largest magnitude, 9.75, sets d = 9.75 / -16 = -0.609375
-    // (exact in fp16) and maps to q = 0 exactly: -16 * d = 9.75. Element 6 (0.8125):
-    // q = trunc(0.8125 / d + 16.5) = 15 -> -1 * d = 0.609375.
+    // (exact in fp16) and maps to q = 0 exactly: -16 * d = 9.75. Element 6 (0.875):
+    // q = trunc(0.875 / d + 16.5) = trunc(15.06) = 15 -> -1 * d = 0.609375.
     dequantize_row_q5_0(q50, d, 64);
     CHECK(fp16_to_fp32(q50[1].d) == -0.609375f);
     CHECK(d[32 + 5] == 9.75f);
