@@ -6,6 +6,7 @@
 #include "engine/kernels/attention.hpp"
 #include "engine/kernels/matmul_f32.hpp"
 #include "engine/kernels/matmul_quant.hpp"
+#include "engine/kernels/qgemm_x16.hpp"
 #include "engine/kernels/rmsnorm.hpp"
 #include "engine/kernels/rope.hpp"
 #include "engine/kernels/swiglu.hpp"
@@ -94,6 +95,21 @@ Status load_weight(const GgufTensorInfo& t, GgmlType want, Weight* w) {
     return Status();
 }
 
+// Q8_0/Q4_0 matrices for the CPU kernels: rows interleaved 16 at a time, once.
+void pack_x16(Weight& w) {
+    if (!x16_supports(w.type) || w.x16 || w.data.empty()) return;
+    std::vector<uint8_t> packed(x16_bytes(w.type, w.rows, w.cols));
+    x16_pack(w.type, w.data.data(), w.rows, w.cols, packed.data());
+    w.data = std::move(packed);
+    w.x16 = true;
+}
+
+void pack_all_x16(Weight& tok_embd, Weight& output, std::vector<Model::Layer>& layers) {
+    pack_x16(tok_embd), pack_x16(output);
+    for (auto& l : layers)
+        for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) pack_x16(*w);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& opt) {
@@ -133,11 +149,16 @@ Result<std::unique_ptr<Model>> Model::from_gguf(const GgufFile& f, const ModelOp
         m->layers_.push_back(std::move(l));
     }
     m->pool_ = std::make_unique<ThreadPool>(std::max(1, opt.n_threads));
-    if (opt.device == Device::Cpu) return m;
+    // The device backends read plain rows: repack only for a model that stays on the CPU.
+    if (opt.device == Device::Cpu) {
+        pack_all_x16(m->tok_embd_, m->output_, m->layers_);
+        return m;
+    }
     auto on_device = cuda_model_open(*m);
     if (!on_device.ok()) {
         if (opt.device == Device::Cuda) return Status::error("model: device cuda: " + on_device.error());
         m->device_note_ = on_device.error();
+        pack_all_x16(m->tok_embd_, m->output_, m->layers_);
         return m;
     }
     m->device_model_ = std::move(on_device.value());
@@ -186,6 +207,9 @@ std::unique_ptr<KvBlockPool> Model::new_kv_pool(int block_size, int n_blocks) co
 
 void Model::matmul(const Weight& w, MatmulInput& in, float* Y) const {
     const ActType at = act_type_for(w.type);
+    if (w.x16)
+        return x16_matmul(w.type, w.data.data(), w.rows, w.cols, static_cast<const BlockQ8_0*>(in.quantized(at, pool_.get())), in.n,
+                          Y, pool_.get());
     if (at == ActType::F32) return matmul_f32(reinterpret_cast<const float*>(w.data.data()), w.rows, w.cols, in.x, in.n, Y, pool_.get());
     matmul_quantized(w.type, w.data.data(), w.rows, w.cols, in.quantized(at, pool_.get()), in.n, Y, pool_.get());
 }
@@ -238,6 +262,18 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
     return forward_cpu(items, n_items, layer_end);
 }
 
+void Model::embed_row(int token, float* out) const {
+    const Weight& w = tok_embd_;
+    if (!w.x16) {
+        dequantize_row(uint32_t(w.type), w.data.data() + size_t(token) * w.row_bytes, out, w.cols);
+        return;
+    }
+    thread_local std::vector<uint8_t> row;
+    row.resize(w.row_bytes);
+    x16_unpack_row(w.type, w.data.data(), w.cols, token, row.data());
+    dequantize_row(uint32_t(w.type), row.data(), out, w.cols);
+}
+
 Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     const int E = int(hp_.n_embd), F = int(hp_.n_ff), H = int(hp_.n_head), HKV = int(hp_.n_head_kv);
     const int HD = int(hp_.head_dim()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
@@ -260,7 +296,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
             toks[size_t(r)] = {it.kv, it.pos0 + t};
             float* row = &x[size_t(r) * E];
             if (it.hidden) std::memcpy(row, it.hidden + size_t(t) * E, sizeof(float) * E);
-            else dequantize_row(uint32_t(tok_embd_.type), tok_embd_.data.data() + size_t(it.tokens[t]) * tok_embd_.row_bytes, row, E);
+            else embed_row(it.tokens[t], row);
         }
         max_pos = std::max(max_pos, it.pos0 + it.n);
     }
