@@ -40,6 +40,14 @@ struct MatmulInput {
 
 namespace {
 
+// Tokens per thread below which the per-token steps of a layer (norms, RoPE, residual
+// adds, SwiGLU) stay on the calling thread: a hand-off costs more than a few tokens.
+constexpr int64_t kSerialGrain = 8;
+
+void add_row(float* x, const float* o, int n) {
+    for (int i = 0; i < n; ++i) x[i] += o[i];
+}
+
 struct ForwardScratch {
     std::vector<float> xb, q, k, v, att, o, g, u;
     MatmulInput in;
@@ -308,6 +316,13 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     float *xb = buf.xb.data(), *q = buf.q.data(), *k = buf.k.data(), *v = buf.v.data(), *att = buf.att.data(),
           *o = buf.o.data(), *g = buf.g.data(), *u = buf.u.data();
     MatmulInput& in = buf.in;
+    // The per-token work between the matmuls, over the pool for prefill-sized batches
+    // (each token computed alone, as at decode: batch invariant).
+    auto per_token = [&](int n_tok, auto&& fn) {
+        parallel_for(pool_.get(), n_tok, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) fn(t);
+        }, kSerialGrain);
+    };
     const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
     const KvBlockPool& pool = *items[0].kv->pool();
     for (int l = 0, active = 0, next = 0; l < layer_end; ++l) {
@@ -316,23 +331,26 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         const int n = active;
         if (n == 0) continue;
         const Layer& Ly = layers_[size_t(l)];
-        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps);
+        per_token(n, [&](int64_t t) { rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps); });
         in.bind(xb, n, E);
         matmul(Ly.wq, in, q);
         matmul(Ly.wk, in, k);
         matmul(Ly.wv, in, v);
-        for (int t = 0; t < n; ++t) {
+        per_token(n, [&](int64_t t) {  // each token writes its own cache rows
             const Tok& tk = toks[size_t(t)];
             rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
             rope_f32(&k[size_t(t) * EKV], HKV, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
             std::memcpy(tk.kv->k_row(l, tk.pos), &k[size_t(t) * EKV], sizeof(float) * EKV);
             std::memcpy(tk.kv->v_row(l, tk.pos), &v[size_t(t) * EKV], sizeof(float) * EKV);
-        }
+        });
         // Token t attends to its own sequence's positions 0..pos (causal); tokens are
         // independent here, and every row they read was written above or before.
-        parallel_for(pool_.get(), n, [&](int64_t t0, int64_t t1) {
+        // Causal: a token's cost grows with its position, so the threads' contiguous
+        // chunks walk the tokens in the order first, last, second, second last, ...
+        parallel_for(pool_.get(), n, [&](int64_t i0, int64_t i1) {
             std::vector<float> scratch(static_cast<size_t>(max_pos));
-            for (int64_t t = t0; t < t1; ++t) {
+            for (int64_t i = i0; i < i1; ++i) {
+                const int64_t t = i % 2 == 0 ? i / 2 : n - 1 - i / 2;
                 const Tok& tk = toks[size_t(t)];
                 const KvView view{pool.data(), tk.kv->blocks().data(), pool.block_size(), pool.block_stride(),
                                   pool.k_offset(l), pool.v_offset(l), size_t(EKV)};
@@ -341,16 +359,16 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         });
         in.bind(att, n, E);
         matmul(Ly.wo, in, o);
-        for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
+        per_token(n, [&](int64_t t) { add_row(&x[size_t(t) * E], &o[size_t(t) * E], E); });
 
-        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps);
+        per_token(n, [&](int64_t t) { rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps); });
         in.bind(xb, n, E);
         matmul(Ly.gate, in, g);
         matmul(Ly.up, in, u);
-        swiglu_f32(g, g, u, n * F);
+        per_token(n, [&](int64_t t) { swiglu_f32(&g[size_t(t) * F], &g[size_t(t) * F], &u[size_t(t) * F], F); });
         in.bind(g, n, F);
         matmul(Ly.down, in, o);
-        for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
+        per_token(n, [&](int64_t t) { add_row(&x[size_t(t) * E], &o[size_t(t) * E], E); });
     }
 
     for (int i = 0; i < n_items; ++i)
