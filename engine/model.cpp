@@ -278,6 +278,21 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
     return forward_cpu(items, n_items, layer_end);
 }
 
+void Model::matmuls(std::initializer_list<std::pair<const Weight*, float*>> ws, MatmulInput& in) const {
+    const Weight& w0 = *ws.begin()->first;
+    bool together = w0.x16 && ws.size() <= 4;
+    for (const auto& [w, y] : ws) together = together && w->x16 && w->type == w0.type && w->cols == w0.cols;
+    if (!together) {
+        for (const auto& [w, y] : ws) matmul(*w, in, y);
+        return;
+    }
+    X16Product ps[4];
+    int n = 0;
+    for (const auto& [w, y] : ws) ps[n++] = X16Product{w->data.data(), w->rows, y};
+    x16_matmul_many(w0.type, ps, n, w0.cols, static_cast<const BlockQ8_0*>(in.quantized(act_type_for(w0.type), pool_.get())), in.n,
+                    pool_.get());
+}
+
 void Model::embed_row(int token, float* out) const {
     const Weight& w = tok_embd_;
     if (!w.x16) {
@@ -341,9 +356,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         const Layer& Ly = layers_[size_t(l)];
         per_token(n, [&](int64_t t) { rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps); });
         in.bind(xb, n, E);
-        matmul(Ly.wq, in, q);
-        matmul(Ly.wk, in, k);
-        matmul(Ly.wv, in, v);
+        matmuls({{&Ly.wq, q}, {&Ly.wk, k}, {&Ly.wv, v}}, in);
         auto rope = hp_.rope_neox ? rope_neox_f32 : rope_f32;
         per_token(n, [&](int64_t t) {  // each token writes its own cache rows
             const Tok& tk = toks[size_t(t)];
@@ -381,8 +394,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
 
         per_token(n, [&](int64_t t) { rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps); });
         in.bind(xb, n, E);
-        matmul(Ly.gate, in, g);
-        matmul(Ly.up, in, u);
+        matmuls({{&Ly.gate, g}, {&Ly.up, u}}, in);
         per_token(n, [&](int64_t t) { swiglu_f32(&g[size_t(t) * F], &g[size_t(t) * F], &u[size_t(t) * F], F); });
         in.bind(g, n, F);
         matmul(Ly.down, in, o);

@@ -16,8 +16,10 @@
 // matrices to Q8_0 or Q4_0 at load (norm vectors always stay F32).
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/device_model.hpp"
@@ -126,6 +128,9 @@ private:
     std::unique_ptr<KvStorage> kv_storage(int block_size, int n_blocks, bool* ok) const;
     // Y[n][w.rows] = w * X[n][w.cols]; `in` holds X and its quantized forms (model.cpp).
     void matmul(const Weight& w, MatmulInput& in, float* Y) const;
+    // Several matrices over one input (wq/wk/wv, gate/up; at most 4): one pool hand-off
+    // when they are all x16 of one type.
+    void matmuls(std::initializer_list<std::pair<const Weight*, float*>> ws, MatmulInput& in) const;
     void embed_row(int token, float* out) const;  // the token's embedding, dequantized
 
     LlamaHParams hp_;

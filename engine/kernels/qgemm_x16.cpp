@@ -257,7 +257,13 @@ void x16_unpack_row(GgmlType t, const uint8_t* packed, int cols, int row, void* 
 }
 
 void x16_matmul(GgmlType t, const uint8_t* P, int rows, int cols, const BlockQ8_0* Xq, int n_tok, float* Y, ThreadPool* pool) {
-    if (rows <= 0 || n_tok <= 0) return;
+    const X16Product p{P, rows, Y};
+    x16_matmul_many(t, &p, 1, cols, Xq, n_tok, pool);
+}
+
+void x16_matmul_many(GgmlType t, const X16Product* products, int n_products, int cols, const BlockQ8_0* Xq, int n_tok,
+                     ThreadPool* pool) {
+    if (n_products <= 0 || n_tok <= 0) return;
     const int nb = cols / kQK8_0;
     const size_t gbb = x16_group_block_bytes(t);
     const bool q4 = t == GgmlType::Q4_0;
@@ -267,12 +273,27 @@ void x16_matmul(GgmlType t, const uint8_t* P, int rows, int cols, const BlockQ8_
     // Q4_0 too; AVX2 Q8_0 multiplies signed ones (sign trick).
     const int offset = q4 ? 8 : (isa == KernelIsa::Avx512Vnni ? 128 : 0);
     const Act A = isa == KernelIsa::Scalar ? Act{} : prepare(Xq, n_tok, nb, offset, buf);
-    parallel_for(pool, groups_of(rows), [&](int64_t g0, int64_t g1) {
+    // The row groups of all products, one after the other, split over the threads.
+    int64_t total = 0;
+    for (int i = 0; i < n_products; ++i) total += groups_of(products[i].rows);
+    parallel_for(pool, total, [&](int64_t g0, int64_t g1) {
+        int64_t first = 0;  // global index of product i's group 0
+        for (int i = 0; i < n_products && first < g1; first += groups_of(products[i].rows), ++i) {
+            const X16Product& p = products[i];
+            const int64_t b = std::max<int64_t>(g0 - first, 0), e = std::min<int64_t>(g1 - first, groups_of(p.rows));
+            if (b >= e) continue;
 #if defined(__x86_64__)
-        if (isa == KernelIsa::Avx512Vnni) return q4 ? run_vnni<true>(P, gbb, rows, A, n_tok, Y, g0, g1) : run_vnni<false>(P, gbb, rows, A, n_tok, Y, g0, g1);
-        if (isa == KernelIsa::Avx2) return q4 ? run_avx2<true>(P, gbb, rows, A, n_tok, Y, g0, g1) : run_avx2<false>(P, gbb, rows, A, n_tok, Y, g0, g1);
+            if (isa == KernelIsa::Avx512Vnni) {
+                q4 ? run_vnni<true>(p.packed, gbb, p.rows, A, n_tok, p.Y, b, e) : run_vnni<false>(p.packed, gbb, p.rows, A, n_tok, p.Y, b, e);
+                continue;
+            }
+            if (isa == KernelIsa::Avx2) {
+                q4 ? run_avx2<true>(p.packed, gbb, p.rows, A, n_tok, p.Y, b, e) : run_avx2<false>(p.packed, gbb, p.rows, A, n_tok, p.Y, b, e);
+                continue;
+            }
 #endif
-        run_scalar(t, P, rows, cols, Xq, n_tok, Y, g0, g1);
+            run_scalar(t, p.packed, p.rows, cols, Xq, n_tok, p.Y, b, e);
+        }
     });
 }
 

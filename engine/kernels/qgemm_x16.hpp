@@ -40,4 +40,15 @@ void x16_unpack_row(GgmlType t, const uint8_t* packed, int cols, int row, void* 
 void x16_matmul(GgmlType t, const uint8_t* packed, int rows, int cols, const BlockQ8_0* Xq, int n_tok, float* Y,
                 ThreadPool* pool);
 
+// Several products over the same activations (wq/wk/wv, gate/up), each matrix of type t
+// and cols columns: one hand-off to the pool for all of them, which matters at decode
+// where a hand-off costs about as much as a small matrix.
+struct X16Product {
+    const uint8_t* packed;
+    int rows;
+    float* Y;  // [n_tok][rows]
+};
+void x16_matmul_many(GgmlType t, const X16Product* products, int n_products, int cols, const BlockQ8_0* Xq, int n_tok,
+                     ThreadPool* pool);
+
 }  // namespace reprise::engine

@@ -2,6 +2,7 @@
 // tolerances, and the AVX2 paths against the scalar reference paths.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -339,6 +340,38 @@ TEST_CASE("kernels: x16 repacking keeps every row - unpack(pack(W)) == W, paddin
                 CHECK(std::memcmp(&r8[size_t(b)], &e8, sizeof(BlockQ8_0)) == 0);
                 CHECK(std::memcmp(&r4[size_t(b)], &e4, sizeof(BlockQ4_0)) == 0);
             }
+        }
+    }
+}
+
+TEST_CASE("kernels: x16_matmul_many (one hand-off for wq/wk/wv) == one x16_matmul per matrix, any thread split") {
+    const int cols = 64, nb = cols / 32, ntok = 3;
+    const int rows[3] = {48, 21, 5};  // row groups split unevenly across the products
+    auto X = randv(size_t(ntok * cols), 77, 1.0f);
+    std::vector<BlockQ8_0> xq(size_t(ntok * nb));
+    quantize_activations_q8_0(X.data(), ntok, cols, xq.data());
+    ThreadPool pool2(2), pool3(3);
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+        std::vector<std::vector<uint8_t>> packed(3);
+        std::vector<std::vector<float>> want(3), got(3);
+        std::vector<X16Product> ps;
+        for (int i = 0; i < 3; ++i) {
+            auto W = randv(size_t(rows[i] * cols), uint64_t(60 + i), 1.5f);
+            std::vector<BlockQ8_0> w8(size_t(rows[i] * nb));
+            std::vector<BlockQ4_0> w4(size_t(rows[i] * nb));
+            quantize_row_q8_0_ref(W.data(), w8.data(), rows[i] * cols);
+            quantize_row_q4_0_ref(W.data(), w4.data(), rows[i] * cols);
+            packed[size_t(i)].resize(x16_bytes(t, rows[i], cols));
+            x16_pack(t, t == GgmlType::Q8_0 ? static_cast<const void*>(w8.data()) : w4.data(), rows[i], cols, packed[size_t(i)].data());
+            want[size_t(i)].resize(size_t(rows[i] * ntok));
+            got[size_t(i)].resize(want[size_t(i)].size());
+            x16_matmul(t, packed[size_t(i)].data(), rows[i], cols, xq.data(), ntok, want[size_t(i)].data(), nullptr);
+            ps.push_back(X16Product{packed[size_t(i)].data(), rows[i], got[size_t(i)].data()});
+        }
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+            for (auto& g : got) std::fill(g.begin(), g.end(), -1.0f);
+            x16_matmul_many(t, ps.data(), 3, cols, xq.data(), ntok, pool);
+            for (int i = 0; i < 3; ++i) CHECK(got[size_t(i)] == want[size_t(i)]);
         }
     }
 }
