@@ -68,26 +68,26 @@ Act prepare(const BlockQ8_0* Xq, int n_tok, int nb, int offset, ActBuffers& buf)
 template <bool kQ4, int NT>
 REPRISE_X16_VNNI void tile_vnni(const uint8_t* G, size_t gbb, const Act& A, int t0, float* Y, int64_t ldy, int nrows) {
     __m512 acc[NT];
-    for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
     const __m512i flip = _mm512_set1_epi8(char(0x80)), low = _mm512_set1_epi8(0x0F);
     for (int b = 0; b < A.nb; ++b) {
         const uint8_t* g = G + size_t(b) * gbb;
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g)));
         __m512i w[8];
         if constexpr (kQ4) {
-            for (int k = 0; k < 4; ++k) {
+            _Pragma("GCC unroll 8") for (int k = 0; k < 4; ++k) {
                 const __m512i v = _mm512_loadu_si512(g + kScaleBytes + 64 * k);
                 w[k] = _mm512_and_si512(v, low);
                 w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
             }
         } else {
-            for (int k = 0; k < 8; ++k) w[k] = _mm512_xor_si512(_mm512_loadu_si512(g + kScaleBytes + 64 * k), flip);
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; ++k) w[k] = _mm512_xor_si512(_mm512_loadu_si512(g + kScaleBytes + 64 * k), flip);
         }
-        for (int j = 0; j < NT; ++j) {
+        _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
             const size_t kk = size_t(t0 + j) * size_t(A.nb) + size_t(b);
             const int8_t* y = A.q[kk].qs;
             __m512i s0 = _mm512_set1_epi32(A.corr[kk]), s1 = _mm512_setzero_si512();
-            for (int k = 0; k < 4; ++k) {
+            _Pragma("GCC unroll 8") for (int k = 0; k < 4; ++k) {
                 s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(int(load_u32(y + 4 * k))));
                 s1 = _mm512_dpbusd_epi32(s1, w[k + 4], _mm512_set1_epi32(int(load_u32(y + 16 + 4 * k))));
             }
@@ -96,7 +96,7 @@ REPRISE_X16_VNNI void tile_vnni(const uint8_t* G, size_t gbb, const Act& A, int 
         }
     }
     const __mmask16 m = nrows >= kX16Rows ? __mmask16(0xFFFF) : __mmask16((1u << nrows) - 1);
-    for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(Y + int64_t(t0 + j) * ldy, m, acc[j]);
+    _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(Y + int64_t(t0 + j) * ldy, m, acc[j]);
 }
 
 // 8 rows (half h of the group) x NT tokens with maddubs. Q8_0: |w| times y * sign(w)
@@ -105,47 +105,47 @@ REPRISE_X16_VNNI void tile_vnni(const uint8_t* G, size_t gbb, const Act& A, int 
 template <bool kQ4, int NT>
 REPRISE_X16_AVX2 void tile_avx2(const uint8_t* G, size_t gbb, const Act& A, int t0, float* Y, int64_t ldy, int h, int nrows) {
     __m256 acc[NT];
-    for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
     for (int b = 0; b < A.nb; ++b) {
         const uint8_t* g = G + size_t(b) * gbb;
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16 * h)));
         const int8_t* y[NT];
-        for (int j = 0; j < NT; ++j) y[j] = A.q[size_t(t0 + j) * size_t(A.nb) + size_t(b)].qs;
+        _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) y[j] = A.q[size_t(t0 + j) * size_t(A.nb) + size_t(b)].qs;
         __m256i s[NT];
         if constexpr (kQ4) {
-            for (int j = 0; j < NT; ++j) s[j] = _mm256_setzero_si256();
-            for (int k = 0; k < 4; ++k) {
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) s[j] = _mm256_setzero_si256();
+            _Pragma("GCC unroll 8") for (int k = 0; k < 4; ++k) {
                 const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kScaleBytes + 64 * k + 32 * h));
                 const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                for (int j = 0; j < NT; ++j) {
+                _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
                     const __m256i a = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(int(load_u32(y[j] + 4 * k))));
                     const __m256i c = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(int(load_u32(y[j] + 16 + 4 * k))));
                     s[j] = _mm256_add_epi16(s[j], _mm256_add_epi16(a, c));
                 }
             }
-            for (int j = 0; j < NT; ++j) {
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
                 const size_t kk = size_t(t0 + j) * size_t(A.nb) + size_t(b);
                 s[j] = _mm256_add_epi32(_mm256_madd_epi16(s[j], ones), _mm256_set1_epi32(A.corr[kk]));
             }
         } else {
-            for (int j = 0; j < NT; ++j) s[j] = _mm256_setzero_si256();
-            for (int k = 0; k < 8; ++k) {
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) s[j] = _mm256_setzero_si256();
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; ++k) {
                 const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kScaleBytes + 64 * k + 32 * h));
                 const __m256i aw = _mm256_sign_epi8(w, w);
-                for (int j = 0; j < NT; ++j) {
+                _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
                     const __m256i sy = _mm256_sign_epi8(_mm256_set1_epi32(int(load_u32(y[j] + 4 * k))), w);
                     s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), ones));
                 }
             }
         }
-        for (int j = 0; j < NT; ++j) {
+        _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
             const size_t kk = size_t(t0 + j) * size_t(A.nb) + size_t(b);
             const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(A.d[kk]));
             acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_cvtepi32_ps(s[j]), scale));
         }
     }
-    for (int j = 0; j < NT; ++j) {
+    _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
         float* out = Y + int64_t(t0 + j) * ldy + 8 * h;
         if (nrows >= 8) {
             _mm256_storeu_ps(out, acc[j]);
