@@ -45,6 +45,9 @@ const VERBOSE = args.includes("--verbose");
 // Exploration only (the test runs with 0): shifts the models' seeds, to see the spread
 // of the differences over other random weights.
 const SEED_OFFSET = Number(opt("--seed-offset", "0"));
+// Exploration only: run only these models / weight types (comma-separated names).
+const ONLY_MODELS = opt("--models", null)?.split(",");
+const ONLY_TYPES = opt("--types", null)?.split(",");
 
 let getLlama;
 try {
@@ -88,6 +91,14 @@ const TOL = {
     f32: {logit: 1e-3, prob: 1e-3, margin: 2e-3, closeShare: 0},
     q8_0: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
     q4_0: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q4_1: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_0: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_1: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q4_k: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_k: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q6_k: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q4_k_m: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_k_m: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
 };
 const CLOSE = 1e-3;
 // (b): a prompt is compared only if every step of llama.cpp's greedy path has a top-2
@@ -97,29 +108,49 @@ const CLOSE = 1e-3;
 const GREEDY_MARGIN = TOL.f32.margin;
 const MAX_EXCLUDED_SHARE = 0.5;
 
-// The generated models: 3 layers, dim 128, 4 heads over 2 KV heads (GQA), head dim 32,
-// FFN 320, the default logit scale (logits ~ N(0, 8^2): top-2 gaps ~1.8 on average). The
-// bpe model ties its output to the embedding (the other output path; it also halves the
-// 128,256-row matrices).
+// The vocabularies: (a) tokenizes their test strings; the models below take their
+// prompts from them.
 const VOCABS = [
-    {name: "llama-spm", file: "ggml-vocab-llama-spm.gguf", seed: 7, extra: [], prompts: 8,
+    {name: "llama-spm", file: "ggml-vocab-llama-spm.gguf",
         special: ["<s>Hello</s> world", "<unk> <s> </s>", "a<s>b", " <s>  x</s>\n"]},
-    {name: "llama-bpe", file: "ggml-vocab-llama-bpe.gguf", seed: 11, extra: ["--tied"], prompts: 3,
+    {name: "llama-bpe", file: "ggml-vocab-llama-bpe.gguf",
         special: ["<|begin_of_text|>Hello<|eot_id|>", "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>",
             "x<|end_of_text|>y", " <|reserved_special_token_5|>  z"]},
-    {name: "gpt-2", file: "ggml-vocab-gpt-2.gguf", tokenizeOnly: true, special: ["<|endoftext|>Hi", "a <|endoftext|> b"]},
-    {name: "qwen2", file: "ggml-vocab-qwen2.gguf", tokenizeOnly: true,
-        special: ["<|im_start|>user\nHi<|im_end|>\n", "<|endoftext|>x", " <|im_end|> "]},
+    {name: "gpt-2", file: "ggml-vocab-gpt-2.gguf", special: ["<|endoftext|>Hi", "a <|endoftext|> b"]},
+    {name: "qwen2", file: "ggml-vocab-qwen2.gguf", special: ["<|im_start|>user\nHi<|im_end|>\n", "<|endoftext|>x", " <|im_end|> "]},
+];
+// The generated models: 3 layers, 4 heads over 2 KV heads (GQA), the default logit
+// scale (logits ~ N(0, 8^2): top-2 gaps ~1.8 on average), in two shapes:
+//  - SHAPE: dim 128, FFN 320, head dim 32. No row is a multiple of 256, so the K-quant
+//    mixes take llama.cpp's fallback types everywhere (Q4_K -> Q5_0, Q5_K -> Q5_1,
+//    Q6_K -> Q8_0), as in Qwen2.5-0.5B's 896-wide rows.
+//  - SHAPE_K: dim 256, FFN 512, head dim 64. Every row is a multiple of 256: the K-quants
+//    themselves (the mixes: Q4_K / Q5_K, Q6_K for the output and, by llama.cpp's
+//    use_more_bits rule, layer 2's attn_v and ffn_down).
+// types: weight type -> number of prompts (each position of a prompt costs llama.cpp a
+// pass over the vocabulary: few prompts for the 128,256- and 151,936-token ones). The
+// tied models share the output with the embedding (the other output path; it also
+// halves the large matrices). qwen2 has Q/K/V biases and a RoPE base of 1e6; qwen3 has
+// Q/K norms and a head size (128) that is not dim / heads (64); both NeoX RoPE.
+const SHAPE = ["--dim", "128", "--hidden", "320", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
+const SHAPE_K = ["--dim", "256", "--hidden", "512", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
+const MODELS = [
+    {name: "llama-spm", vocab: "llama-spm", seed: 7, args: SHAPE,
+        types: {f32: 8, q8_0: 8, q4_0: 8, q4_1: 3, q5_0: 3, q5_1: 3, q4_k_m: 3, q5_k_m: 3}},
+    {name: "llama-bpe", vocab: "llama-bpe", seed: 11, args: [...SHAPE, "--tied"], types: {f32: 3, q8_0: 3, q4_0: 3}},
+    {name: "llama-spm-256", vocab: "llama-spm", seed: 13, args: SHAPE_K, types: {q4_k: 3, q5_k: 3, q6_k: 3, q4_k_m: 3, q5_k_m: 3}},
+    {name: "qwen2", vocab: "qwen2", arch: "qwen2", seed: 17, args: [...SHAPE, "--tied"], greedyTokens: 32,
+        types: {f32: 2, q4_k_m: 2}},
+    {name: "qwen3", vocab: "qwen2", arch: "qwen3", seed: 19, args: [...SHAPE_K, "--head-dim", "128", "--tied"], greedyTokens: 32,
+        types: {f32: 2, q5_k_m: 2}},
     // Trained weights too: stories260K (llama2.c checkpoint, converted; 512 synthetic
     // tokens, so no tokenization; F32 only, its FFN width 172 is no block multiple).
-    {name: "stories260K", llama2c: "models/stories260K.bin", types: ["f32"],
+    {name: "stories260K", llama2c: "models/stories260K.bin", types: {f32: 8},
         fixedPrompts: [[1], ...Array.from({length: 7}, (_, p) => [1, 272 + 13 * p, 307 + 7 * p])]},
 ];
-const TYPES = ["f32", "q8_0", "q4_0"];
-const SHAPE = ["--dim", "128", "--hidden", "320", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
-// Prompts: BOS + the first (up to 15) tokens of the first `prompts` test strings of at
-// least 3 tokens, in file order (fewer for bpe: each position costs llama.cpp a sort of
-// the 128,256 logits). The negative control uses the first NC_PROMPTS of them.
+// Prompts: BOS (where the vocabulary has one) + the first (up to 15) tokens of the test
+// strings of at least 3 tokens, in file order. The negative control uses the first
+// NC_PROMPTS of them.
 const PROMPT_MAX_TOKENS = 16;
 const NC_PROMPTS = 1;
 
@@ -237,22 +268,23 @@ async function checkTokenization(v) {
     log(`(a) ${v.name}: ${texts.length} texts, parse_special off and on: encode, encode with add_special (add_bos=${addBos}, ` +
         `add_eos=${addEos}), decode: ${n} comparisons` +
         (cleaned ? `; decode differs by llama.cpp's clean_spaces only on ${cleaned} (known: the engine lacks it)` : ""));
+    const wanted = Math.max(0, ...MODELS.filter((m) => m.vocab === v.name).map((m) => Math.max(...Object.values(m.types))));
     const prompts = inputs.map((t) => Array.from(model.tokenize(t, false)).map(Number))
         .filter((ids) => ids.length >= 3)
-        .slice(0, v.prompts ?? 0)
-        .map((ids) => [bos, ...ids.slice(0, PROMPT_MAX_TOKENS - 1)]);
+        .slice(0, wanted)
+        .map((ids) => [...(bos != null ? [bos] : []), ...ids.slice(0, PROMPT_MAX_TOKENS - 1)]);
     await model.dispose();
-    if (!v.tokenizeOnly && prompts.length < v.prompts) fail(`${v.name}: only ${prompts.length} prompts`);
+    if (prompts.length < wanted) fail(`${v.name}: only ${prompts.length} prompts`);
     return prompts;
 }
 
 // ---------------------------------------------------------------- llama.cpp's side
-// llama.cpp's greedy path of GREEDY_TOKENS tokens after the prompt, and at every
+// llama.cpp's greedy path of nTokens tokens after the prompt, and at every
 // position (each prompt token, each path token but the last) its TOP_K logits and its
 // sum of exp(logit - max) over the vocabulary (so the exact probabilities of those
 // tokens): rows[i] predicts token i+1 of prompt + path. The sampler is greedy
 // (temperature 0, no penalties), so the logits are the model's raw ones.
-async function llamaPath(seq, prompt) {
+async function llamaPath(seq, prompt, nTokens) {
     await seq.clearHistory();
     const want = {generateNext: {logits: {filter: {includeTop: TOP_K}}, totalLogitWeight: true}};
     const row = (next) => ({top: [...next.logits.entries()].map(([t, l]) => [Number(t), l]), z: next.totalLogitWeight});
@@ -260,10 +292,10 @@ async function llamaPath(seq, prompt) {
     const out = await seq.controlledEvaluate(prompt.map((t) => [t, want]));
     for (let i = 0; i < prompt.length; ++i) rows.push(row(out[i].next));
     const ids = [];
-    for (let s = 0; s < GREEDY_TOKENS; ++s) {
+    for (let s = 0; s < nTokens; ++s) {
         const next = rows[rows.length - 1].top[0][0];
         ids.push(next);
-        if (s + 1 === GREEDY_TOKENS) break;
+        if (s + 1 === nTokens) break;
         rows.push(row((await seq.controlledEvaluate([[next, want]]))[0].next));
     }
     return {path: ids, rows};
@@ -327,25 +359,77 @@ function compare(label, type, refs, eng, report) {
     return st;
 }
 
-function withRopeBase(src, dst, base) {
+// A copy of the model with its RoPE base multiplied by `factor`; returns the new base.
+function withRopeBase(src, dst, arch, factor) {
     const b = fs.readFileSync(src);
-    const key = Buffer.from("llama.rope.freq_base");
+    const key = Buffer.from(`${arch}.rope.freq_base`);
     const at = b.indexOf(key);
-    if (at < 0 || b.readUInt32LE(at + key.length) !== 6) throw new Error("no FLOAT32 llama.rope.freq_base key");
+    if (at < 0 || b.readUInt32LE(at + key.length) !== 6) throw new Error(`no FLOAT32 ${key} key`);
+    const base = b.readFloatLE(at + key.length + 4) * factor;
     b.writeFloatLE(base, at + key.length + 4);
     fs.writeFileSync(dst, b);
+    return base;
 }
 
-const greedy = {prompts: 0, excluded: 0, compared: 0, minGap: Infinity};
+// (b) on one model and type: the engine's greedy continuations against llama.cpp's
+// paths. F32: the whole path, on the prompts whose path has no near tie (every step's
+// llama.cpp top-2 gap at least GREEDY_MARGIN). Quantized types: on every prompt, the path
+// up to its first step with a llama.cpp gap below the type's margin (a random model has
+// one every few steps at 0.75, so whole paths would nearly all be excluded); the number
+// of tokens compared is printed.
+const greedy = {prompts: 0, excluded: 0, compared: 0, minGap: Infinity, quantTokens: 0, quantPaths: 0};
+function checkGreedy(label, type, modelPath, prompts, refs, nTokens) {
+    const margin = type === "f32" ? GREEDY_MARGIN : TOL[type].margin;
+    const kept = [], upTo = [];
+    prompts.forEach((p, k) => {
+        const gaps = refs[k].rows.slice(p.length - 1).map((r) => r.top[0][1] - r.top[1][1]);
+        const firstTie = gaps.findIndex((g) => g < margin);
+        if (type === "f32") {
+            greedy.prompts++;
+            if (firstTie >= 0) { greedy.excluded++; return; }
+            greedy.minGap = Math.min(greedy.minGap, ...gaps);
+        }
+        kept.push(k);
+        upTo.push(firstTie < 0 ? nTokens : firstTie);
+    });
+    const ours = kept.length === 0 ? [] : lines(run("engine_logits", ["--greedy", String(nTokens), modelPath],
+        kept.map((k) => prompts[k].join(" ")).join("\n") + "\n"), kept.length).map(idsLine);
+    let tokens = 0;
+    kept.forEach((k, j) => {
+        const ref = refs[k].path.slice(0, upTo[j]), mine = ours[j].slice(0, upTo[j]);
+        tokens += ref.length;
+        if (!idsEq(mine, ref)) {
+            let s = 0;
+            while (mine[s] === ref[s]) ++s;
+            fail(`(b) ${label} prompt ${k}: greedy paths differ first at step ${s} (engine ${mine[s]}, llama.cpp ${ref[s]}), ` +
+                `before llama.cpp's first near tie (step ${upTo[j]})`);
+        }
+    });
+    if (type === "f32") {
+        greedy.compared += kept.length;
+        log(`(b) ${label}: greedy ${nTokens} tokens compared on ${kept.length} of ${prompts.length} prompts`);
+    } else {
+        greedy.quantTokens += tokens;
+        greedy.quantPaths += kept.length;
+        log(`(b) ${label}: greedy paths compared up to llama.cpp's first gap below ${margin}: ${tokens} of ` +
+            `${kept.length * nTokens} tokens (${upTo.join(", ")} per prompt)`);
+    }
+}
+
+const promptsOf = {};
 for (const v of VOCABS) {
-    const prompts = v.fixedPrompts ?? await checkTokenization(v);
+    promptsOf[v.name] = await checkTokenization(v);
     if (VERBOSE) log(`    ${elapsed()}`);
-    if (v.tokenizeOnly) continue;
-    for (const type of v.types ?? TYPES) {
-        const modelPath = path.join(tmp, `${v.name}-${type}.gguf`);
-        if (v.llama2c) run("reprise-make-model", ["llama2c", "--in", path.join(FIXTURES, v.llama2c), "--out", modelPath, "--type", type]);
-        else run("reprise-make-model", ["random", "--vocab", path.join(FIXTURES, "vocab", v.file), "--out", modelPath, "--type", type,
-            "--seed", String(v.seed + SEED_OFFSET), ...SHAPE, ...v.extra]);
+}
+for (const m of MODELS.filter((m) => !ONLY_MODELS || ONLY_MODELS.includes(m.name))) {
+    const nTokens = m.greedyTokens ?? GREEDY_TOKENS;
+    const arch = m.arch ?? "llama";
+    for (const [type, nPrompts] of Object.entries(m.types).filter(([t]) => !ONLY_TYPES || ONLY_TYPES.includes(t))) {
+        const prompts = (m.fixedPrompts ?? promptsOf[m.vocab]).slice(0, nPrompts);
+        const modelPath = path.join(tmp, `${m.name}-${type}.gguf`);
+        if (m.llama2c) run("reprise-make-model", ["llama2c", "--in", path.join(FIXTURES, m.llama2c), "--out", modelPath, "--type", type]);
+        else run("reprise-make-model", ["random", "--vocab", path.join(FIXTURES, "vocab", VOCABS.find((v) => v.name === m.vocab).file),
+            "--out", modelPath, "--type", type, "--seed", String(m.seed + SEED_OFFSET), ...(m.arch ? ["--arch", m.arch] : []), ...m.args]);
         const model = await llama.loadModel({modelPath});
         // An F32 KV cache and no flash attention, as the engine: llama.cpp's default F16
         // cache would round K and V.
@@ -355,12 +439,12 @@ for (const v of VOCABS) {
         });
         const seq = context.getSequence();
         const refs = [];
-        for (const p of prompts) refs.push(await llamaPath(seq, p));
+        for (const p of prompts) refs.push(await llamaPath(seq, p, nTokens));
         await context.dispose();
         await model.dispose();
         if (VERBOSE) log(`    ${elapsed()}: llama.cpp done`);
 
-        const label = `${v.name} ${type}`;
+        const label = `${m.name} ${type}`;
         const st = compare(label, type, refs, engineRows(modelPath, prompts, refs), true);
         const tol = TOL[type];
         log(`(c) ${label}: ${st.rows} positions: max |dlogit| ${st.maxLogit.toExponential(2)} (tolerance ${tol.logit}), ` +
@@ -372,43 +456,23 @@ for (const v of VOCABS) {
         }
 
         // Negative control: a RoPE base 5% off in the engine's copy must be caught.
-        const wrong = path.join(tmp, "rope-10500.gguf");
-        withRopeBase(modelPath, wrong, 10500);
+        const wrong = path.join(tmp, "rope-wrong.gguf");
+        const base = withRopeBase(modelPath, wrong, arch, 1.05);
         const ncRefs = refs.slice(0, NC_PROMPTS);
         const nc = compare(label, type, ncRefs, engineRows(wrong, prompts.slice(0, NC_PROMPTS), ncRefs), false);
-        log(`    negative control (the engine reads RoPE base 10500): ${nc.bad ? "caught" : "NOT CAUGHT"}: max |dlogit| ` +
+        log(`    negative control (the engine reads RoPE base ${base}): ${nc.bad ? "caught" : "NOT CAUGHT"}: max |dlogit| ` +
             `${nc.maxLogit === Infinity ? "(a llama.cpp top token outside the engine's top 64)" : nc.maxLogit.toFixed(3)}, ${nc.close} of ${nc.rows} positions within ${CLOSE}, ${nc.flips} top-1 differences`);
         if (!nc.bad) fail(`${label}: the negative control (a wrong RoPE base) passed`);
         fs.rmSync(wrong);
 
-        if (type === "f32") {
-            const kept = [];
-            prompts.forEach((p, k) => {
-                const gaps = refs[k].rows.slice(p.length - 1).map((r) => r.top[0][1] - r.top[1][1]);
-                const minGap = Math.min(...gaps);
-                greedy.prompts++;
-                if (minGap < GREEDY_MARGIN) greedy.excluded++;
-                else { kept.push(k); greedy.minGap = Math.min(greedy.minGap, minGap); }
-            });
-            const ours = kept.length === 0 ? [] : lines(run("engine_logits", ["--greedy", String(GREEDY_TOKENS), modelPath],
-                kept.map((k) => prompts[k].join(" ")).join("\n") + "\n"), kept.length).map(idsLine);
-            log(`(b) ${label}: greedy ${GREEDY_TOKENS} tokens compared on ${kept.length} of ${prompts.length} prompts`);
-            kept.forEach((k, j) => {
-                greedy.compared++;
-                const ref = refs[k].path;
-                if (!idsEq(ours[j], ref)) {
-                    let s = 0;
-                    while (ours[j][s] === ref[s]) ++s;
-                    fail(`(b) ${label} prompt ${k}: greedy paths differ first at step ${s} (engine ${ours[j][s]}, llama.cpp ${ref[s]})`);
-                }
-            });
-        }
+        checkGreedy(label, type, modelPath, prompts, refs, nTokens);
         fs.rmSync(modelPath);
         if (VERBOSE) log(`    ${elapsed()}`);
     }
 }
-log(`(b) F32 greedy, ${GREEDY_TOKENS} tokens: ${greedy.compared} prompts compared, ${greedy.excluded} of ${greedy.prompts} excluded ` +
+log(`(b) F32 greedy: ${greedy.compared} prompts compared, ${greedy.excluded} of ${greedy.prompts} excluded ` +
     `(llama.cpp's path has a step with a top-2 gap below ${GREEDY_MARGIN}); smallest gap on the compared paths ${greedy.minGap.toFixed(4)}`);
+log(`(b) quantized greedy: ${greedy.quantTokens} tokens compared on ${greedy.quantPaths} paths`);
 if (greedy.excluded > MAX_EXCLUDED_SHARE * greedy.prompts) fail(`(b) more than half of the prompts excluded`);
 await llama.dispose();
 log(`${failures.length === 0 ? "OK" : `${failures.length} FAILURES`} in ${elapsed()}`);
