@@ -49,9 +49,9 @@ const SEED_OFFSET = Number(opt("--seed-offset", "0"));
 const ONLY_MODELS = opt("--models", null)?.split(",");
 const ONLY_TYPES = opt("--types", null)?.split(",");
 
-let getLlama;
+let getLlama, readGgufFileInfo;
 try {
-    ({getLlama} = await import("node-llama-cpp"));
+    ({getLlama, readGgufFileInfo} = await import("node-llama-cpp"));
 } catch (e) {
     console.error(`node-llama-cpp is not installed in ${path.dirname(new URL(import.meta.url).pathname)}: run \`make sdk-deps\` ` +
         "(npm ci --omit=optional --ignore-scripts there)\n" + e.message);
@@ -153,6 +153,44 @@ const MODELS = [
 // NC_PROMPTS of them.
 const PROMPT_MAX_TOKENS = 16;
 const NC_PROMPTS = 1;
+
+// The weight types the generated file must hold, tensor by tensor: a plain type is every
+// matrix in that type; the mixes are llama.cpp's (llama-quant.cpp,
+// llama_tensor_get_type_impl for LLAMA_FTYPE_MOSTLY_Q4_K_M / Q5_K_M): Q4_K / Q5_K, Q6_K
+// for the output (the embedding when tied; Q8_0 when its rows are no multiple of 256)
+// and for attn_v and ffn_down in the layers use_more_bits picks; then, for both, the
+// fallback of a type whose block does not divide the row (tensor_type_fallback). Norms
+// and biases stay F32. So the test knows which kernels each model exercises.
+const GGML_TYPE = {f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, q4_k: 12, q5_k: 13, q6_k: 14};
+const BLOCK = {f32: 1, f16: 1, q4_0: 32, q4_1: 32, q5_0: 32, q5_1: 32, q8_0: 32, q4_k: 256, q5_k: 256, q6_k: 256};
+const FALLBACK = {q4_k: "q5_0", q5_k: "q5_1", q6_k: "q8_0"};
+const MIX_BASE = {q4_k_m: "q4_k", q5_k_m: "q5_k"};
+const useMoreBits = (i, n) => i < Math.floor(n / 8) || i >= Math.floor(7 * n / 8) || (i - Math.floor(n / 8)) % 3 === 2;
+function expectedType(type, name, dims, nLayers, tied) {
+    if (dims.length < 2 || !name.endsWith(".weight") || name.endsWith("_norm.weight")) return "f32";
+    const ncols = dims[0], layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
+    let t = MIX_BASE[type] ?? type;
+    if (MIX_BASE[type]) {
+        if (name === "output.weight" || (tied && name === "token_embd.weight")) t = ncols % 256 ? "q8_0" : "q6_k";
+        else if (/attn_v\.weight$|ffn_down\.weight$/.test(name) && useMoreBits(layer, nLayers)) t = "q6_k";
+    }
+    return ncols % BLOCK[t] ? FALLBACK[t] : t;
+}
+async function checkTensorTypes(label, type, modelPath) {
+    const info = await readGgufFileInfo(modelPath);
+    const tensors = info.fullTensorInfo;
+    const nLayers = new Set(tensors.map((t) => /^blk\.(\d+)\./.exec(t.name)?.[1]).filter(Boolean)).size;
+    const tied = !tensors.some((t) => t.name === "output.weight");
+    const count = {};
+    let wrong = 0;
+    for (const t of tensors) {
+        const want = expectedType(type, t.name, t.dimensions.map(Number), nLayers, tied);
+        const got = Object.keys(GGML_TYPE).find((k) => GGML_TYPE[k] === t.ggmlType) ?? `ggml type ${t.ggmlType}`;
+        count[got] = (count[got] ?? 0) + 1;
+        if (got !== want && wrong++ < 3) fail(`${label}: tensor ${t.name} [${t.dimensions.join(", ")}] is ${got}, expected ${want}`);
+    }
+    return Object.entries(count).map(([k, n]) => `${n} ${k}`).join(", ");
+}
 
 const failures = [];
 const fail = (msg) => { failures.push(msg); console.log(`FAIL ${msg}`); };
@@ -430,6 +468,8 @@ for (const m of MODELS.filter((m) => !ONLY_MODELS || ONLY_MODELS.includes(m.name
         if (m.llama2c) run("reprise-make-model", ["llama2c", "--in", path.join(FIXTURES, m.llama2c), "--out", modelPath, "--type", type]);
         else run("reprise-make-model", ["random", "--vocab", path.join(FIXTURES, "vocab", VOCABS.find((v) => v.name === m.vocab).file),
             "--out", modelPath, "--type", type, "--seed", String(m.seed + SEED_OFFSET), ...(m.arch ? ["--arch", m.arch] : []), ...m.args]);
+        const label = `${m.name} ${type}`;
+        const tensorTypes = await checkTensorTypes(label, type, modelPath);
         const model = await llama.loadModel({modelPath});
         // An F32 KV cache and no flash attention, as the engine: llama.cpp's default F16
         // cache would round K and V.
@@ -444,12 +484,12 @@ for (const m of MODELS.filter((m) => !ONLY_MODELS || ONLY_MODELS.includes(m.name
         await model.dispose();
         if (VERBOSE) log(`    ${elapsed()}: llama.cpp done`);
 
-        const label = `${m.name} ${type}`;
         const st = compare(label, type, refs, engineRows(modelPath, prompts, refs), true);
         const tol = TOL[type];
         log(`(c) ${label}: ${st.rows} positions: max |dlogit| ${st.maxLogit.toExponential(2)} (tolerance ${tol.logit}), ` +
             `max |dp| ${st.maxProb.toExponential(2)} (${tol.prob}), ${st.close} positions within ${CLOSE}; top-1 differs at ${st.flips} ` +
-            `(llama.cpp gaps ${st.flipGaps.map((g) => g.toFixed(3)).join(", ") || "-"}; margin ${tol.margin}, under which ${st.exempt} positions fall)`);
+            `(llama.cpp gaps ${st.flipGaps.map((g) => g.toFixed(3)).join(", ") || "-"}; margin ${tol.margin}, under which ${st.exempt} positions fall); ` +
+            `tensors: ${tensorTypes}`);
         if (VERBOSE) {
             const d = [...st.dls].sort((a, b) => a - b), q = (f) => d[Math.min(d.length - 1, Math.floor(f * d.length))].toExponential(1);
             log(`    |dlogit| quantiles: 50% ${q(0.5)} 90% ${q(0.9)} 99% ${q(0.99)} max ${q(1)}`);
