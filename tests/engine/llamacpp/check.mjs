@@ -1,11 +1,14 @@
 // The engine against llama.cpp (node-llama-cpp 3.22.1: llama.cpp's prebuilt CPU build,
 // an independent implementation), on generated models (reprise-make-model: random
-// weights, the real llama-spm and llama-bpe vocabularies) in F32, Q8_0 and Q4_0.
+// weights, the real llama-spm, llama-bpe and qwen2 vocabularies) of the llama, qwen2 and
+// qwen3 architectures in F32, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and the
+// Q4_K_M / Q5_K_M mixes (MODELS), and on stories260K (trained weights).
 //   node check.mjs --build BUILD_DIR --fixtures FIXTURES_DIR [--verbose]
+//       [--seed-offset N --models NAME,... --types TYPE,...]  (exploration only)
 // The ctest "engine: matches llama.cpp" (tests/engine/CMakeLists.txt). Exit status 0
 // when every check holds; each check prints what it measured.
 //
-// (a) Tokenization identical (llama-spm, llama-bpe, and gpt-2, qwen2 too: no model needed)
+// (a) Tokenization identical (llama-spm, llama-bpe, gpt-2 and qwen2)
 //     on llama.cpp's vocabulary test strings (vocab/*.gguf.inp) and a few texts with
 //     special tokens: encode with parse_special off and on (node-llama-cpp's
 //     tokenize(text, specialTokens) is llama.cpp's common_tokenize(vocab, text,
@@ -17,21 +20,25 @@
 //     counted: llama.cpp's clean_spaces pass (on for gpt-2 and llama-bpe: " ?" -> "?" and
 //     a few apostrophe rules), which the engine's decode does not have yet; any other
 //     decode difference fails.
-// (b) F32: the engine's greedy continuation (prompt as one batch, then one token at a
-//     time) of GREEDY_TOKENS tokens identical to llama.cpp's, on every prompt whose
-//     llama.cpp greedy path has no step with a top-2 logit gap below GREEDY_MARGIN. The
-//     filter reads llama.cpp's gaps only, never the engine's output; the number of
-//     prompts it excludes is printed and bounded.
-// (c) Every type: teacher forcing along llama.cpp's greedy path (the prompt as one
-//     batch, then the path token by token, on both sides), at every position: the
+// (b) Greedy text: the engine's greedy continuation (prompt as one batch, then one
+//     token at a time) identical to llama.cpp's. F32: the whole path (GREEDY_TOKENS, or
+//     the model's greedyTokens) on every prompt whose llama.cpp path has no step with a
+//     top-2 logit gap below GREEDY_MARGIN. Quantized types: every prompt's path up to
+//     llama.cpp's first step with a gap below the type's margin. The filter reads
+//     llama.cpp's gaps only, never the engine's output; what it excludes is printed (and
+//     bounded for F32).
+// (c) Every model and type: teacher forcing along llama.cpp's greedy path (the prompt
+//     as one batch, then the path token by token, on both sides), at every position: the
 //     engine's top token is llama.cpp's unless llama.cpp's top-2 gap is below the type's
 //     margin; over llama.cpp's TOP_K most likely tokens, logits and next-token
 //     probabilities within the type's tolerances; for the quantized types, at least the
 //     type's closeShare of the positions within CLOSE of llama.cpp on every one of those
-//     logits (see TOL for why). Models: random weights for both vocabularies in all three
-//     types, and stories260K (trained weights, F32) for (b) and (c).
-// Negative control: for every model, a copy with its RoPE base changed from 10000 to
-// 10500 read by the engine only (llama.cpp keeps the original) must fail (c).
+//     logits (see TOL for why).
+// Every generated file's tensor types are checked against llama.cpp's rules for its
+// type (expectedType), so each model is known to run the kernels it is meant to.
+// Negative control: for every model and type, a copy with its RoPE base 5% higher
+// (10000 -> 10500; the qwen models' 1e6 -> 1.05e6) read by the engine only (llama.cpp
+// keeps the original) must fail (c).
 import {spawnSync} from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
