@@ -135,39 +135,6 @@ void dequantize_row_q4_0(const BlockQ4_0* x, float* y, int64_t k) {
     }
 }
 
-namespace {
-// 8 sub-blocks of 32, each with a 6-bit scale and 6-bit min packed into 12 bytes.
-void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
-    }
-}
-}  // namespace
-
-void dequantize_row_q4_K(const BlockQ4_K* x, float* y, int64_t k) {
-    for (int64_t i = 0; i < k / kQK_K; ++i) {
-        const uint8_t* q = x[i].qs;
-        const float d = fp16_to_fp32(x[i].d);
-        const float min = fp16_to_fp32(x[i].dmin);
-        int is = 0;
-        uint8_t sc, m;
-        for (int j = 0; j < kQK_K; j += 64) {
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
-            q += 32;
-            is += 2;
-        }
-    }
-}
-
 // ggml's quantize_row_q8_0_ref: d = amax/127, q = round(x/d) (roundf: half away from 0).
 void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t k) {
     for (int64_t i = 0; i < k / kQK8_0; ++i) {

@@ -38,7 +38,7 @@ Status gguf_check_buffer(const void* data, size_t size) {
     }
 
     std::string_view arch;
-    if (f.get_string("general.architecture", &arch).ok() && arch == "llama") {
+    if (f.get_string("general.architecture", &arch).ok() && (arch == "llama" || arch == "qwen2" || arch == "qwen3")) {
         LlamaHParams hp;
         if (Status s = llama_read_hparams(f, &hp); !s.ok()) return s;
         LlamaTensors lt;  // a vocab-only file (no tensors) is fine, as llama.cpp's vocab_only

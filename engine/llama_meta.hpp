@@ -1,7 +1,8 @@
 #pragma once
-// The Llama architecture as GGUF describes it: hyper-parameters from llama.* metadata
-// and the tensor table, with every tensor's shape checked against them so a loader
-// can trust what it gets (or report exactly which tensor is missing or mis-shaped).
+// The Llama-family architectures as GGUF describes them (llama, qwen2, qwen3):
+// hyper-parameters from {arch}.* metadata and the tensor table, with every tensor's
+// shape checked against them so a loader can trust what it gets (or report exactly
+// which tensor is missing or mis-shaped). Errors start with the architecture's name.
 #include <cstdint>
 #include <vector>
 
@@ -13,6 +14,7 @@ namespace reprise::engine {
 // The architectures the engine runs (general.architecture); their metadata keys are
 // prefixed with the name ("llama.", "qwen2.", "qwen3.").
 enum class ModelArch { Llama, Qwen2, Qwen3 };
+const char* model_arch_name(ModelArch a);  // "llama", "qwen2", "qwen3"
 
 struct LlamaHParams {
     ModelArch arch = ModelArch::Llama;
@@ -41,15 +43,16 @@ struct LlamaHParams {
 
 struct LlamaLayerTensors {
     const GgufTensorInfo* attn_norm = nullptr;    // [n_embd]
-    const GgufTensorInfo* wq = nullptr;           // [n_embd, n_embd]
+    const GgufTensorInfo* wq = nullptr;           // [n_embd, n_embd_q]
     const GgufTensorInfo* wk = nullptr;           // [n_embd, n_embd_kv]
     const GgufTensorInfo* wv = nullptr;           // [n_embd, n_embd_kv]
-    const GgufTensorInfo* wo = nullptr;           // [n_embd, n_embd]
+    const GgufTensorInfo* wo = nullptr;           // [n_embd_q, n_embd]
     const GgufTensorInfo* ffn_norm = nullptr;     // [n_embd]
     const GgufTensorInfo* ffn_gate = nullptr;     // [n_embd, n_ff]
     const GgufTensorInfo* ffn_up = nullptr;       // [n_embd, n_ff]
     const GgufTensorInfo* ffn_down = nullptr;     // [n_ff, n_embd]
-    // qwen2: biases of wq / wk / wv ([n_embd_q], [n_embd_kv], [n_embd_kv]); else null.
+    // Biases of wq / wk / wv ([n_embd_q], [n_embd_kv], [n_embd_kv]): required for
+    // qwen2, optional for llama (as llama.cpp), refused for qwen3; else null.
     const GgufTensorInfo* bq = nullptr;
     const GgufTensorInfo* bk = nullptr;
     const GgufTensorInfo* bv = nullptr;
@@ -69,7 +72,8 @@ struct LlamaTensors {
     std::vector<LlamaLayerTensors> layers;
 };
 
-// Shapes are in ggml order (ne[0] first). Errors name the key or tensor.
+// Shapes are in ggml order (ne[0] first). Errors name the key or tensor; an
+// architecture other than llama, qwen2 and qwen3 is refused by name.
 Status llama_read_hparams(const GgufFile& f, LlamaHParams* hp);
 // Finds and shape-checks every tensor; also rejects element types the engine cannot
 // dequantize.

@@ -42,11 +42,12 @@ namespace {
 struct ForwardScratch {
     std::vector<float> xb, q, k, v, att, o, g, u;
     MatmulInput in;
-    void fit(size_t T, size_t E, size_t EKV, size_t F) {
+    // EQ: Q's width (n_embd_q), which is also the attention output's (wo's input).
+    void fit(size_t T, size_t E, size_t EQ, size_t EKV, size_t F) {
         auto grow = [](std::vector<float>& b, size_t n) {
             if (b.size() < n) b.resize(n);
         };
-        grow(xb, T * E), grow(q, T * E), grow(k, T * EKV), grow(v, T * EKV), grow(att, T * E), grow(o, T * E);
+        grow(xb, T * E), grow(q, T * EQ), grow(k, T * EKV), grow(v, T * EKV), grow(att, T * EQ), grow(o, T * E);
         grow(g, T * F), grow(u, T * F);
     }
 };
@@ -126,6 +127,12 @@ Result<std::unique_ptr<Model>> Model::from_gguf(const GgufFile& f, const ModelOp
         Layer l;
         if (Status s = vec(L.attn_norm, &l.attn_norm); !s.ok()) return s;
         if (Status s = vec(L.ffn_norm, &l.ffn_norm); !s.ok()) return s;
+        // Biases (qwen2) and per-head Q/K norms (qwen3): empty when the file has none.
+        struct { const GgufTensorInfo* ti; std::vector<float>* v; } extra[] = {
+            {L.bq, &l.bq}, {L.bk, &l.bk}, {L.bv, &l.bv}, {L.q_norm, &l.q_norm}, {L.k_norm, &l.k_norm}};
+        for (auto& x : extra)
+            if (x.ti)
+                if (Status s = vec(x.ti, x.v); !s.ok()) return s;
         struct { const GgufTensorInfo* ti; Weight* w; } ws[] = {{L.wq, &l.wq}, {L.wk, &l.wk}, {L.wv, &l.wv}, {L.wo, &l.wo},
                                                                 {L.ffn_gate, &l.gate}, {L.ffn_up, &l.up}, {L.ffn_down, &l.down}};
         for (auto& x : ws)
@@ -154,7 +161,8 @@ size_t Model::n_params() const {
     auto n = [](const Weight& w) { return size_t(w.rows) * w.cols; };
     size_t s = n(tok_embd_) + (tied_ ? 0 : n(output_)) + output_norm_.size();
     for (const auto& l : layers_)
-        s += l.attn_norm.size() + l.ffn_norm.size() + n(l.wq) + n(l.wk) + n(l.wv) + n(l.wo) + n(l.gate) + n(l.up) + n(l.down);
+        s += l.attn_norm.size() + l.ffn_norm.size() + l.bq.size() + l.bk.size() + l.bv.size() + l.q_norm.size() +
+             l.k_norm.size() + n(l.wq) + n(l.wk) + n(l.wv) + n(l.wo) + n(l.gate) + n(l.up) + n(l.down);
     return s;
 }
 
@@ -240,7 +248,7 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
 
 Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     const int E = int(hp_.n_embd), F = int(hp_.n_ff), H = int(hp_.n_head), HKV = int(hp_.n_head_kv);
-    const int HD = int(hp_.head_dim()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
+    const int HD = int(hp_.head_dim()), EQ = int(hp_.n_embd_q()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
     int T = 0, M = 0;
     for (int i = 0; i < n_items; ++i) T += items[i].n, M += items[i].n_logits;
 
@@ -268,7 +276,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     // Activations live in per-thread buffers that only grow: a decode step is small
     // and frequent, and fresh vectors each step cost page faults on every call.
     thread_local ForwardScratch buf;
-    buf.fit(size_t(T), size_t(E), size_t(EKV), size_t(F));
+    buf.fit(size_t(T), size_t(E), size_t(EQ), size_t(EKV), size_t(F));
     float *xb = buf.xb.data(), *q = buf.q.data(), *k = buf.k.data(), *v = buf.v.data(), *att = buf.att.data(),
           *o = buf.o.data(), *g = buf.g.data(), *u = buf.u.data();
     MatmulInput& in = buf.in;
@@ -285,10 +293,20 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         matmul(Ly.wq, in, q);
         matmul(Ly.wk, in, k);
         matmul(Ly.wv, in, v);
+        auto rope = hp_.rope_neox ? rope_neox_f32 : rope_f32;
         for (int t = 0; t < n; ++t) {
             const Tok& tk = toks[size_t(t)];
-            rope_f32(&q[size_t(t) * E], H, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
-            rope_f32(&k[size_t(t) * EKV], HKV, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
+            float *qt = &q[size_t(t) * EQ], *kt = &k[size_t(t) * EKV], *vt = &v[size_t(t) * EKV];
+            if (!Ly.bq.empty()) {  // qwen2: Q/K/V biases, before RoPE
+                for (int i = 0; i < EQ; ++i) qt[i] += Ly.bq[size_t(i)];
+                for (int i = 0; i < EKV; ++i) kt[i] += Ly.bk[size_t(i)], vt[i] += Ly.bv[size_t(i)];
+            }
+            if (!Ly.q_norm.empty()) {  // qwen3: RMSNorm of each Q and K head, before RoPE
+                for (int h = 0; h < H; ++h) rmsnorm_f32(qt + h * HD, qt + h * HD, Ly.q_norm.data(), HD, hp_.rms_eps);
+                for (int h = 0; h < HKV; ++h) rmsnorm_f32(kt + h * HD, kt + h * HD, Ly.k_norm.data(), HD, hp_.rms_eps);
+            }
+            rope(qt, H, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
+            rope(kt, HKV, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
             std::memcpy(tk.kv->k_row(l, tk.pos), &k[size_t(t) * EKV], sizeof(float) * EKV);
             std::memcpy(tk.kv->v_row(l, tk.pos), &v[size_t(t) * EKV], sizeof(float) * EKV);
         }
@@ -300,10 +318,10 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
                 const Tok& tk = toks[size_t(t)];
                 const KvView view{pool.data(), tk.kv->blocks().data(), pool.block_size(), pool.block_stride(),
                                   pool.k_offset(l), pool.v_offset(l), size_t(EKV)};
-                attention_f32(&q[size_t(t) * E], view, tk.pos + 1, H, HKV, HD, &att[size_t(t) * E], scratch.data());
+                attention_f32(&q[size_t(t) * EQ], view, tk.pos + 1, H, HKV, HD, &att[size_t(t) * EQ], scratch.data());
             }
         });
-        in.bind(att, n, E);
+        in.bind(att, n, EQ);
         matmul(Ly.wo, in, o);
         for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
 

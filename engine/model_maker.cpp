@@ -1,5 +1,6 @@
 #include "engine/model_maker.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -25,16 +26,156 @@ struct SplitMix64 {
     float uniform_pm1() { return float(int64_t(next() >> 40) - (1 << 23)) * (1.0f / float(1 << 23)); }
 };
 
-// llama.cpp's llama_ftype for the file's dominant type (general.file_type).
-uint32_t file_type_of(GgmlType t) {
-    switch (t) {
-        case GgmlType::F32: return 0;
-        case GgmlType::F16: return 1;
-        case GgmlType::Q4_0: return 2;
-        case GgmlType::Q8_0: return 7;
-        default: return 0;
-    }
-}
+// The real tokenizer.chat_template strings of Qwen2.5-Instruct and of Qwen3 (the 2507
+// thinking release's, whose generation prompt opens <think>), as their
+// tokenizer_config.json files publish them. llama.cpp detects both as chatml.
+constexpr std::string_view kQwen25Template = R"jinja({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+)jinja";
+constexpr std::string_view kQwen3Template = R"jinja({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n<think>\n' }}
+{%- endif %})jinja";
+
+bool is_k_quant(GgmlType t) { return t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K; }
+
+// llama.cpp's use_more_bits (llama-quant.cpp): which layers' attn_v / ffn_down get Q6_K
+// in the _M mixes: the first and last eighth, and every third layer between.
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 // The built-in vocabulary's training text: common English words plus a few of this
 // project's. Every word becomes a single token (with its leading space, as words
@@ -168,94 +309,174 @@ Status add_matrix(GgufWriter* w, const std::string& name, GgmlType type, const f
     uint64_t rb = 0;
     if (!ggml_row_size(uint32_t(type), cols, &rb)) return Status::error("add_matrix: " + name + ": bad row length for the type");
     std::vector<uint8_t> buf(rb * rows);
-    for (uint64_t r = 0; r < rows; ++r) {
-        const float* src = data + r * cols;
-        uint8_t* dst = buf.data() + r * rb;
-        switch (type) {
-            case GgmlType::F32: std::memcpy(dst, src, rb); break;
-            case GgmlType::F16: quantize_row_f16(src, reinterpret_cast<uint16_t*>(dst), int64_t(cols)); break;
-            case GgmlType::Q8_0: quantize_row_q8_0_ref(src, reinterpret_cast<BlockQ8_0*>(dst), int64_t(cols)); break;
-            case GgmlType::Q4_0: quantize_row_q4_0_ref(src, reinterpret_cast<BlockQ4_0*>(dst), int64_t(cols)); break;
-            default: return Status::error("add_matrix: unsupported type " + std::string(ggml_type_name(uint32_t(type))));
-        }
-    }
+    for (uint64_t r = 0; r < rows; ++r)
+        if (!quantize_row(uint32_t(type), data + r * cols, buf.data() + r * rb, int64_t(cols)))
+            return Status::error("add_matrix: unsupported type " + std::string(ggml_type_name(uint32_t(type))));
     return w->add_tensor(name, uint32_t(type), {cols, rows}, buf.data(), buf.size());
 }
 
-void set_llama_hparams(GgufWriter* w, const std::string& name, uint32_t n_ctx, uint32_t n_embd, uint32_t n_ff, uint32_t n_layer,
-                       uint32_t n_head, uint32_t n_head_kv, float rope_freq_base, float rms_eps, uint32_t file_type) {
-    w->set_string("general.architecture", "llama");
+namespace {
+
+// {arch}.* hyper-parameters and general.*; head_dim is written as key/value_length
+// only when given (qwen3), so a llama file keeps exactly its old keys.
+void set_arch_hparams(GgufWriter* w, ModelArch arch, const std::string& name, uint32_t n_ctx, uint32_t n_embd, uint32_t n_ff,
+                      uint32_t n_layer, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim, float rope_freq_base,
+                      float rms_eps, uint32_t file_type) {
+    const std::string a = model_arch_name(arch);
+    w->set_string("general.architecture", a);
     w->set_string("general.name", name);
     w->set_u32("general.file_type", file_type);
-    w->set_u32("llama.context_length", n_ctx);
-    w->set_u32("llama.embedding_length", n_embd);
-    w->set_u32("llama.feed_forward_length", n_ff);
-    w->set_u32("llama.block_count", n_layer);
-    w->set_u32("llama.attention.head_count", n_head);
-    w->set_u32("llama.attention.head_count_kv", n_head_kv);
-    w->set_u32("llama.rope.dimension_count", n_embd / n_head);
-    w->set_f32("llama.rope.freq_base", rope_freq_base);
-    w->set_f32("llama.attention.layer_norm_rms_epsilon", rms_eps);
+    w->set_u32(a + ".context_length", n_ctx);
+    w->set_u32(a + ".embedding_length", n_embd);
+    w->set_u32(a + ".feed_forward_length", n_ff);
+    w->set_u32(a + ".block_count", n_layer);
+    w->set_u32(a + ".attention.head_count", n_head);
+    w->set_u32(a + ".attention.head_count_kv", n_head_kv);
+    if (head_dim) {
+        w->set_u32(a + ".attention.key_length", head_dim);
+        w->set_u32(a + ".attention.value_length", head_dim);
+    }
+    w->set_u32(a + ".rope.dimension_count", head_dim ? head_dim : n_embd / n_head);
+    w->set_f32(a + ".rope.freq_base", rope_freq_base);
+    w->set_f32(a + ".attention.layer_norm_rms_epsilon", rms_eps);
+}
+
+}  // namespace
+
+void set_llama_hparams(GgufWriter* w, const std::string& name, uint32_t n_ctx, uint32_t n_embd, uint32_t n_ff, uint32_t n_layer,
+                       uint32_t n_head, uint32_t n_head_kv, float rope_freq_base, float rms_eps, uint32_t file_type) {
+    set_arch_hparams(w, ModelArch::Llama, name, n_ctx, n_embd, n_ff, n_layer, n_head, n_head_kv, 0, rope_freq_base, rms_eps,
+                     file_type);
+}
+
+std::string_view qwen_chat_template(ModelArch arch) {
+    switch (arch) {
+        case ModelArch::Qwen2: return kQwen25Template;
+        case ModelArch::Qwen3: return kQwen3Template;
+        default: return {};
+    }
+}
+
+uint32_t model_file_type(const TinyLlamaShape& s) {
+    if (s.mix == QuantMix::Q4_K_M) return 15;
+    if (s.mix == QuantMix::Q5_K_M) return 17;
+    switch (s.type) {
+        case GgmlType::F32: return 0;
+        case GgmlType::F16: return 1;
+        case GgmlType::Q4_0: return 2;
+        case GgmlType::Q4_1: return 3;
+        case GgmlType::Q8_0: return 7;
+        case GgmlType::Q5_0: return 8;
+        case GgmlType::Q5_1: return 9;
+        case GgmlType::Q4_K: return 14;
+        case GgmlType::Q5_K: return 16;
+        case GgmlType::Q6_K: return 18;
+        case GgmlType::BF16: return 32;
+        default: return 0;
+    }
+}
+
+GgmlType model_tensor_type(const TinyLlamaShape& s, const std::string& name, int layer, uint64_t cols) {
+    GgmlType t = s.type;
+    if (s.mix != QuantMix::Pure) {
+        const GgmlType base = s.mix == QuantMix::Q4_K_M ? GgmlType::Q4_K : GgmlType::Q5_K;
+        const int n = int(s.n_layer);
+        auto is = [&](const char* suffix) { return name.size() > std::strlen(suffix) && name.ends_with(suffix); };
+        if (name == "output.weight" || (s.tie_output && name == "token_embd.weight"))
+            return cols % kQK_K != 0 ? GgmlType::Q8_0 : GgmlType::Q6_K;  // no fallback needed
+        t = (is(".attn_v.weight") || is(".ffn_down.weight")) && use_more_bits(layer, n) ? GgmlType::Q6_K : base;
+    }
+    if (is_k_quant(t) && cols % kQK_K != 0) {
+        t = t == GgmlType::Q4_K ? GgmlType::Q5_0 : t == GgmlType::Q5_K ? GgmlType::Q5_1 : GgmlType::Q8_0;
+        if (cols % 32 != 0) t = GgmlType::F16;
+    }
+    return t;
 }
 
 Status make_tiny_llama(const TinyLlamaShape& s, const GgufFile& vocab, GgufWriter* w) {
     const GgufKV* toks = nullptr;
     if (Status st = vocab.get_array("tokenizer.ggml.tokens", GgufType::STRING, &toks); !st.ok()) return st;
     const uint64_t V = toks->arr_n;
+    if (s.head_dim != 0 && s.arch != ModelArch::Qwen3)
+        return Status::error("make_tiny_llama: a head size other than n_embd / n_head is for qwen3 only");
     if (s.n_embd == 0 || s.n_head == 0 || s.n_head_kv == 0 || s.n_layer == 0 || s.n_ff == 0 || s.n_ctx == 0 ||
-        s.n_embd % s.n_head != 0 || s.n_head % s.n_head_kv != 0 || (s.n_embd / s.n_head) % 2 != 0)
+        (s.head_dim == 0 && s.n_embd % s.n_head != 0) || s.n_head % s.n_head_kv != 0 ||
+        (s.head_dim ? s.head_dim : s.n_embd / s.n_head) % 2 != 0)
         return Status::error("make_tiny_llama: inconsistent shape (n_embd % n_head, n_head % n_head_kv, even head dim)");
-    if (s.type != GgmlType::F32 && s.type != GgmlType::F16 && s.type != GgmlType::Q8_0 && s.type != GgmlType::Q4_0)
-        return Status::error("make_tiny_llama: type must be F32, F16, Q8_0 or Q4_0");
-    if ((s.type == GgmlType::Q8_0 || s.type == GgmlType::Q4_0) && (s.n_embd % 32 || s.n_ff % 32))
-        return Status::error("make_tiny_llama: Q8_0/Q4_0 need n_embd and n_ff to be multiples of 32");
+    const uint32_t head_dim = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+    const GgmlType t = s.type;
+    const bool legacy = t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q5_0 || t == GgmlType::Q5_1;
+    if (s.mix == QuantMix::Pure && !legacy && !is_k_quant(t) && t != GgmlType::F32 && t != GgmlType::F16 && t != GgmlType::BF16)
+        return Status::error("make_tiny_llama: type must be F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K");
+    // K-quants fall back to 32-element types on other rows (model_tensor_type); the
+    // 32-element types themselves have nothing to fall back to.
+    if ((s.mix != QuantMix::Pure || legacy || is_k_quant(t)) && (s.n_embd % 32 || s.n_ff % 32 || (head_dim * s.n_head) % 32))
+        return Status::error("make_tiny_llama: quantized types need n_embd, n_ff and n_head * head_dim to be multiples of 32");
 
     if (!(s.late_layer_scale >= 0.0f) || !std::isfinite(s.late_layer_scale))
         return Status::error("make_tiny_llama: late_layer_scale must be a finite number >= 0");
     const bool late = s.late_layer_scale != 1.0f && s.late_from < s.n_layer;
 
-    set_llama_hparams(w, s.name, s.n_ctx, s.n_embd, s.n_ff, s.n_layer, s.n_head, s.n_head_kv, s.rope_freq_base,
-                      s.rms_eps, file_type_of(s.type));
+    const float rope_base = s.rope_freq_base > 0.0f ? s.rope_freq_base : s.arch == ModelArch::Llama ? 10000.0f : 1e6f;
+    set_arch_hparams(w, s.arch, s.name, s.n_ctx, s.n_embd, s.n_ff, s.n_layer, s.n_head, s.n_head_kv,
+                     s.arch == ModelArch::Qwen3 ? head_dim : 0, rope_base, s.rms_eps, model_file_type(s));
     w->set_u64("reprise.seed", s.seed);
     if (late) {  // only then: a default model's file stays byte for byte as before
         w->set_f32("reprise.late_layer_scale", s.late_layer_scale);
         w->set_u32("reprise.late_from", s.late_from);
     }
     if (Status st = copy_tokenizer_metadata(vocab, w); !st.ok()) return st;
+    // A qwen file talks like one when its vocabulary can spell the template's markers.
+    if (s.arch != ModelArch::Llama && std::find(toks->strs.begin(), toks->strs.end(), "<|im_start|>") != toks->strs.end())
+        w->set_string("tokenizer.chat_template", qwen_chat_template(s.arch));
 
     SplitMix64 rng{s.seed};
-    const uint64_t E = s.n_embd, F = s.n_ff, KV = uint64_t(s.n_embd / s.n_head) * s.n_head_kv;
+    const uint64_t E = s.n_embd, F = s.n_ff, HD = head_dim, EQ = HD * s.n_head, KV = HD * s.n_head_kv;
     std::vector<float> buf;
     // std = a / sqrt(3) for uniform [-a, a].
     // scale: the synthetic early-exit option; 1 leaves the values (and the file) as they were.
+    int layer = -1;  // of the matrices being written, for the K-quant mixes
     auto matrix = [&](const std::string& name, uint64_t rows, uint64_t cols, float stddev, float scale = 1.0f) {
         buf.resize(rows * cols);
         const float a = stddev * std::sqrt(3.0f);
         for (auto& x : buf) x = a * rng.uniform_pm1();
         if (scale != 1.0f)
             for (auto& x : buf) x *= scale;
-        return add_matrix(w, name, s.type, buf.data(), rows, cols);
+        return add_matrix(w, name, model_tensor_type(s, name, layer, cols), buf.data(), rows, cols);
     };
-    auto norm = [&](const std::string& name, uint64_t n) {
+    auto vector = [&](const std::string& name, uint64_t n, float center, float spread) {
         buf.resize(n);
-        for (auto& x : buf) x = 1.0f + 0.1f * rng.uniform_pm1();
+        for (auto& x : buf) x = center + spread * rng.uniform_pm1();
         return w->add_tensor(name, uint32_t(GgmlType::F32), {n}, buf.data(), n * sizeof(float));
     };
+    auto norm = [&](const std::string& name, uint64_t n) { return vector(name, n, 1.0f, 0.1f); };
     // Embeddings with unit std per element: rows have RMS 1 like the normed stream.
     if (Status st = matrix("token_embd.weight", V, E, 1.0f); !st.ok()) return st;
     for (uint32_t l = 0; l < s.n_layer; ++l) {
+        layer = int(l);
         const std::string p = "blk." + std::to_string(l) + ".";
-        const float se = 1.0f / std::sqrt(float(E)), sf = 1.0f / std::sqrt(float(F));
+        const float se = 1.0f / std::sqrt(float(E)), sf = 1.0f / std::sqrt(float(F)), sq = 1.0f / std::sqrt(float(EQ));
         const float out_scale = late && l >= s.late_from ? s.late_layer_scale : 1.0f;
         Status st;
-        if ((st = norm(p + "attn_norm.weight", E)).ok() && (st = matrix(p + "attn_q.weight", E, E, se)).ok() &&
+        if ((st = norm(p + "attn_norm.weight", E)).ok() && (st = matrix(p + "attn_q.weight", EQ, E, se)).ok() &&
             (st = matrix(p + "attn_k.weight", KV, E, se)).ok() && (st = matrix(p + "attn_v.weight", KV, E, se)).ok() &&
-            (st = matrix(p + "attn_output.weight", E, E, se, out_scale)).ok() && (st = norm(p + "ffn_norm.weight", E)).ok() &&
+            (st = matrix(p + "attn_output.weight", E, EQ, sq, out_scale)).ok() && (st = norm(p + "ffn_norm.weight", E)).ok() &&
             (st = matrix(p + "ffn_gate.weight", F, E, se)).ok() && (st = matrix(p + "ffn_up.weight", F, E, se)).ok() &&
             (st = matrix(p + "ffn_down.weight", E, F, sf, out_scale)).ok()) {
         }
         if (!st.ok()) return st;
+        // The architectures' extra tensors, drawn after the layer's shared ones. Biases
+        // of std 0.3 (uniform +-0.52) move Q, K and V (unit scale) visibly.
+        if (s.arch == ModelArch::Qwen2) {
+            const float b = 0.3f * std::sqrt(3.0f);
+            if (!(st = vector(p + "attn_q.bias", EQ, 0.0f, b)).ok() || !(st = vector(p + "attn_k.bias", KV, 0.0f, b)).ok() ||
+                !(st = vector(p + "attn_v.bias", KV, 0.0f, b)).ok())
+                return st;
+        } else if (s.arch == ModelArch::Qwen3) {
+            if (!(st = norm(p + "attn_q_norm.weight", HD)).ok() || !(st = norm(p + "attn_k_norm.weight", HD)).ok()) return st;
+        }
     }
+    layer = -1;
     if (Status st = norm("output_norm.weight", E); !st.ok()) return st;
     if (!s.tie_output)
         if (Status st = matrix("output.weight", V, E, s.logit_scale / std::sqrt(float(E))); !st.ok()) return st;

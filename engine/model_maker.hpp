@@ -1,7 +1,17 @@
 #pragma once
-// Deterministic tiny Llama GGUF files for tests, benchmarks and the demo model: a given
-// shape and weight type, a vocabulary (every tokenizer.* key copied from a vocabulary
-// GGUF, or the small built-in one below), and seeded random weights.
+// Deterministic tiny Llama-family GGUF files (llama, qwen2, qwen3) for tests, benchmarks
+// and the demo model: a given shape and weight type (or llama.cpp's Q4_K_M / Q5_K_M
+// per-tensor mix), a vocabulary (every tokenizer.* key copied from a vocabulary GGUF,
+// or the small built-in one below), and seeded random weights.
+//
+// Architectures: qwen2 adds Q/K/V biases (blk.N.attn_{q,k,v}.bias, uniform, std 0.3);
+// qwen3 adds per-head Q/K RMSNorm weights (blk.N.attn_{q,k}_norm.weight, [head_dim],
+// 1 +- 0.1 like the other norms) and may have a head size other than n_embd / n_head
+// (head_dim, written as {arch}.attention.key_length / value_length). Both use NeoX
+// RoPE (implied by the architecture) and a RoPE base of 1e6 unless told otherwise.
+// Their extra tensors are drawn after each layer's matrices, so a llama file is byte
+// for byte what it was before they existed. When the vocabulary has <|im_start|>, a
+// qwen file carries the real Qwen2.5 (qwen2) or Qwen3 (qwen3) chat template.
 //
 // Weight scaling (why the top token wins clearly): matrices are uniform with standard
 // deviation 1/sqrt(fan_in), so every projection keeps activations at unit scale and the
@@ -37,17 +47,26 @@
 #include "engine/ggml_types.hpp"
 #include "engine/gguf.hpp"
 #include "engine/gguf_writer.hpp"
+#include "engine/llama_meta.hpp"
 #include "engine/status.hpp"
 
 namespace reprise::engine {
 
+// How the 2-D matrices are typed: all `type` (Pure), or llama.cpp's mixes.
+enum class QuantMix { Pure, Q4_K_M, Q5_K_M };
+
 struct TinyLlamaShape {
+    ModelArch arch = ModelArch::Llama;
     uint32_t n_embd = 64, n_ff = 192, n_layer = 2, n_head = 4, n_head_kv = 2, n_ctx = 256;
-    GgmlType type = GgmlType::F32;  // of the 2-D matrices: F32, F16, Q8_0 or Q4_0 (norms stay F32)
+    uint32_t head_dim = 0;          // qwen3 only: 0 = n_embd / n_head
+    // Of the 2-D matrices (norms and biases stay F32): F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+    // Q5_0, Q5_1, Q4_K, Q5_K or Q6_K. Ignored when mix is not Pure.
+    GgmlType type = GgmlType::F32;
+    QuantMix mix = QuantMix::Pure;
     uint64_t seed = 1;
     float logit_scale = 8.0f;
     bool tie_output = false;
-    float rope_freq_base = 10000.0f;
+    float rope_freq_base = 0.0f;    // 0: the architecture's usual base (llama 10000, qwen2/qwen3 1e6)
     float rms_eps = 1e-5f;
     std::string name = "reprise-tiny-llama";  // general.name
     // Synthetic early-exit model (see above): attn_output and ffn_down of layers
@@ -77,12 +96,34 @@ std::vector<uint8_t> builtin_vocab_gguf();
 // Copies every tokenizer.* key of `vocab` into w.
 Status copy_tokenizer_metadata(const GgufFile& vocab, GgufWriter* w);
 
-// Fills w with a complete llama GGUF (metadata + tensors). The vocabulary size is the
-// length of vocab's tokenizer.ggml.tokens.
+// Fills w with a complete GGUF of shape.arch (metadata + tensors). The vocabulary
+// size is the length of vocab's tokenizer.ggml.tokens.
 Status make_tiny_llama(const TinyLlamaShape& shape, const GgufFile& vocab, GgufWriter* w);
 
-// Encodes an F32 row-major [rows][cols] matrix as `type` (F32, F16, Q8_0, Q4_0) and
-// adds it (ne = {cols, rows}); cols must be a block multiple for Q8_0/Q4_0.
+// The type of the matrix `name` ("token_embd.weight", "output.weight" or
+// "blk.N.<tensor>.weight", layer N) with `cols` elements per row, in a model of shape s:
+//   Pure: s.type.
+//   Q4_K_M / Q5_K_M, as llama.cpp's llama_tensor_get_type (src/llama-quant.cpp):
+//     output.weight, and token_embd.weight when the output is tied: Q6_K, or Q8_0 when
+//       cols is not a multiple of 256;
+//     attn_v and ffn_down of layer i: Q6_K when use_more_bits(i, n_layer), that is
+//       i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2; otherwise the base type;
+//     everything else, token_embd included when not tied: Q4_K (Q5_K for Q5_K_M).
+// Then llama.cpp's fallback for K-quant rows that are not a multiple of 256:
+// Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0 (F16 if cols is not even a multiple of 32).
+GgmlType model_tensor_type(const TinyLlamaShape& s, const std::string& name, int layer, uint64_t cols);
+
+// llama.cpp's llama_ftype (general.file_type) for a shape's typing: 0 F32, 1 F16,
+// 2 Q4_0, 3 Q4_1, 7 Q8_0, 8 Q5_0, 9 Q5_1, 14 Q4_K_S (for pure Q4_K: llama.cpp has no
+// pure K-quant file type), 15 Q4_K_M, 16 Q5_K_S (pure Q5_K), 17 Q5_K_M, 18 Q6_K, 32 BF16.
+uint32_t model_file_type(const TinyLlamaShape& s);
+
+// The real chat templates the generated qwen files carry: Qwen2.5-Instruct's (qwen2)
+// and Qwen3's (qwen3), from the models' tokenizer_config.json; "" for llama.
+std::string_view qwen_chat_template(ModelArch arch);
+
+// Encodes an F32 row-major [rows][cols] matrix as `type` (any type quantize_row
+// writes) and adds it (ne = {cols, rows}); cols must be a multiple of the block size.
 Status add_matrix(GgufWriter* w, const std::string& name, GgmlType type, const float* data, uint64_t rows, uint64_t cols);
 
 // Writes llama.* hyper-parameter keys and general.architecture.

@@ -1,8 +1,11 @@
 // The CUDA half of a Model (device_model.hpp): the weights on the device, scratch
 // buffers, the RoPE table, and the forward pass as a sequence of the kernels in
 // kernels/ on one stream. It mirrors Model::forward_cpu step for step (same token
-// order, same layer prefixes for early-exit verification, same Q8_0 activation
-// quantization), so the CPU path is its reference end to end.
+// order, same layer prefixes for early-exit verification, the same activation format
+// per weight type: Q8_0, Q8_1 or Q8_K, each quantized once per input and shared by the
+// matrices that read it), so the CPU path is its reference end to end. Architectures:
+// llama, and qwen2 / qwen3 (Q/K/V biases, per-head Q/K RMSNorm, NeoX RoPE, a Q width
+// n_head * head_dim that need not be n_embd).
 //
 // Per pass the host uploads one small metadata buffer (token ids, positions, block
 // tables) and copies back only the logits and requested hidden states. Decode-sized
@@ -21,12 +24,14 @@
 
 #include "engine/cuda/device.hpp"
 #include "engine/cuda/kernels.hpp"
+#include "engine/cuda/repack.hpp"
 #include "engine/kernels/rope.hpp"
 #include "engine/model.hpp"
 
 namespace reprise::engine {
 namespace {
 
+using cuda::ActFormat;
 using cuda::check;
 using cuda::DevWeight;
 using cuda::WeightType;
@@ -46,6 +51,8 @@ public:
 private:
     struct Layer {
         const float *attn_norm = nullptr, *ffn_norm = nullptr;
+        const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // qwen2; null otherwise
+        const float *q_norm = nullptr, *k_norm = nullptr;         // qwen3; null otherwise
         DevWeight wq, wk, wv, wo, gate, up, down;
     };
     // Device scratch, sized for `tokens` tokens; regrown (and graphs dropped) on demand.
@@ -54,7 +61,8 @@ private:
         size_t meta_ints = 0;
         float *x = nullptr, *xb = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *o = nullptr;
         float *g = nullptr, *u = nullptr, *rows = nullptr, *logits = nullptr;
-        cuda::DevQ8 xq;
+        cuda::DevQ8 xq;  // Q8_0 / Q8_1 (32-blocks; s written only for Q8_1)
+        cuda::DevQ8 xk;  // Q8_K
         int32_t* meta = nullptr;        // device: ids, pos, table_of, logit rows, tables
         int32_t* meta_host = nullptr;   // pinned staging of the same
         float* logits_host = nullptr;   // pinned
@@ -73,11 +81,20 @@ private:
     // The pass proper (all kernels, no copies to or from the host): graph-capturable.
     void run(int T, int M, int layer_end, const std::vector<int>& active, const cuda::DevKv& kv_base,
              const KvBlockPool& pool, size_t off_pos, size_t off_table_of, size_t off_rows, size_t off_tables);
+    // Which input the scratch activations hold, per format: an input is quantized
+    // once for all the matrices that read it (wq/wk/wv, gate/up), in each format
+    // their types need (a Q4_K_M layer mixes Q4_K, Q6_K and maybe Q5_0).
+    struct Quantized {
+        const float* x32 = nullptr;  // in s_.xq
+        bool with_s = false;         // ... as Q8_1 (else Q8_0)
+        const float* xk = nullptr;   // in s_.xk
+    };
     // y = w x for n tokens; quantizes x into scratch unless it is already there.
-    void project(const DevWeight& w, const float* x, int n, float* y, const float** quantized);
+    void project(const DevWeight& w, const float* x, int n, float* y, Quantized* quantized);
+    Status upload_optional(const std::vector<float>& v, const float** out);
 
     LlamaHParams hp_;
-    int E_ = 0, F_ = 0, H_ = 0, HKV_ = 0, HD_ = 0, EKV_ = 0, V_ = 0, L_ = 0;
+    int E_ = 0, F_ = 0, H_ = 0, HKV_ = 0, HD_ = 0, EQ_ = 0, EKV_ = 0, V_ = 0, L_ = 0;
     DeviceInfo info_;
     cudaStream_t stream_ = nullptr;
     std::vector<void*> weights_;  // every weight allocation, freed in the destructor
@@ -93,15 +110,9 @@ private:
     std::mutex mu_;  // one pass (or block copy) on the stream at a time
 };
 
-WeightType weight_type(GgmlType t) {
-    return t == GgmlType::Q8_0 ? WeightType::Q8_0 : t == GgmlType::Q4_0 ? WeightType::Q4_0 : WeightType::F32;
-}
-
-size_t device_bytes(const Weight& w) {
-    if (w.type == GgmlType::Q8_0) return size_t(w.rows) * w.cols + size_t(w.rows) * (w.cols / 32) * 2;
-    if (w.type == GgmlType::Q4_0) return size_t(w.rows) * (w.cols / 2) + size_t(w.rows) * (w.cols / 32) * 2;
-    return size_t(w.rows) * w.cols * sizeof(float);
-}
+// The bytes a matrix takes on the device (repack.hpp's layout per type): the memory
+// bound open() checks before uploading anything.
+size_t device_bytes(const Weight& w) { return cuda::device_weight_bytes(w.type, w.rows, w.cols); }
 
 Result<std::unique_ptr<DeviceModel>> CudaModel::open(const Model& m) {
     auto device = cuda::probe_device();
@@ -111,12 +122,13 @@ Result<std::unique_ptr<DeviceModel>> CudaModel::open(const Model& m) {
     c->hp_ = hp;
     c->info_ = device.value();
     c->E_ = int(hp.n_embd), c->F_ = int(hp.n_ff), c->H_ = int(hp.n_head), c->HKV_ = int(hp.n_head_kv);
-    c->HD_ = int(hp.head_dim()), c->EKV_ = int(hp.n_embd_kv()), c->V_ = m.n_vocab(), c->L_ = m.n_layer();
+    c->HD_ = int(hp.head_dim()), c->EQ_ = int(hp.n_embd_q()), c->EKV_ = int(hp.n_embd_kv()), c->V_ = m.n_vocab();
+    c->L_ = m.n_layer();
     if (c->HD_ > cuda::kMaxHeadDim)
         return Status::error("head dimension " + std::to_string(c->HD_) + " is above the CUDA kernels' " +
                              std::to_string(cuda::kMaxHeadDim));
-    if (c->E_ % 32 != 0 || c->F_ % 32 != 0 || c->EKV_ % 4 != 0)
-        return Status::error("the CUDA kernels need n_embd and n_ff to be multiples of 32");
+    if (c->E_ % 32 != 0 || c->F_ % 32 != 0 || c->EQ_ % 32 != 0 || c->EKV_ % 4 != 0)
+        return Status::error("the CUDA kernels need n_embd, n_ff and n_head * head_dim to be multiples of 32");
     if (const char* g = std::getenv("REPRISE_CUDA_GRAPHS"); g && std::strcmp(g, "0") == 0) c->use_graphs_ = false;
 
     // Everything must fit, with room left for the KV pool and scratch: say so up front
@@ -144,6 +156,10 @@ Result<std::unique_ptr<DeviceModel>> CudaModel::open(const Model& m) {
         Layer dst;
         if (Status s = c->upload_floats(src.attn_norm, &dst.attn_norm); !s.ok()) return s;
         if (Status s = c->upload_floats(src.ffn_norm, &dst.ffn_norm); !s.ok()) return s;
+        const std::pair<const std::vector<float>*, const float**> extra[] = {
+            {&src.bq, &dst.bq}, {&src.bk, &dst.bk}, {&src.bv, &dst.bv}, {&src.q_norm, &dst.q_norm}, {&src.k_norm, &dst.k_norm}};
+        for (auto [v, d] : extra)
+            if (Status s = c->upload_optional(*v, d); !s.ok()) return s;
         const std::pair<const Weight*, DevWeight*> ws[] = {{&src.wq, &dst.wq}, {&src.wk, &dst.wk}, {&src.wv, &dst.wv},
                                                            {&src.wo, &dst.wo}, {&src.gate, &dst.gate},
                                                            {&src.up, &dst.up}, {&src.down, &dst.down}};
@@ -175,12 +191,12 @@ void* CudaModel::device_alloc(size_t bytes) {
     return p;
 }
 
-// Repacks ggml's blocks into separate quant and scale arrays (kernels.hpp's DevWeight).
+// Repacks ggml's blocks into the aligned arrays DevWeight points at (repack.hpp).
 Status CudaModel::upload_weight(const Weight& w, DevWeight* out) {
-    out->type = weight_type(w.type);
+    if (!cuda::device_weight_type(w.type, &out->type))
+        return Status::error("weight type " + std::string(ggml_type_name(uint32_t(w.type))) + " has no CUDA kernel");
     out->rows = w.rows;
     out->cols = w.cols;
-    const size_t rows = size_t(w.rows), nb = size_t(w.cols) / 32;
     if (w.type == GgmlType::F32) {
         if (w.cols % 4 != 0) return Status::error("F32 matrices need a multiple of 4 columns on CUDA");
         void* f = device_alloc(w.data.size());
@@ -188,19 +204,33 @@ Status CudaModel::upload_weight(const Weight& w, DevWeight* out) {
         out->f = static_cast<const float*>(f);
         return check(cudaMemcpy(f, w.data.data(), w.data.size(), cudaMemcpyHostToDevice), "weight upload");
     }
-    if (w.type != GgmlType::Q8_0 && w.type != GgmlType::Q4_0)
-        return Status::error("weight type " + std::string(ggml_type_name(uint32_t(w.type))) + " has no CUDA kernel");
-    const bool q8 = w.type == GgmlType::Q8_0;
-    std::vector<uint8_t> qs(rows * nb * (q8 ? 32 : 16));
-    std::vector<uint16_t> d(rows * nb);
-    cuda::split_blocks(q8, w.data.data(), rows * nb, qs.data(), d.data());  // rows are runs of nb blocks
-    void* dq = device_alloc(qs.size());
-    void* dd = device_alloc(d.size() * sizeof(uint16_t));
-    if (!dq || !dd) return Status::error("out of device memory uploading the weights");
-    out->qs = static_cast<const int8_t*>(dq);
-    out->d = static_cast<const uint16_t*>(dd);
-    if (Status s = check(cudaMemcpy(dq, qs.data(), qs.size(), cudaMemcpyHostToDevice), "weight upload"); !s.ok()) return s;
-    return check(cudaMemcpy(dd, d.data(), d.size() * sizeof(uint16_t), cudaMemcpyHostToDevice), "weight upload");
+    cuda::RepackedWeight r;
+    if (!cuda::repack_weight(w.type, w.data.data(), w.rows, w.cols, &r))
+        return Status::error("cannot repack a " + std::string(ggml_type_name(uint32_t(w.type))) + " matrix of " +
+                             std::to_string(w.cols) + " columns for CUDA");
+    // Each part in an allocation of its own: cudaMalloc aligns to 256 bytes.
+    auto part = [&](const void* host, size_t bytes, const void** dev) -> Status {
+        if (bytes == 0) return Status();
+        void* p = device_alloc(bytes);
+        if (!p) return Status::error("out of device memory uploading the weights");
+        *dev = p;
+        return check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), "weight upload");
+    };
+    const void *qs = nullptr, *qh = nullptr, *d = nullptr, *m = nullptr;
+    if (Status s = part(r.qs.data(), r.qs.size(), &qs); !s.ok()) return s;
+    if (Status s = part(r.qh.data(), r.qh.size() * sizeof(uint32_t), &qh); !s.ok()) return s;
+    if (Status s = part(r.d.data(), r.d.size() * sizeof(uint16_t), &d); !s.ok()) return s;
+    if (Status s = part(r.m.data(), r.m.size() * sizeof(uint16_t), &m); !s.ok()) return s;
+    out->qs = static_cast<const int8_t*>(qs);
+    out->qh = static_cast<const uint32_t*>(qh);
+    out->d = static_cast<const uint16_t*>(d);
+    out->m = static_cast<const uint16_t*>(m);
+    return Status();
+}
+
+Status CudaModel::upload_optional(const std::vector<float>& v, const float** out) {
+    *out = nullptr;
+    return v.empty() ? Status() : upload_floats(v, out);
 }
 
 Status CudaModel::upload_floats(const std::vector<float>& v, const float** out) {
@@ -222,8 +252,11 @@ std::unique_ptr<KvStorage> CudaModel::new_kv_storage(size_t n_floats) {
 }
 
 void CudaModel::free_scratch() {
-    for (float* p : {s_.x, s_.xb, s_.q, s_.k, s_.v, s_.att, s_.o, s_.g, s_.u, s_.rows, s_.logits, s_.xq.d}) cudaFree(p);
+    for (float* p : {s_.x, s_.xb, s_.q, s_.k, s_.v, s_.att, s_.o, s_.g, s_.u, s_.rows, s_.logits, s_.xq.d, s_.xq.s, s_.xk.d})
+        cudaFree(p);
     cudaFree(s_.xq.qs);
+    cudaFree(s_.xk.qs);
+    cudaFree(s_.xk.bsums);
     cudaFree(s_.meta);
     cudaFreeHost(s_.meta_host);
     cudaFreeHost(s_.logits_host);
@@ -241,14 +274,17 @@ Status CudaModel::ensure_scratch(int tokens, size_t meta_ints) {
     const int T = std::max({tokens, 2 * s_.tokens, 16});
     const size_t meta = std::max({meta_ints, 2 * s_.meta_ints, size_t(4096)});
     free_scratch();
-    const size_t t = size_t(T), widest = size_t(std::max(E_, F_));
+    const size_t t = size_t(T), widest = size_t(std::max({E_, F_, EQ_}));
+    const size_t widest256 = (widest + 255) / 256 * 256;  // Q8_K rows: whole super-blocks
     bool ok = true;
     auto grab = [&](auto** p, size_t count) {
         if (cudaMalloc(reinterpret_cast<void**>(p), count * sizeof(**p)) != cudaSuccess) ok = false;
     };
-    grab(&s_.x, t * E_), grab(&s_.xb, t * E_), grab(&s_.q, t * E_), grab(&s_.k, t * EKV_), grab(&s_.v, t * EKV_);
-    grab(&s_.att, t * E_), grab(&s_.o, t * E_), grab(&s_.g, t * F_), grab(&s_.u, t * F_), grab(&s_.rows, t * E_);
-    grab(&s_.logits, t * V_), grab(&s_.xq.qs, t * widest), grab(&s_.xq.d, t * widest / 32), grab(&s_.meta, meta);
+    grab(&s_.x, t * E_), grab(&s_.xb, t * E_), grab(&s_.q, t * EQ_), grab(&s_.k, t * EKV_), grab(&s_.v, t * EKV_);
+    grab(&s_.att, t * EQ_), grab(&s_.o, t * E_), grab(&s_.g, t * F_), grab(&s_.u, t * F_), grab(&s_.rows, t * E_);
+    grab(&s_.logits, t * V_), grab(&s_.xq.qs, t * widest), grab(&s_.xq.d, t * widest / 32);
+    grab(&s_.xq.s, t * widest / 32), grab(&s_.xk.qs, t * widest256), grab(&s_.xk.d, t * widest256 / 256);
+    grab(&s_.xk.bsums, t * widest256 / 16), grab(&s_.meta, meta);
     if (cudaMallocHost(reinterpret_cast<void**>(&s_.meta_host), meta * sizeof(int32_t)) != cudaSuccess) ok = false;
     if (cudaMallocHost(reinterpret_cast<void**>(&s_.logits_host), t * V_ * sizeof(float)) != cudaSuccess) ok = false;
     if (!ok) {
@@ -286,14 +322,25 @@ Status CudaModel::ensure_rope(int positions) {
     return Status();
 }
 
-void CudaModel::project(const DevWeight& w, const float* x, int n, float* y, const float** quantized) {
+void CudaModel::project(const DevWeight& w, const float* x, int n, float* y, Quantized* quantized) {
     if (w.type == WeightType::F32) return cuda::matmul_f32(w, x, n, y, stream_);
-    if (*quantized != x) {
-        cuda::quantize_q8_0(x, n, w.cols, s_.xq, stream_);
-        *quantized = x;
+    const ActFormat format = cuda::act_format(w.type);
+    cuda::DevQ8 act = s_.xq;
+    if (format == ActFormat::Q8_K) {
+        act = s_.xk;
+        if (quantized->xk != x) {
+            cuda::quantize_q8_K(x, n, w.cols, s_.xk, stream_);
+            quantized->xk = x;
+        }
+    } else if (const bool with_s = format == ActFormat::Q8_1; quantized->x32 != x || (with_s && !quantized->with_s)) {
+        // Q8_1's qs and d are Q8_0's: a Q8_1 copy serves Q8_0 weights too.
+        if (with_s) cuda::quantize_q8_1(x, n, w.cols, s_.xq, stream_);
+        else cuda::quantize_q8_0(x, n, w.cols, s_.xq, stream_);
+        quantized->x32 = x;
+        quantized->with_s = with_s;
     }
-    if (n <= cuda::kMatvecMaxTokens) cuda::matvec_q(w, s_.xq, n, y, stream_);
-    else cuda::matmul_q(w, s_.xq, n, y, stream_);
+    if (n <= cuda::kMatvecMaxTokens) cuda::matvec_q(w, act, n, y, stream_);
+    else cuda::matmul_q(w, act, n, y, stream_);
 }
 
 void CudaModel::run(int T, int M, int layer_end, const std::vector<int>& active, const cuda::DevKv& kv_base,
@@ -309,13 +356,22 @@ void CudaModel::run(int T, int M, int layer_end, const std::vector<int>& active,
         const int n = active[size_t(l)];
         if (n == 0) continue;
         const Layer& Ly = layers_[size_t(l)];
-        const float* quantized = nullptr;  // which buffer s_.xq holds the Q8_0 copy of
+        Quantized quantized;  // which buffers the scratch activations are copies of
         cuda::rmsnorm(s_.x, nullptr, Ly.attn_norm, s_.xb, n, E_, hp_.rms_eps, st);
         project(Ly.wq, s_.xb, n, s_.q, &quantized);
         project(Ly.wk, s_.xb, n, s_.k, &quantized);
         project(Ly.wv, s_.xb, n, s_.v, &quantized);
-        cuda::rope(s_.q, kv.pos, n, H_, HD_, int(hp_.n_rot), rope_cs_, st);
-        cuda::rope(s_.k, kv.pos, n, HKV_, HD_, int(hp_.n_rot), rope_cs_, st);
+        if (Ly.bq) {  // qwen2: biases, before RoPE
+            cuda::add_bias(s_.q, Ly.bq, n, EQ_, st);
+            cuda::add_bias(s_.k, Ly.bk, n, EKV_, st);
+            cuda::add_bias(s_.v, Ly.bv, n, EKV_, st);
+        }
+        if (Ly.q_norm) {  // qwen3: RMSNorm of each Q and K head, before RoPE
+            cuda::rmsnorm_heads(s_.q, Ly.q_norm, n * H_, HD_, hp_.rms_eps, st);
+            cuda::rmsnorm_heads(s_.k, Ly.k_norm, n * HKV_, HD_, hp_.rms_eps, st);
+        }
+        cuda::rope(s_.q, kv.pos, n, H_, HD_, int(hp_.n_rot), rope_cs_, hp_.rope_neox, st);
+        cuda::rope(s_.k, kv.pos, n, HKV_, HD_, int(hp_.n_rot), rope_cs_, hp_.rope_neox, st);
         kv.k_offset = pool.k_offset(l);
         kv.v_offset = pool.v_offset(l);
         cuda::kv_write(kv, s_.k, s_.v, n, st);
@@ -324,7 +380,7 @@ void CudaModel::run(int T, int M, int layer_end, const std::vector<int>& active,
         cuda::add_inplace(s_.x, s_.o, size_t(n) * E_, st);
 
         cuda::rmsnorm(s_.x, nullptr, Ly.ffn_norm, s_.xb, n, E_, hp_.rms_eps, st);
-        quantized = nullptr;  // xb holds new values: the attention's quantized copy is stale
+        quantized = {};  // xb holds new values: the attention's quantized copies are stale
         project(Ly.gate, s_.xb, n, s_.g, &quantized);
         project(Ly.up, s_.xb, n, s_.u, &quantized);
         cuda::swiglu(s_.g, s_.g, s_.u, size_t(n) * F_, st);
@@ -333,7 +389,7 @@ void CudaModel::run(int T, int M, int layer_end, const std::vector<int>& active,
     }
     if (M == 0) return;
     // The head over the rows that want logits, gathered so it is one product.
-    const float* quantized = nullptr;
+    Quantized quantized;
     cuda::rmsnorm(s_.x, meta + off_rows, out_norm_, s_.rows, M, E_, hp_.rms_eps, st);
     project(head_, s_.rows, M, s_.logits, &quantized);
 }

@@ -16,14 +16,6 @@ Status check(cudaError_t e, const char* what) {
     return Status::error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-void split_blocks(bool q8, const uint8_t* blocks, size_t n_blocks, uint8_t* qs, uint16_t* d) {
-    const size_t block_qs = q8 ? 32 : 16, block_bytes = q8 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-    for (size_t b = 0; b < n_blocks; ++b) {
-        std::memcpy(&d[b], blocks + b * block_bytes, 2);
-        std::memcpy(qs + b * block_qs, blocks + b * block_bytes + 2, block_qs);
-    }
-}
-
 Result<DeviceInfo> probe_device() {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);

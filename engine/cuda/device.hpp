@@ -15,10 +15,6 @@ namespace reprise::engine::cuda {
 // Status::error("<what>: <CUDA's message>") on failure.
 Status check(cudaError_t e, const char* what);
 
-// ggml's Q8_0 / Q4_0 blocks (2-byte scale, then 32 or 16 bytes of quants) split into
-// the quant bytes and the scales, the layout DevWeight takes (kernels.hpp).
-void split_blocks(bool q8, const uint8_t* blocks, size_t n_blocks, uint8_t* qs, uint16_t* d);
-
 // CUDA device 0, if there is one this build can run on (sm_90 code + PTX: compute
 // capability 9.0 or newer).
 Result<DeviceInfo> probe_device();

@@ -13,38 +13,28 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/cuda/formats.hpp"
+
 namespace reprise::engine::cuda {
 
-// A weight matrix [rows][cols] on the device, repacked at upload so rows are aligned
-// for 16-byte loads (ggml's 34- and 18-byte blocks are not):
-//   Q8_0: qs [rows][cols] int8; d [rows][cols/32] fp16 bits
-//   Q4_0: qs [rows][cols/2], per 32-block ggml's 16 bytes (byte j: element j in the
-//         low nibble, j + 16 in the high one); d as Q8_0
-//   F32:  f [rows][cols]
-enum class WeightType { F32, Q8_0, Q4_0 };
-struct DevWeight {
-    WeightType type = WeightType::F32;
-    int rows = 0, cols = 0;
-    const int8_t* qs = nullptr;
-    const uint16_t* d = nullptr;
-    const float* f = nullptr;
-};
+// DevWeight, DevQ8 and the layouts per type: formats.hpp.
 
-// Activations quantized to Q8_0 per 32-block (as quantize_row_q8_0_ref):
-// qs [n][cols] int8, d [n][cols/32] the fp16-rounded scale as float.
-struct DevQ8 {
-    int8_t* qs = nullptr;
-    float* d = nullptr;
-};
-
-// kernels/quantize_q8_0.cu (reference: quantize_row_q8_0_ref). cols % 32 == 0.
+// The activation quantizers, each equal to its ggml reference bit for bit:
+// kernels/quantize_q8_0.cu (quantize_row_q8_0_ref): qs, d. cols % 32 == 0.
 void quantize_q8_0(const float* x, int n, int cols, DevQ8 out, cudaStream_t s);
+// kernels/quantize_q8_1.cu (quantize_row_q8_1_ref): qs, d as Q8_0, and s. cols % 32 == 0.
+void quantize_q8_1(const float* x, int n, int cols, DevQ8 out, cudaStream_t s);
+// kernels/quantize_q8_K.cu (quantize_row_q8_K_ref): qs, d, bsums. cols % 256 == 0.
+void quantize_q8_K(const float* x, int n, int cols, DevQ8 out, cudaStream_t s);
 
-// Y[t][r] = W row r . X token t, for Q8_0/Q4_0 weights and Q8_0 activations.
+// Y[t][r] = W row r . X token t, for every quantized WeightType, X in the weights'
+// activation format (act_format(w.type)).
 // kernels/matvec_q.cu: n <= 8 tokens (decode), weights streamed once.
 // kernels/matmul_q.cu: any n, tokens in tiles of 8 sharing each weight load.
 // Both reduce each (row, token) in the same order (q_dot.cuh), so they agree bit for
-// bit. Reference: vec_dot_q8_0_q8_0_ref / vec_dot_q4_0_q8_0_ref.
+// bit. Reference: vec_dot_q8_0_q8_0_ref, vec_dot_q4_0_q8_0_ref, vec_dot_q5_0_q8_0_ref,
+// vec_dot_q4_1_q8_1_ref, vec_dot_q5_1_q8_1_ref, vec_dot_q4_K_q8_K_ref,
+// vec_dot_q5_K_q8_K_ref, vec_dot_q6_K_q8_K_ref (engine/kernels/matmul_<type>.hpp).
 constexpr int kMatvecMaxTokens = 8;
 void matvec_q(const DevWeight& w, DevQ8 x, int n, float* y, cudaStream_t s);
 void matmul_q(const DevWeight& w, DevQ8 x, int n, float* y, cudaStream_t s);
@@ -62,10 +52,19 @@ void embed_rows(const DevWeight& table, const int32_t* ids, int n, float* out, c
 void rmsnorm(const float* x, const int32_t* rows, const float* w, float* y, int n_rows, int n, float eps,
              cudaStream_t s);
 
-// kernels/rope.cu (reference rope_f32): x [n_tok][n_heads * head_dim] rotated in place
-// at positions pos[t], by the (cos, sin) table cs [position][n_rot/2] pairs.
-void rope(float* x, const int32_t* pos, int n_tok, int n_heads, int head_dim, int n_rot, const float* cs,
+// kernels/rmsnorm_heads.cu (reference rmsnorm_f32 per head): each of the n_rows rows
+// of x [n_rows][head_dim] normalised in place and scaled by w [head_dim] (qwen3's
+// per-head Q/K norm: n_rows = tokens x heads). head_dim <= kMaxHeadDim.
+void rmsnorm_heads(float* x, const float* w, int n_rows, int head_dim, float eps, cudaStream_t s);
+
+// kernels/rope.cu (reference rope_f32, or rope_neox_f32 when neox): x [n_tok][n_heads *
+// head_dim] rotated in place at positions pos[t], by the (cos, sin) table cs
+// [position][n_rot/2] pairs. Pair j is (2j, 2j+1), or with neox (j, j + n_rot/2).
+void rope(float* x, const int32_t* pos, int n_tok, int n_heads, int head_dim, int n_rot, const float* cs, bool neox,
           cudaStream_t s);
+
+// kernels/add_bias.cu: x[t][i] += b[i] for n_tok rows of width (qwen2's Q/K/V biases).
+void add_bias(float* x, const float* b, int n_tok, int width, cudaStream_t s);
 
 // kernels/swiglu.cu (reference swiglu_f32): out = silu(gate) * up, n elements.
 void swiglu(float* out, const float* gate, const float* up, size_t n, cudaStream_t s);

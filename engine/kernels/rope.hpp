@@ -10,7 +10,13 @@ namespace reprise::engine {
 // (freq_factors may be null: all 1).
 void rope_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale = 1.0f,
               const float* freq_factors = nullptr);
-// The n_rot/2 (cos, sin) pairs rope_f32 rotates by at `pos`, interleaved in cs. The
+// The NeoX layout (qwen2, qwen3; llama.cpp's LLAMA_ROPE_TYPE_NEOX): within each head the
+// pairs are (x[i], x[i + n_rot/2]) for i < n_rot/2, pair i rotated by the same angle as
+// rope_f32's pair j = 2i (one cos/sin table serves both layouts). Dimensions from n_rot
+// up to head_dim are left as they are, as ggml does.
+void rope_neox_f32(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale = 1.0f,
+                   const float* freq_factors = nullptr);
+// The n_rot/2 (cos, sin) pairs rope_f32 and rope_neox_f32 rotates by at `pos`, interleaved in cs. The
 // CUDA path uploads a table of these (engine/cuda/kernels/rope.cu), so both paths
 // rotate by bit-identical angles whatever the device's libm.
 void rope_cos_sin(float* cs, int n_rot, int pos, float freq_base, float freq_scale = 1.0f,

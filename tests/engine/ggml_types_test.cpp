@@ -31,7 +31,9 @@ TEST_CASE("ggml types: row sizes") {
     CHECK_FALSE(ggml_row_size(0, ~0ull / 2, &n));  // overflow
     CHECK(ggml_type_name(8) == "Q8_0");
     CHECK(ggml_type_supported(12));
-    CHECK_FALSE(ggml_type_supported(14));
+    CHECK(ggml_type_supported(14));        // Q6_K
+    CHECK_FALSE(ggml_type_supported(10));  // Q2_K: known to ggml, not supported here
+    CHECK_FALSE(ggml_type_supported(20));  // IQ4_NL
 }
 
 TEST_CASE("ggml types: fp16 and bf16") {
@@ -124,7 +126,7 @@ TEST_CASE("ggml types: quantization error on random rows") {
     }
     CHECK(e8 < 1.0 / 127 * 0.51 + 1e-3);  // half a step of amax/127 (amax <= 1), fp16 d
     CHECK(e4 < 1.0 / 8 + 1e-3);           // one step of amax/8 at the clamped end
-    CHECK_FALSE(dequantize_row(14, q8.data(), y8.data(), 256));  // Q6_K: unsupported
+    CHECK_FALSE(dequantize_row(10, q8.data(), y8.data(), 256));  // Q2_K: unsupported
     CHECK_FALSE(dequantize_row(8, q8.data(), y8.data(), 33));
 }
 

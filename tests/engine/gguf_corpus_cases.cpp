@@ -146,7 +146,7 @@ GgufWriter all_types() {
     add(w, "w.q8_0", 8, {64, 2}, 4);
     add(w, "w.q4_0", 2, {32, 3}, 5);
     add(w, "w.q4_k", 12, {256, 1}, 6);
-    add(w, "w.q6_k", 14, {256}, 7);  // known to ggml, not supported here: parses fine
+    add(w, "w.q2_k", 10, {256}, 7);  // known to ggml, not supported here: parses fine
     add(w, "w.3d", 0, {2, 3, 4}, 8);
     add(w, "w.4d", 0, {1, 2, 1, 2}, 9);
     return w;
@@ -336,7 +336,7 @@ std::vector<CorpusCase> gguf_corpus_cases() {
         GgufWriter x = tiny_llama({2, true, "", ""});
         x.set_string("llama.block_count", "two");
         add_case("bad_llama_key_type.gguf", x.to_bytes(), "key 'llama.block_count': expected an integer, found string");
-        GgufWriter q = tiny_llama({6, true, "", ""});  // Q5_0: known, not supported
+        GgufWriter q = tiny_llama({20, true, "", ""});  // IQ4_NL: known, not supported
         add_case("bad_llama_unsupported_type.gguf", q.to_bytes(), "does not support");
     }
     {

@@ -269,7 +269,7 @@ TEST_CASE("llama: clear errors for bad metadata") {
     CHECK(err({0, false, "output_norm.weight", ""}, none) == "llama: missing tensor 'output_norm.weight'");
     CHECK(err({0, false, "", "output.weight"}, none) == "llama: tensor 'output.weight' has shape [32, 278], expected [32, 277]");
     CHECK(err({0, false, "", ""}, [](GgufWriter& w) { w.set_string("general.architecture", "gpt2"); }) ==
-          "llama: general.architecture is 'gpt2', not 'llama'");
+          "model: general.architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3)");
     CHECK(err({0, false, "", ""}, [](GgufWriter& w) { w.set_u32("llama.attention.head_count", 5); }) ==
           "llama: embedding_length 32 is not a multiple of head_count 5");
     CHECK(err({0, false, "", ""}, [](GgufWriter& w) { w.set_u32("llama.rope.dimension_count", 10); })

@@ -1,7 +1,9 @@
 // Token embedding lookup: rows of the (possibly quantized) table, dequantized as
-// dequantize_row (ggml_types.cpp) does, so both paths start from identical floats.
+// dequantize_row (ggml_types.cpp and the ggml_quants_*.cpp) does, element by element
+// (q_units.cuh's dequant_element), so both paths start from identical floats.
 #include "engine/cuda/kernels.hpp"
 #include "engine/cuda/kernels/common.cuh"
+#include "engine/cuda/kernels/q_units.cuh"
 
 namespace reprise::engine::cuda {
 namespace {
@@ -12,21 +14,7 @@ __global__ void embed_kernel(DevWeight table, const int32_t* __restrict__ ids, f
     const int id = ids[t];
     const int cols = table.cols;
     if (id < 0 || c >= cols) return;
-    float v;
-    if (table.type == WeightType::F32) {
-        v = table.f[size_t(id) * cols + c];
-    } else {
-        const float d = fp16_bits_to_float(table.d[size_t(id) * (cols / 32) + c / 32]);
-        if (table.type == WeightType::Q8_0) {
-            v = float(table.qs[size_t(id) * cols + c]) * d;
-        } else {
-            const int j = c % 32;
-            const uint8_t byte = uint8_t(table.qs[size_t(id) * (cols / 2) + size_t(c / 32) * 16 + (j % 16)]);
-            const int q = j < 16 ? (byte & 0x0F) : (byte >> 4);
-            v = float(q - 8) * d;
-        }
-    }
-    out[size_t(t) * cols + c] = v;
+    out[size_t(t) * cols + c] = units::dequant_element(table, id, c);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // tokens. Blocks that share rows are adjacent in the grid (the token tile is the fast
 // index), so they run together and a row's bytes come from HBM once and from L2 for
 // the other tiles. The reduction is q_dot.cuh's, so results equal matvec_q's bit for
-// bit. CPU reference: vec_dot_q8_0_q8_0_ref / vec_dot_q4_0_q8_0_ref.
+// bit. CPU reference: vec_dot_<type>_<activations>_ref (engine/kernels/matmul_<type>.hpp).
 //
 // Why not a shared-memory tiled GEMM or tensor cores (mma.sync int8): either sums a
 // (row, token) product in a different order for different batch shapes unless built
@@ -38,8 +38,7 @@ void matmul_q(const DevWeight& w, DevQ8 x, int n, float* y, cudaStream_t s) {
     if (n <= 0 || w.rows == 0) return;
     const dim3 grid(grid_for(size_t(n), kTileTokens), grid_for(size_t(w.rows), kRowsPerBlock));
     const dim3 block(kRowsPerBlock * kWarpSize);
-    if (w.type == WeightType::Q8_0) matmul_q_kernel<WeightType::Q8_0><<<grid, block, 0, s>>>(w, x, n, y);
-    else matmul_q_kernel<WeightType::Q4_0><<<grid, block, 0, s>>>(w, x, n, y);
+    dispatch_quantized(w.type, [&]<WeightType T>() { matmul_q_kernel<T><<<grid, block, 0, s>>>(w, x, n, y); });
 }
 
 }  // namespace reprise::engine::cuda

@@ -1,7 +1,7 @@
 // Quantized matrix x vector for decode (n <= 8 tokens): one warp per weight row, every
 // token's activations against that row while it is in registers, so the weights (the
 // bulk of the bytes a decode step reads) stream from memory once per step. CPU
-// reference: vec_dot_q8_0_q8_0_ref / vec_dot_q4_0_q8_0_ref (kernels/matmul_q*.cpp).
+// reference: vec_dot_<type>_<activations>_ref (engine/kernels/matmul_<type>.hpp).
 #include "engine/cuda/kernels/q_dot.cuh"
 
 namespace reprise::engine::cuda {
@@ -36,8 +36,7 @@ void launch(const DevWeight& w, DevQ8 x, int n, float* y, cudaStream_t s) {
 void matvec_q(const DevWeight& w, DevQ8 x, int n, float* y, cudaStream_t s) {
     if (n <= 0 || w.rows == 0) return;
     if (n > kMatvecMaxTokens) return matmul_q(w, x, n, y, s);
-    if (w.type == WeightType::Q8_0) launch<WeightType::Q8_0>(w, x, n, y, s);
-    else launch<WeightType::Q4_0>(w, x, n, y, s);
+    dispatch_quantized(w.type, [&]<WeightType T>() { launch<T>(w, x, n, y, s); });
 }
 
 }  // namespace reprise::engine::cuda
