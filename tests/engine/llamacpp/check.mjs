@@ -129,26 +129,28 @@ const VOCABS = [
 // The generated models: 3 layers, 4 heads over 2 KV heads (GQA), the default logit
 // scale (logits ~ N(0, 8^2): top-2 gaps ~1.8 on average), in two shapes:
 //  - SHAPE: dim 128, FFN 320, head dim 32. No row is a multiple of 256, so the K-quant
-//    mixes take llama.cpp's fallback types everywhere (Q4_K -> Q5_0, Q5_K -> Q5_1,
-//    Q6_K -> Q8_0), as in Qwen2.5-0.5B's 896-wide rows.
+//    mixes take llama.cpp's fallback types (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0),
+//    as in Qwen2.5-0.5B's 896-wide rows; qwen3's head size 64 (not dim / heads = 32)
+//    makes attn_output's rows 256 wide, so its Q5_K_M file holds Q5_K there.
 //  - SHAPE_K: dim 256, FFN 512, head dim 64. Every row is a multiple of 256: the K-quants
-//    themselves (the mixes: Q4_K / Q5_K, Q6_K for the output and, by llama.cpp's
+//    themselves (the mixes: Q4_K / Q5_K, Q6_K for the tied output and, by llama.cpp's
 //    use_more_bits rule, layer 2's attn_v and ffn_down).
 // types: weight type -> number of prompts (each position of a prompt costs llama.cpp a
 // pass over the vocabulary: few prompts for the 128,256- and 151,936-token ones). The
 // tied models share the output with the embedding (the other output path; it also
-// halves the large matrices). qwen2 has Q/K/V biases and a RoPE base of 1e6; qwen3 has
-// Q/K norms and a head size (128) that is not dim / heads (64); both NeoX RoPE.
+// halves the large matrices, whose generation and quantization dominate the cost of the
+// new types). qwen2 has Q/K/V biases and a RoPE base of 1e6; qwen3 has Q/K norms; both
+// NeoX RoPE. Each type runs on at least one model; the cross product would take minutes.
 const SHAPE = ["--dim", "128", "--hidden", "320", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
 const SHAPE_K = ["--dim", "256", "--hidden", "512", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
 const MODELS = [
-    {name: "llama-spm", vocab: "llama-spm", seed: 7, args: SHAPE,
-        types: {f32: 8, q8_0: 8, q4_0: 8, q4_1: 3, q5_0: 3, q5_1: 3, q4_k_m: 3, q5_k_m: 3}},
+    {name: "llama-spm", vocab: "llama-spm", seed: 7, args: SHAPE, types: {f32: 8, q8_0: 8, q4_0: 8, q4_1: 3, q5_0: 3, q5_1: 3}},
     {name: "llama-bpe", vocab: "llama-bpe", seed: 11, args: [...SHAPE, "--tied"], types: {f32: 3, q8_0: 3, q4_0: 3}},
-    {name: "llama-spm-256", vocab: "llama-spm", seed: 13, args: SHAPE_K, types: {q4_k: 3, q5_k: 3, q6_k: 3, q4_k_m: 3, q5_k_m: 3}},
+    {name: "llama-spm-256", vocab: "llama-spm", seed: 13, args: [...SHAPE_K, "--tied"],
+        types: {q4_k: 3, q5_k: 3, q6_k: 3, q4_k_m: 3, q5_k_m: 3}},
     {name: "qwen2", vocab: "qwen2", arch: "qwen2", seed: 17, args: [...SHAPE, "--tied"], greedyTokens: 32,
         types: {f32: 2, q4_k_m: 2}},
-    {name: "qwen3", vocab: "qwen2", arch: "qwen3", seed: 19, args: [...SHAPE_K, "--head-dim", "128", "--tied"], greedyTokens: 32,
+    {name: "qwen3", vocab: "qwen2", arch: "qwen3", seed: 19, args: [...SHAPE, "--head-dim", "64", "--tied"], greedyTokens: 32,
         types: {f32: 2, q5_k_m: 2}},
     // Trained weights too: stories260K (llama2.c checkpoint, converted; 512 synthetic
     // tokens, so no tokenization; F32 only, its FFN width 172 is no block multiple).
