@@ -146,7 +146,7 @@ const SHAPE_K = ["--dim", "256", "--hidden", "512", "--layers", "3", "--heads", 
 const MODELS = [
     {name: "llama-spm", vocab: "llama-spm", seed: 7, args: SHAPE, types: {f32: 8, q8_0: 8, q4_0: 8, q4_1: 3, q5_0: 3, q5_1: 3}},
     {name: "llama-bpe", vocab: "llama-bpe", seed: 11, args: [...SHAPE, "--tied"], types: {f32: 3, q8_0: 3, q4_0: 3}},
-    {name: "llama-spm-256", vocab: "llama-spm", seed: 13, args: [...SHAPE_K, "--tied"],
+    {name: "llama-spm-256", vocab: "llama-spm", seed: 13, args: SHAPE_K,
         types: {q4_k: 3, q5_k: 3, q6_k: 3, q4_k_m: 3, q5_k_m: 3}},
     {name: "qwen2", vocab: "qwen2", arch: "qwen2", seed: 17, args: [...SHAPE, "--tied"], greedyTokens: 32,
         types: {f32: 2, q4_k_m: 2}},
