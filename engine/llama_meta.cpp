@@ -154,10 +154,11 @@ Status llama_find_tensors(const GgufFile& f, const LlamaHParams& hp, LlamaTensor
     t->rope_freqs = f.find_tensor("rope_freqs.weight");
     if (t->rope_freqs && (t->rope_freqs->n_dims != 1 || t->rope_freqs->ne[0] != hp.n_rot / 2 || t->rope_freqs->type != uint32_t(GgmlType::F32)))
         return Status::error(arch + ": rope_freqs.weight must be F32 with n_rot/2 = " + std::to_string(hp.n_rot / 2) + " elements");
-    // Biases: qwen2 must have them (as llama.cpp), llama may (llama.cpp reads them when
-    // present), qwen3 has none. Q/K norms: qwen3 only, required.
-    const bool biases_required = hp.arch == ModelArch::Qwen2, biases_allowed = hp.arch != ModelArch::Qwen3;
-    const bool qk_norm = hp.arch == ModelArch::Qwen3;
+    // Q/K/V biases are qwen2's, required (as llama.cpp); Q/K norms qwen3's, required.
+    // Either in another architecture's file is refused, never ignored: llama.cpp reads
+    // optional biases of llama files (with attn_output's too), which the engine does not
+    // compute, so such a file would run wrong.
+    const bool biases = hp.arch == ModelArch::Qwen2, qk_norm = hp.arch == ModelArch::Qwen3;
     t->layers.clear();
     for (uint32_t i = 0; i < hp.n_layer; ++i) {
         const std::string p = "blk." + std::to_string(i) + ".";
@@ -170,19 +171,17 @@ Status llama_find_tensors(const GgufFile& f, const LlamaHParams& hp, LlamaTensor
             {"ffn_down.weight", F, E, &L.ffn_down}};
         for (auto& w : want)
             if (Status s = get_tensor(f, arch, p + w.name, w.ne0, w.ne1, w.out); !s.ok()) return s;
-        struct { const char* name; uint64_t ne0; const GgufTensorInfo** out; bool wanted, required; } extra[] = {
-            {"attn_q.bias", EQ, &L.bq, biases_allowed, biases_required},
-            {"attn_k.bias", KV, &L.bk, biases_allowed, biases_required},
-            {"attn_v.bias", KV, &L.bv, biases_allowed, biases_required},
-            {"attn_q_norm.weight", HD, &L.q_norm, qk_norm, qk_norm},
-            {"attn_k_norm.weight", HD, &L.k_norm, qk_norm, qk_norm}};
+        const GgufTensorInfo* never = nullptr;  // attn_output.bias: no architecture here has one
+        struct { const char* name; uint64_t ne0; const GgufTensorInfo** out; bool wanted; } extra[] = {
+            {"attn_q.bias", EQ, &L.bq, biases},          {"attn_k.bias", KV, &L.bk, biases},
+            {"attn_v.bias", KV, &L.bv, biases},          {"attn_output.bias", E, &never, false},
+            {"attn_q_norm.weight", HD, &L.q_norm, qk_norm}, {"attn_k_norm.weight", HD, &L.k_norm, qk_norm}};
         for (auto& x : extra) {
-            if (!x.wanted) {
-                if (f.find_tensor(p + x.name))
-                    return Status::error(arch + ": tensor '" + p + x.name + "' is not part of the " + arch + " architecture");
-                continue;
+            if (x.wanted) {
+                if (Status s = get_tensor(f, arch, p + x.name, x.ne0, 0, x.out); !s.ok()) return s;
+            } else if (f.find_tensor(p + x.name)) {
+                return Status::error(arch + ": tensor '" + p + x.name + "' is not supported in a " + arch + " model");
             }
-            if (Status s = get_tensor(f, arch, p + x.name, x.ne0, 0, x.out, !x.required); !s.ok()) return s;
         }
         t->layers.push_back(L);
     }

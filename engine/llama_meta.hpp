@@ -51,8 +51,8 @@ struct LlamaLayerTensors {
     const GgufTensorInfo* ffn_gate = nullptr;     // [n_embd, n_ff]
     const GgufTensorInfo* ffn_up = nullptr;       // [n_embd, n_ff]
     const GgufTensorInfo* ffn_down = nullptr;     // [n_ff, n_embd]
-    // Biases of wq / wk / wv ([n_embd_q], [n_embd_kv], [n_embd_kv]): required for
-    // qwen2, optional for llama (as llama.cpp), refused for qwen3; else null.
+    // qwen2: biases of wq / wk / wv ([n_embd_q], [n_embd_kv], [n_embd_kv]); else null
+    // (a bias in a llama or qwen3 file is refused, by name).
     const GgufTensorInfo* bq = nullptr;
     const GgufTensorInfo* bk = nullptr;
     const GgufTensorInfo* bv = nullptr;

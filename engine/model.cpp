@@ -297,10 +297,10 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         for (int t = 0; t < n; ++t) {
             const Tok& tk = toks[size_t(t)];
             float *qt = &q[size_t(t) * EQ], *kt = &k[size_t(t) * EKV], *vt = &v[size_t(t) * EKV];
-            if (!Ly.bq.empty()) {  // qwen2: Q/K/V biases, before RoPE
-                for (int i = 0; i < EQ; ++i) qt[i] += Ly.bq[size_t(i)];
-                for (int i = 0; i < EKV; ++i) kt[i] += Ly.bk[size_t(i)], vt[i] += Ly.bv[size_t(i)];
-            }
+            // qwen2: Q/K/V biases, before RoPE.
+            if (!Ly.bq.empty()) for (int i = 0; i < EQ; ++i) qt[i] += Ly.bq[size_t(i)];
+            if (!Ly.bk.empty()) for (int i = 0; i < EKV; ++i) kt[i] += Ly.bk[size_t(i)];
+            if (!Ly.bv.empty()) for (int i = 0; i < EKV; ++i) vt[i] += Ly.bv[size_t(i)];
             if (!Ly.q_norm.empty()) {  // qwen3: RMSNorm of each Q and K head, before RoPE
                 for (int h = 0; h < H; ++h) rmsnorm_f32(qt + h * HD, qt + h * HD, Ly.q_norm.data(), HD, hp_.rms_eps);
                 for (int h = 0; h < HKV; ++h) rmsnorm_f32(kt + h * HD, kt + h * HD, Ly.k_norm.data(), HD, hp_.rms_eps);

@@ -1,7 +1,8 @@
 #pragma once
-// A Llama model on the CPU: weights loaded from GGUF (checked by llama_meta) and a
-// forward pass over a batch of sequences (their tokens concatenated, so prefill and
-// batched decode are matrix-matrix products) reading and writing a paged KV cache.
+// A Llama-family model (llama, qwen2, qwen3) on the CPU: weights loaded from GGUF
+// (checked by llama_meta) and a forward pass over a batch of sequences (their tokens
+// concatenated, so prefill and batched decode are matrix-matrix products) reading and
+// writing a paged KV cache.
 //
 // Batch invariance: a token's result depends only on its own inputs and its
 // sequence's cache, never on what else is in the batch or how a prompt is split into

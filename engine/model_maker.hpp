@@ -42,6 +42,7 @@
 // default (scale 1): the output is bit-identical to a model made without the option.
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/ggml_types.hpp"

@@ -3,7 +3,8 @@
 // Llama 3 vocabulary of 128,256 tokens, tied output) with random weights: speed does
 // not depend on what the weights say.
 //
-//   a. decode at batch 1, Q8_0 and Q4_0: tokens/s and the memory bandwidth that
+//   a. decode at batch 1, Q8_0, Q4_0 and Q4_K_M (Q4_K, Q6_K for the head and half of
+//      attn_v / ffn_down, as llama.cpp's mix): tokens/s and the memory bandwidth that
 //      implies: every decode step reads every matrix once (the tied head included)
 //      plus the KV rows it attends to, so bytes/step x steps/s over 3.35 TB/s (the
 //      H100 SXM's HBM3) is the fraction of the roofline reached;
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include "engine/cuda/device.hpp"
+#include "engine/cuda/repack.hpp"
 #include "engine/model_maker.hpp"
 #include "engine/nvml_energy.hpp"
 #include "engine/scheduler.hpp"
@@ -55,10 +57,12 @@ struct Loaded {
 };
 
 // Llama-3.2-1B's shape with random weights, written to a temporary GGUF and loaded on CUDA.
-Result<Loaded> make_model(const GgufFile& vocab, GgmlType type, float late_scale, uint32_t late_from) {
+Result<Loaded> make_model(const GgufFile& vocab, GgmlType type, float late_scale, uint32_t late_from,
+                          QuantMix mix = QuantMix::Pure) {
     TinyLlamaShape s;
     s.n_embd = 2048, s.n_ff = 8192, s.n_layer = 16, s.n_head = 32, s.n_head_kv = 8, s.n_ctx = 8192;
     s.type = type;
+    s.mix = mix;
     s.tie_output = true;
     s.rope_freq_base = 500000.0f;
     s.late_layer_scale = late_scale, s.late_from = late_from;
@@ -79,15 +83,19 @@ Result<Loaded> make_model(const GgufFile& vocab, GgmlType type, float late_scale
     return Loaded{std::move(m.value()), std::move(t.value())};
 }
 
-// Bytes one decode step reads from HBM: every matrix once (Q8_0: 34 bytes per 32
-// weights, Q4_0: 18) including the tied head, plus the K/V rows of `context` positions.
+// Bytes one decode step reads from HBM: every matrix once as uploaded (its type's
+// device bytes, cuda/repack.hpp: Q8_0 34 bytes per 32 weights, Q4_0 18, Q4_K 144 per
+// 256, Q6_K 210) including the tied head, plus the K/V rows of `context` positions.
 double bytes_per_token(const Model& m, double context) {
     const auto& hp = m.hparams();
-    const double per_weight = m.matrix_type() == GgmlType::Q4_0 ? 18.0 / 32 : m.matrix_type() == GgmlType::Q8_0 ? 34.0 / 32 : 4.0;
-    const double E = hp.n_embd, F = hp.n_ff, EKV = hp.n_embd_kv();
-    const double layer = E * E * 2 + E * EKV * 2 + 3 * E * F;
-    const double kv = 2.0 * hp.n_layer * EKV * sizeof(float) * context;
-    return per_weight * (layer * hp.n_layer + double(m.n_vocab()) * E) + kv;
+    auto bytes = [](const Weight& w) { return double(cuda::device_weight_bytes(w.type, w.rows, w.cols)); };
+    double weights = bytes(m.tied_output() ? m.token_embedding() : m.output_head());
+    for (int l = 0; l < m.n_layer(); ++l) {
+        const Model::Layer& L = m.layer(l);
+        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) weights += bytes(*w);
+    }
+    const double kv = 2.0 * hp.n_layer * hp.n_embd_kv() * sizeof(float) * context;
+    return weights + kv;
 }
 
 struct Energy {
@@ -222,13 +230,17 @@ int main(int argc, char** argv) {
     auto progress = [](const Row& r) {
         std::fprintf(stderr, "%-32s %-5s %9.1f tok/s\n", r.what.c_str(), r.type.c_str(), r.tokens_per_s);
     };
-    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
-        auto l = make_model(**vocab, type, 1.0f, 0);
+    struct Decoded { GgmlType type; QuantMix mix; const char* label; };
+    for (const Decoded& d : {Decoded{GgmlType::Q8_0, QuantMix::Pure, "Q8_0"}, Decoded{GgmlType::Q4_0, QuantMix::Pure, "Q4_0"},
+                             Decoded{GgmlType::F32, QuantMix::Q4_K_M, "Q4_K_M"}}) {
+        const GgmlType type = d.type;
+        auto l = make_model(**vocab, type, 1.0f, 0, d.mix);
         if (!l.ok()) {
             std::fprintf(stderr, "model: %s\n", l.error().c_str());
             return 1;
         }
         rows.push_back(decode_batch1(*l->model, opt.decode, min_seconds, energy));
+        rows.back().type = d.label;
         progress(rows.back());
         if (type == GgmlType::Q8_0)
             for (int b : {16, 64}) {

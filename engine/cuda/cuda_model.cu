@@ -19,6 +19,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -72,7 +73,7 @@ private:
 
     CudaModel() = default;
     void* device_alloc(size_t bytes);
-    Status upload_weight(const Weight& w, DevWeight* out);
+    Status upload_weight(const Weight& w, const std::string& name, DevWeight* out);  // name: for errors
     Status upload_floats(const std::vector<float>& v, const float** out);
     Status ensure_scratch(int tokens, size_t meta_ints);
     Status ensure_rope(int positions);
@@ -147,9 +148,9 @@ Result<std::unique_ptr<DeviceModel>> CudaModel::open(const Model& m) {
     if (Status s = check(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking), "cudaStreamCreate"); !s.ok())
         return s;
 
-    if (Status s = c->upload_weight(m.token_embedding(), &c->embd_); !s.ok()) return s;
+    if (Status s = c->upload_weight(m.token_embedding(), "token_embd.weight", &c->embd_); !s.ok()) return s;
     if (m.tied_output()) c->head_ = c->embd_;
-    else if (Status s = c->upload_weight(m.output_head(), &c->head_); !s.ok()) return s;
+    else if (Status s = c->upload_weight(m.output_head(), "output.weight", &c->head_); !s.ok()) return s;
     if (Status s = c->upload_floats(m.output_norm(), &c->out_norm_); !s.ok()) return s;
     for (int l = 0; l < c->L_; ++l) {
         const Model::Layer& src = m.layer(l);
@@ -160,11 +161,12 @@ Result<std::unique_ptr<DeviceModel>> CudaModel::open(const Model& m) {
             {&src.bq, &dst.bq}, {&src.bk, &dst.bk}, {&src.bv, &dst.bv}, {&src.q_norm, &dst.q_norm}, {&src.k_norm, &dst.k_norm}};
         for (auto [v, d] : extra)
             if (Status s = c->upload_optional(*v, d); !s.ok()) return s;
-        const std::pair<const Weight*, DevWeight*> ws[] = {{&src.wq, &dst.wq}, {&src.wk, &dst.wk}, {&src.wv, &dst.wv},
-                                                           {&src.wo, &dst.wo}, {&src.gate, &dst.gate},
-                                                           {&src.up, &dst.up}, {&src.down, &dst.down}};
-        for (auto [w, d] : ws)
-            if (Status s = c->upload_weight(*w, d); !s.ok()) return s;
+        const std::tuple<const Weight*, const char*, DevWeight*> ws[] = {
+            {&src.wq, "attn_q", &dst.wq},       {&src.wk, "attn_k", &dst.wk},     {&src.wv, "attn_v", &dst.wv},
+            {&src.wo, "attn_output", &dst.wo},  {&src.gate, "ffn_gate", &dst.gate}, {&src.up, "ffn_up", &dst.up},
+            {&src.down, "ffn_down", &dst.down}};
+        for (auto [w, name, d] : ws)
+            if (Status s = c->upload_weight(*w, "blk." + std::to_string(l) + "." + name + ".weight", d); !s.ok()) return s;
         c->layers_.push_back(dst);
     }
     c->rope_factors_ = m.rope_freqs();
@@ -192,13 +194,13 @@ void* CudaModel::device_alloc(size_t bytes) {
 }
 
 // Repacks ggml's blocks into the aligned arrays DevWeight points at (repack.hpp).
-Status CudaModel::upload_weight(const Weight& w, DevWeight* out) {
+Status CudaModel::upload_weight(const Weight& w, const std::string& name, DevWeight* out) {
     if (!cuda::device_weight_type(w.type, &out->type))
-        return Status::error("weight type " + std::string(ggml_type_name(uint32_t(w.type))) + " has no CUDA kernel");
+        return Status::error(name + ": weight type " + std::string(ggml_type_name(uint32_t(w.type))) + " has no CUDA kernel");
     out->rows = w.rows;
     out->cols = w.cols;
     if (w.type == GgmlType::F32) {
-        if (w.cols % 4 != 0) return Status::error("F32 matrices need a multiple of 4 columns on CUDA");
+        if (w.cols % 4 != 0) return Status::error(name + ": F32 matrices need a multiple of 4 columns on CUDA");
         void* f = device_alloc(w.data.size());
         if (!f) return Status::error("out of device memory uploading the weights");
         out->f = static_cast<const float*>(f);
@@ -206,8 +208,8 @@ Status CudaModel::upload_weight(const Weight& w, DevWeight* out) {
     }
     cuda::RepackedWeight r;
     if (!cuda::repack_weight(w.type, w.data.data(), w.rows, w.cols, &r))
-        return Status::error("cannot repack a " + std::string(ggml_type_name(uint32_t(w.type))) + " matrix of " +
-                             std::to_string(w.cols) + " columns for CUDA");
+        return Status::error(name + ": cannot repack a " + std::string(ggml_type_name(uint32_t(w.type))) +
+                             " matrix of " + std::to_string(w.cols) + " columns for CUDA");
     // Each part in an allocation of its own: cudaMalloc aligns to 256 bytes.
     auto part = [&](const void* host, size_t bytes, const void** dev) -> Status {
         if (bytes == 0) return Status();

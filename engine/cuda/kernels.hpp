@@ -2,7 +2,7 @@
 // The CUDA kernels' launchers: a plain C-like API in the manner of llama.cpp's ggml-cuda
 // and llm.c (device pointers in, a stream, no allocation, no synchronisation). One .cu
 // file per kernel under kernels/. Each has a CPU reference in engine/kernels/ (named in
-// its comment); tests/engine/cuda_kernels_test.cpp checks every one against it within
+// its comment); tests/engine/cuda_test.cpp checks every one against it within
 // the tolerance stated there.
 //
 // Batch invariance, as on the CPU (model.hpp): every kernel computes a token's row in

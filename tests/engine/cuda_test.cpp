@@ -1,6 +1,9 @@
 // The CUDA backend against the CPU path (its reference), on a GPU: every kernel with
-// random inputs within the tolerance stated at each check, then whole models
-// (generated F32, Q8_0 and Q4_0 Llamas) end to end, then the scheduler on the device.
+// random inputs within the tolerance stated at each check (the quantized products also
+// bit for bit against the host emulation of cuda_emulate.hpp, which cuda_units_test.cpp
+// checks against ggml's references without a GPU), then whole models (generated
+// Llama, Qwen2 and Qwen3 models of every weight type and the Q4_K_M / Q5_K_M mixes) end
+// to end, then the scheduler on the device.
 //
 // Without a CUDA device the binary says why and exits 77, which ctest reports as
 // "Skipped" (never as passed): CI has no GPU, the device machine runs these
@@ -22,18 +25,23 @@
 #include "engine/cuda/kernels.hpp"
 #include "engine/kernels/attention.hpp"
 #include "engine/kernels/matmul_f32.hpp"
+#include "engine/kernels/matmul_quant.hpp"
 #include "engine/kernels/matmul_q4_0.hpp"
 #include "engine/kernels/matmul_q8_0.hpp"
 #include "engine/kernels/rmsnorm.hpp"
 #include "engine/kernels/rope.hpp"
 #include "engine/kernels/swiglu.hpp"
+#include "tests/engine/cuda_emulate.hpp"
 #include "tests/engine/tiny_engine.hpp"
 
 namespace reprise::engine {
 namespace {
 
+using cuda::ActFormat;
 using cuda::DevWeight;
 using cuda::WeightType;
+using test::HostAct;
+using test::HostWeight;
 
 // A device array, filled from and read back to host vectors (legacy default stream:
 // cudaMemcpy waits for the kernels before it).
@@ -76,36 +84,38 @@ void check_close(const std::vector<float>& got, const std::vector<float>& want, 
     CHECK(worst <= tol);
 }
 
-// A quantized weight on the device, plus the ggml blocks the CPU reference reads.
+// A quantized weight on the device (repack.hpp's layout), plus the host copy (ggml's
+// blocks for the CPU references, the repacked arrays for the emulation).
 struct QWeight {
-    std::vector<uint8_t> blocks;
-    std::vector<uint8_t> qs;
-    std::vector<uint16_t> d;
-    std::unique_ptr<Dev<uint8_t>> dqs;
-    std::unique_ptr<Dev<uint16_t>> dd;
+    HostWeight h;
+    std::unique_ptr<Dev<uint8_t>> qs;
+    std::unique_ptr<Dev<uint32_t>> qh;
+    std::unique_ptr<Dev<uint16_t>> d, m;
     DevWeight w;
 };
 
-QWeight make_qweight(bool q8, int rows, int cols, uint32_t seed) {
+QWeight upload(HostWeight h) {
     QWeight q;
-    const auto f = random_floats(size_t(rows) * cols, seed);
-    const size_t nb = size_t(cols) / 32, block_bytes = q8 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
-    q.blocks.resize(size_t(rows) * nb * block_bytes);
-    for (int r = 0; r < rows; ++r) {
-        uint8_t* dst = q.blocks.data() + size_t(r) * nb * block_bytes;
-        if (q8) quantize_row_q8_0_ref(&f[size_t(r) * cols], reinterpret_cast<BlockQ8_0*>(dst), cols);
-        else quantize_row_q4_0_ref(&f[size_t(r) * cols], reinterpret_cast<BlockQ4_0*>(dst), cols);
-    }
-    q.qs.resize(size_t(rows) * nb * (q8 ? 32 : 16));
-    q.d.resize(size_t(rows) * nb);
-    cuda::split_blocks(q8, q.blocks.data(), size_t(rows) * nb, q.qs.data(), q.d.data());
-    q.dqs = std::make_unique<Dev<uint8_t>>(q.qs);
-    q.dd = std::make_unique<Dev<uint16_t>>(q.d);
-    q.w.type = q8 ? WeightType::Q8_0 : WeightType::Q4_0;
-    q.w.rows = rows, q.w.cols = cols;
-    q.w.qs = reinterpret_cast<const int8_t*>(q.dqs->p);
-    q.w.d = q.dd->p;
+    q.h = std::move(h);
+    q.w = q.h.w;
+    q.qs = std::make_unique<Dev<uint8_t>>(q.h.packed.qs);
+    q.w.qs = reinterpret_cast<const int8_t*>(q.qs->p);
+    if (!q.h.packed.qh.empty()) q.qh = std::make_unique<Dev<uint32_t>>(q.h.packed.qh), q.w.qh = q.qh->p;
+    if (!q.h.packed.d.empty()) q.d = std::make_unique<Dev<uint16_t>>(q.h.packed.d), q.w.d = q.d->p;
+    if (!q.h.packed.m.empty()) q.m = std::make_unique<Dev<uint16_t>>(q.h.packed.m), q.w.m = q.m->p;
     return q;
+}
+
+// Random floats quantized by ggml's reference quantizer of the type: real blocks.
+QWeight make_qweight(GgmlType type, int rows, int cols, uint32_t seed) {
+    const auto f = random_floats(size_t(rows) * cols, seed);
+    uint64_t row_bytes = 0;
+    REQUIRE(ggml_row_size(uint32_t(type), uint64_t(cols), &row_bytes));
+    std::vector<uint8_t> blocks(size_t(rows) * row_bytes);
+    for (int r = 0; r < rows; ++r) REQUIRE(quantize_row(uint32_t(type), &f[size_t(r) * cols], &blocks[size_t(r) * row_bytes], cols));
+    HostWeight h;
+    REQUIRE(test::make_host_weight(type, std::move(blocks), rows, cols, &h));
+    return upload(std::move(h));
 }
 
 TEST_CASE("cuda kernel: quantize_q8_0 equals quantize_row_q8_0_ref bit for bit") {
@@ -126,63 +136,116 @@ TEST_CASE("cuda kernel: quantize_q8_0 equals quantize_row_q8_0_ref bit for bit")
     }
 }
 
-// Activations quantized on the host (the reference quantizer), uploaded as DevQ8.
+TEST_CASE("cuda kernel: quantize_q8_1 equals quantize_row_q8_1_ref bit for bit") {
+    const int n = 5, cols = 256;
+    auto x = random_floats(size_t(n) * cols, 2, 3.0f);
+    std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block: d = 0, q = 0, s = 0
+    Dev<float> dx(x);
+    Dev<int8_t> qs(size_t(n) * cols);
+    Dev<float> d(size_t(n) * cols / 32), sums(size_t(n) * cols / 32);
+    cuda::quantize_q8_1(dx.p, n, cols, cuda::DevQ8{qs.p, d.p, sums.p}, nullptr);
+    const auto got_q = qs.down();
+    const auto got_d = d.down();
+    const auto got_s = sums.down();
+    std::vector<BlockQ8_1> ref(size_t(n) * cols / 32);
+    quantize_row_q8_1_ref(x.data(), ref.data(), int64_t(n) * cols);
+    int mismatches = 0;
+    for (size_t b = 0; b < ref.size(); ++b) {
+        mismatches += got_d[b] != fp16_to_fp32(ref[b].d);
+        mismatches += got_s[b] != fp16_to_fp32(ref[b].s);
+        for (int j = 0; j < 32; ++j) mismatches += got_q[b * 32 + size_t(j)] != ref[b].qs[j];
+    }
+    CHECK(mismatches == 0);
+}
+
+TEST_CASE("cuda kernel: quantize_q8_K equals quantize_row_q8_K_ref bit for bit (ties, zero blocks)") {
+    const int n = 3, cols = 1024;
+    auto x = random_floats(size_t(n) * cols, 3, 3.0f);
+    std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // an all-zero block: d = 0, q = 0, bsums = 0
+    // Equal magnitudes of both signs: the first one sets the sign of the scale.
+    x[1024 + 7] = -5.0f, x[1024 + 200] = 5.0f;
+    x[1536 + 100] = 4.0f, x[1536 + 31] = -4.0f;
+    Dev<float> dx(x);
+    Dev<int8_t> qs(size_t(n) * cols);
+    Dev<float> d(size_t(n) * cols / 256);
+    Dev<int16_t> bsums(size_t(n) * cols / 16);
+    cuda::quantize_q8_K(dx.p, n, cols, cuda::DevQ8{qs.p, d.p, nullptr, bsums.p}, nullptr);
+    const auto got_q = qs.down();
+    const auto got_d = d.down();
+    const auto got_b = bsums.down();
+    std::vector<BlockQ8_K> ref(size_t(n) * cols / 256);
+    quantize_row_q8_K_ref(x.data(), ref.data(), int64_t(n) * cols);
+    int mismatches = 0;
+    for (size_t b = 0; b < ref.size(); ++b) {
+        mismatches += got_d[b] != ref[b].d;
+        for (int j = 0; j < 256; ++j) mismatches += got_q[b * 256 + size_t(j)] != ref[b].qs[j];
+        for (int j = 0; j < 16; ++j) mismatches += got_b[b * 16 + size_t(j)] != ref[b].bsums[j];
+    }
+    CHECK(mismatches == 0);
+}
+
+// Activations on the device in a format's layout (formats.hpp), from test::random_act.
 struct QAct {
-    std::vector<BlockQ8_0> blocks;
+    HostAct h;
     std::unique_ptr<Dev<int8_t>> qs;
-    std::unique_ptr<Dev<float>> d;
-    cuda::DevQ8 dev() const { return {qs->p, d->p}; }
+    std::unique_ptr<Dev<float>> d, s;
+    std::unique_ptr<Dev<int16_t>> bsums;
+    cuda::DevQ8 dev() const { return {qs->p, d->p, s ? s->p : nullptr, bsums ? bsums->p : nullptr}; }
+    // Tokens t0.. of the same arrays.
+    cuda::DevQ8 from(int t0) const {
+        const size_t t = size_t(t0), cols = size_t(h.cols);
+        const size_t per_d = h.format == ActFormat::Q8_K ? cols / 256 : cols / 32;
+        return {qs->p + t * cols, d->p + t * per_d, s ? s->p + t * cols / 32 : nullptr,
+                bsums ? bsums->p + t * cols / 16 : nullptr};
+    }
 };
 
-QAct make_qact(int n, int cols, uint32_t seed) {
+QAct make_qact(ActFormat f, int n, int cols, uint32_t seed) {
     QAct a;
-    const auto x = random_floats(size_t(n) * cols, seed, 2.0f);
-    a.blocks.resize(size_t(n) * cols / 32);
-    quantize_activations_q8_0(x.data(), n, cols, a.blocks.data());
-    std::vector<int8_t> qs(size_t(n) * cols);
-    std::vector<float> d(a.blocks.size());
-    for (size_t b = 0; b < a.blocks.size(); ++b) {
-        d[b] = fp16_to_fp32(a.blocks[b].d);
-        std::memcpy(&qs[b * 32], a.blocks[b].qs, 32);
-    }
-    a.qs = std::make_unique<Dev<int8_t>>(qs);
-    a.d = std::make_unique<Dev<float>>(d);
+    a.h = test::random_act(f, n, cols, seed);
+    a.qs = std::make_unique<Dev<int8_t>>(a.h.qs);
+    a.d = std::make_unique<Dev<float>>(a.h.d);
+    if (!a.h.s.empty()) a.s = std::make_unique<Dev<float>>(a.h.s);
+    if (!a.h.bsums.empty()) a.bsums = std::make_unique<Dev<int16_t>>(a.h.bsums);
     return a;
 }
 
-void check_q_products(bool q8) {
+void check_q_products(GgmlType type) {
     const int rows = 97, cols = 512, n = 37;  // rows and tokens off every tile size on purpose
-    QWeight w = make_qweight(q8, rows, cols, 7);
-    QAct x = make_qact(n, cols, 8);
-    // Reference: the scalar dot per (row, token). Tolerance: the integer block dots are
-    // exact on both sides, only the float sum of 16 (or 32) scaled block terms differs
-    // in order: 1e-5 relative to max(1, |y|).
-    std::vector<float> want(size_t(n) * rows);
-    const size_t nb = cols / 32;
-    for (int t = 0; t < n; ++t)
-        for (int r = 0; r < rows; ++r)
-            want[size_t(t) * rows + size_t(r)] =
-                q8 ? vec_dot_q8_0_q8_0_ref(cols, reinterpret_cast<const BlockQ8_0*>(w.blocks.data()) + size_t(r) * nb, &x.blocks[size_t(t) * nb])
-                   : vec_dot_q4_0_q8_0_ref(cols, reinterpret_cast<const BlockQ4_0*>(w.blocks.data()) + size_t(r) * nb, &x.blocks[size_t(t) * nb]);
+    QWeight w = make_qweight(type, rows, cols, 7);
+    QAct x = make_qact(cuda::act_format(w.w.type), n, cols, 8);
     Dev<float> y(size_t(n) * rows);
     cuda::matmul_q(w.w, x.dev(), n, y.p, nullptr);
     const auto batched = y.down();
-    check_close(batched, want, 1e-5f, q8 ? "matmul Q8_0" : "matmul Q4_0");
+    // The device runs q_units.cuh's code: the host emulation of it is exact.
+    CHECK(batched == test::emulate_product(w.h.w, x.h.view(), n));
+    // Reference: ggml's scalar dot per (row, token). Tolerance: the integer dots are
+    // exact on both sides, only the float sum of the scaled block (or sub-block) terms
+    // differs in order: 1e-5 relative to max(1, |y|).
+    std::vector<float> want(size_t(n) * rows);
+    for (int t = 0; t < n; ++t)
+        for (int r = 0; r < rows; ++r)
+            want[size_t(t) * rows + size_t(r)] =
+                test::vec_dot_ref(type, cols, w.h.blocks.data() + size_t(r) * w.h.row_bytes, x.h.row_blocks(t));
+    check_close(batched, want, 1e-5f, ggml_type_name(uint32_t(type)).data());
     // Batch invariance: each token alone (matvec, n = 1) and in groups of 1..8 gives
     // exactly the batched result.
     for (int group : {1, 3, 8}) {
         for (int t0 = 0; t0 + group <= n; t0 += group) {
-            cuda::DevQ8 part{x.qs->p + size_t(t0) * cols, x.d->p + size_t(t0) * nb};
             Dev<float> yp(size_t(group) * rows);
-            cuda::matvec_q(w.w, part, group, yp.p, nullptr);
+            cuda::matvec_q(w.w, x.from(t0), group, yp.p, nullptr);
             const auto got = yp.down();
             for (size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == batched[size_t(t0) * rows + i]);
         }
     }
 }
 
-TEST_CASE("cuda kernel: Q8_0 matvec and matmul against vec_dot_q8_0_q8_0_ref, batch invariant") { check_q_products(true); }
-TEST_CASE("cuda kernel: Q4_0 matvec and matmul against vec_dot_q4_0_q8_0_ref, batch invariant") { check_q_products(false); }
+TEST_CASE("cuda kernel: quantized matvec and matmul of every type against ggml's vec_dot references, batch invariant") {
+    for (GgmlType type : test::kQuantTypes) {
+        CAPTURE(std::string(ggml_type_name(uint32_t(type))));
+        check_q_products(type);
+    }
+}
 
 TEST_CASE("cuda kernel: F32 matmul against dot_f32_ref, batch invariant") {
     const int rows = 53, cols = 128, n = 20;
@@ -202,34 +265,33 @@ TEST_CASE("cuda kernel: F32 matmul against dot_f32_ref, batch invariant") {
     for (int r = 0; r < rows; ++r) CHECK(alone[size_t(r)] == got[size_t(5) * rows + size_t(r)]);
 }
 
-TEST_CASE("cuda kernel: embedding rows equal dequantize_row for F32, Q8_0 and Q4_0 tables") {
-    const int rows = 40, cols = 96;
+TEST_CASE("cuda kernel: embedding rows equal dequantize_row for F32 and every quantized table") {
+    const int rows = 40, cols = 512;
     const std::vector<int32_t> ids = {3, -1, 39, 0, 3};  // -1: a row the kernel must leave alone
-    for (int type = 0; type < 3; ++type) {
-        CAPTURE(type);
-        QWeight q;
-        std::unique_ptr<Dev<float>> f32;
-        const auto f = random_floats(size_t(rows) * cols, 11);
-        std::vector<float> want(ids.size() * cols, 42.0f);
+    const auto f = random_floats(size_t(rows) * cols, 11);
+    {
+        Dev<float> f32(f);
         DevWeight table;
-        if (type == 0) {
-            f32 = std::make_unique<Dev<float>>(f);
-            table.type = WeightType::F32, table.rows = rows, table.cols = cols, table.f = f32->p;
-            for (size_t t = 0; t < ids.size(); ++t)
-                if (ids[t] >= 0) std::memcpy(&want[t * cols], &f[size_t(ids[t]) * cols], cols * sizeof(float));
-        } else {
-            q = make_qweight(type == 1, rows, cols, 11);
-            table = q.w;
-            const size_t row_bytes = size_t(cols / 32) * (type == 1 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0));
-            for (size_t t = 0; t < ids.size(); ++t)
-                if (ids[t] >= 0)
-                    REQUIRE(dequantize_row(uint32_t(type == 1 ? GgmlType::Q8_0 : GgmlType::Q4_0),
-                                           q.blocks.data() + size_t(ids[t]) * row_bytes, &want[t * cols], cols));
-        }
+        table.type = WeightType::F32, table.rows = rows, table.cols = cols, table.f = f32.p;
+        std::vector<float> want(ids.size() * cols, 42.0f);
+        for (size_t t = 0; t < ids.size(); ++t)
+            if (ids[t] >= 0) std::memcpy(&want[t * cols], &f[size_t(ids[t]) * cols], cols * sizeof(float));
         Dev<int32_t> dids(ids);
         Dev<float> out(std::vector<float>(ids.size() * cols, 42.0f));
         cuda::embed_rows(table, dids.p, int(ids.size()), out.p, nullptr);
-        CHECK(out.down() == want);  // exact: the same products of the same numbers
+        CHECK(out.down() == want);
+    }
+    for (GgmlType type : test::kQuantTypes) {
+        CAPTURE(std::string(ggml_type_name(uint32_t(type))));
+        QWeight q = make_qweight(type, rows, cols, 11);
+        std::vector<float> want(ids.size() * cols, 42.0f);
+        for (size_t t = 0; t < ids.size(); ++t)
+            if (ids[t] >= 0)
+                REQUIRE(dequantize_row(uint32_t(type), q.h.blocks.data() + size_t(ids[t]) * q.h.row_bytes, &want[t * cols], cols));
+        Dev<int32_t> dids(ids);
+        Dev<float> out(std::vector<float>(ids.size() * cols, 42.0f));
+        cuda::embed_rows(q.w, dids.p, int(ids.size()), out.p, nullptr);
+        CHECK(out.down() == want);  // exact: the same operations on the same numbers
     }
 }
 
@@ -254,10 +316,36 @@ TEST_CASE("cuda kernel: rope from the host's cos/sin table equals rope_f32") {
     for (int p = 0; p < positions; ++p) rope_cos_sin(&cs[size_t(p) * n_rot], n_rot, p, 500000.0f);
     Dev<float> dx(x), dcs(cs);
     Dev<int32_t> dpos(pos);
-    cuda::rope(dx.p, dpos.p, n_tok, n_heads, head_dim, n_rot, dcs.p, nullptr);
+    const auto x0 = x;
+    cuda::rope(dx.p, dpos.p, n_tok, n_heads, head_dim, n_rot, dcs.p, false, nullptr);
     for (int t = 0; t < n_tok; ++t) rope_f32(&x[size_t(t) * n_heads * head_dim], n_heads, head_dim, n_rot, pos[size_t(t)], 500000.0f);
     // Same angles, same rounding of each product (no contraction on either side).
     check_close(dx.down(), x, 1e-7f, "rope");
+    // NeoX pairs (j, j + n_rot/2), qwen2/qwen3's layout, from the same table.
+    x = x0;
+    dx.up(x);
+    cuda::rope(dx.p, dpos.p, n_tok, n_heads, head_dim, n_rot, dcs.p, true, nullptr);
+    for (int t = 0; t < n_tok; ++t)
+        rope_neox_f32(&x[size_t(t) * n_heads * head_dim], n_heads, head_dim, n_rot, pos[size_t(t)], 500000.0f);
+    check_close(dx.down(), x, 1e-7f, "rope neox");
+}
+
+TEST_CASE("cuda kernel: per-head rmsnorm and the bias add against the CPU (qwen3's Q/K norm, qwen2's biases)") {
+    const int n_tok = 3, n_heads = 5, head_dim = 128;
+    const auto x = random_floats(size_t(n_tok) * n_heads * head_dim, 14, 4.0f), w = random_floats(head_dim, 15);
+    Dev<float> dx(x), dw(w);
+    cuda::rmsnorm_heads(dx.p, dw.p, n_tok * n_heads, head_dim, 1e-6f, nullptr);
+    std::vector<float> want = x;
+    for (int r = 0; r < n_tok * n_heads; ++r)
+        rmsnorm_f32(&want[size_t(r) * head_dim], &want[size_t(r) * head_dim], w.data(), head_dim, 1e-6f);
+    check_close(dx.down(), want, 1e-6f, "rmsnorm_heads");  // as rmsnorm: the scale's last bit
+    const int width = 96;
+    const auto y = random_floats(size_t(n_tok) * width, 16), b = random_floats(width, 17);
+    Dev<float> dy(y), db(b);
+    cuda::add_bias(dy.p, db.p, n_tok, width, nullptr);
+    std::vector<float> sum(y.size());
+    for (size_t i = 0; i < y.size(); ++i) sum[i] = y[i] + b[i % width];
+    CHECK(dy.down() == sum);  // one float add: exact
 }
 
 TEST_CASE("cuda kernel: swiglu and the residual add against the CPU") {
@@ -370,6 +458,99 @@ TEST_CASE("cuda model: greedy output identical to the CPU path for F32, Q8_0 and
     }
 }
 
+// The CPU's greedy continuation of a prompt, teacher-forced through both paths: the
+// device's logits at every position within 1e-3 relative to max(1, |x|) of the CPU's
+// (summation order, and an activation that lands on a rounding boundary of its
+// quantization), its argmax the CPU's token wherever the CPU's top two logits are
+// further apart than twice that (greedy text equal away from near ties), and its
+// token-by-token decode equal to its own prefill bit for bit (batch invariance: matvec
+// and matmul, graphs and plain launches, give every token the same result).
+void check_model_agrees(const TinyLlamaShape& shape) {
+    auto cpu = test::TinyEngine::make(shape);
+    auto gpu = test::TinyEngine::make(shape, Device::Cuda);
+    REQUIRE(std::string(gpu.model->device()) == "cuda");
+    const int V = cpu.model->n_vocab(), n_gen = 24;
+    for (uint64_t seed : {1, 2}) {
+        CAPTURE(seed);
+        auto seq = test::random_prompt(seed, 30 + int(seed) * 11);
+        const int n_prompt = int(seq.size());
+        const auto gen = greedy(*cpu.model, seq, n_gen, nullptr);
+        seq.insert(seq.end(), gen.begin(), gen.end() - 1);  // position p predicts seq[p + 1]
+        const int n = int(seq.size());
+        auto all_logits = [&](const Model& m) {
+            auto kv = m.new_kv_cache(n);
+            REQUIRE(kv);
+            std::vector<float> logits(size_t(n) * V);
+            REQUIRE(m.forward(*kv, seq.data(), n, 0, logits.data(), true).ok());
+            return logits;
+        };
+        const auto lc = all_logits(*cpu.model), lg = all_logits(*gpu.model);
+        check_close(lg, lc, 1e-3f, "teacher-forced logits");
+        int decided = 0;
+        for (int p = n_prompt - 1; p < n; ++p) {
+            const float* c = &lc[size_t(p) * V];
+            const float* g = &lg[size_t(p) * V];
+            std::vector<float> sorted(c, c + V);
+            std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+            if (sorted[0] - sorted[1] <= 2e-3f * std::max(1.0f, std::fabs(sorted[0]))) continue;  // a near tie
+            ++decided;
+            CHECK(std::max_element(g, g + V) - g == std::max_element(c, c + V) - c);
+        }
+        CHECK(decided > n_gen / 2);  // the check above did run
+        // Token by token on the device after a prefill of the prompt: bit for bit.
+        auto kv = gpu.model->new_kv_cache(n);
+        REQUIRE(kv);
+        std::vector<float> step(static_cast<size_t>(V));
+        REQUIRE(gpu.model->forward(*kv, seq.data(), n_prompt, 0, step.data()).ok());
+        CHECK(std::memcmp(step.data(), &lg[size_t(n_prompt - 1) * V], sizeof(float) * V) == 0);
+        for (int p = n_prompt; p < n; ++p) {
+            REQUIRE(gpu.model->forward(*kv, &seq[size_t(p)], 1, p, step.data()).ok());
+            CHECK(std::memcmp(step.data(), &lg[size_t(p) * V], sizeof(float) * V) == 0);
+        }
+    }
+}
+
+TEST_CASE("cuda model: llama models of every new weight type and the K-quant mixes agree with the CPU path") {
+    struct Case { GgmlType type; QuantMix mix; uint32_t n_embd; };
+    const Case cases[] = {
+        {GgmlType::Q4_1, QuantMix::Pure, 256}, {GgmlType::Q5_0, QuantMix::Pure, 256}, {GgmlType::Q5_1, QuantMix::Pure, 256},
+        {GgmlType::Q4_K, QuantMix::Pure, 256}, {GgmlType::Q5_K, QuantMix::Pure, 256}, {GgmlType::Q6_K, QuantMix::Pure, 256},
+        {GgmlType::F32, QuantMix::Q4_K_M, 256}, {GgmlType::F32, QuantMix::Q5_K_M, 256},
+        // 384-wide rows are not whole super-blocks: llama.cpp's fallbacks (Q5_0, Q5_1, Q8_0)
+        // beside the K-quants of the 1024-wide down projection.
+        {GgmlType::F32, QuantMix::Q4_K_M, 384}, {GgmlType::F32, QuantMix::Q5_K_M, 384}};
+    for (const Case& c : cases) {
+        const std::string name = std::string("cuda-llama-") + std::string(ggml_type_name(uint32_t(c.type))) + "-" +
+                                 std::to_string(int(c.mix)) + "-" + std::to_string(c.n_embd);
+        CAPTURE(name);
+        auto shape = model_shape(c.type, name.c_str());
+        shape.mix = c.mix;
+        shape.n_embd = c.n_embd, shape.n_head = c.n_embd / 64, shape.n_ff = 2 * c.n_embd + 256;
+        check_model_agrees(shape);
+    }
+}
+
+TEST_CASE("cuda model: qwen2 (Q/K/V biases, NeoX RoPE) and qwen3 (per-head Q/K norm, head size != dim/heads) agree with the CPU path") {
+    struct Case { ModelArch arch; GgmlType type; QuantMix mix; bool tied; uint32_t head_dim; };
+    const Case cases[] = {{ModelArch::Qwen2, GgmlType::F32, QuantMix::Pure, true, 0},
+                          {ModelArch::Qwen2, GgmlType::Q8_0, QuantMix::Pure, false, 0},
+                          {ModelArch::Qwen2, GgmlType::F32, QuantMix::Q4_K_M, true, 0},
+                          {ModelArch::Qwen3, GgmlType::F32, QuantMix::Pure, false, 128},
+                          {ModelArch::Qwen3, GgmlType::F32, QuantMix::Q5_K_M, true, 128},
+                          {ModelArch::Qwen3, GgmlType::Q4_0, QuantMix::Pure, false, 0}};
+    int i = 0;
+    for (const Case& c : cases) {
+        const std::string name = std::string("cuda-qwen-") + std::to_string(i++);
+        CAPTURE(name);
+        auto shape = model_shape(c.type, name.c_str());
+        shape.arch = c.arch;
+        shape.mix = c.mix;
+        shape.tie_output = c.tied;
+        shape.head_dim = c.head_dim;  // qwen3: Q is n_head * 128 = 512 wide, wo maps it back to 256
+        check_model_agrees(shape);
+    }
+}
+
 TEST_CASE("cuda model: CUDA graphs change nothing (graph replay equals plain launches)") {
     auto shape = model_shape(GgmlType::Q8_0, "cuda-graphs");
     auto with = test::TinyEngine::make(shape, Device::Cuda);
@@ -382,8 +563,7 @@ TEST_CASE("cuda model: CUDA graphs change nothing (graph replay equals plain lau
     CHECK(a == b);
 }
 
-TEST_CASE("cuda scheduler: batched, shared-prefix, speculative runs equal runs alone, and the CPU's greedy output") {
-    auto shape = model_shape(GgmlType::Q8_0, "cuda-sched");
+void check_scheduler(TinyLlamaShape shape) {
     shape.late_layer_scale = 0.2f, shape.late_from = 2;  // a draft model that agrees often
     auto gpu = test::TinyEngine::make(shape, Device::Cuda);
     auto cpu = test::TinyEngine::make(shape);
@@ -421,6 +601,16 @@ TEST_CASE("cuda scheduler: batched, shared-prefix, speculative runs equal runs a
             if (temperature == 0.0f) CHECK(together == run(cpu, all, temperature));
         }
     }
+}
+
+TEST_CASE("cuda scheduler: batched, shared-prefix, speculative runs equal runs alone, and the CPU's greedy output") {
+    check_scheduler(model_shape(GgmlType::Q8_0, "cuda-sched"));
+}
+
+TEST_CASE("cuda scheduler: the same on a qwen3 Q4_K_M model (K-quants, Q/K norms, NeoX RoPE, head size 128)") {
+    auto shape = model_shape(GgmlType::F32, "cuda-sched-qwen3");
+    shape.arch = ModelArch::Qwen3, shape.mix = QuantMix::Q4_K_M, shape.head_dim = 128;
+    check_scheduler(shape);
 }
 
 TEST_CASE("cuda model: a KV pool larger than the device is refused, not crashed") {

@@ -20,8 +20,10 @@
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
 #define REPRISE_HD __host__ __device__ __forceinline__
+#define REPRISE_UNROLL _Pragma("unroll")
 #else
 #define REPRISE_HD inline
+#define REPRISE_UNROLL
 #endif
 
 namespace reprise::engine::cuda::units {
@@ -58,7 +60,7 @@ REPRISE_HD int vsub4(int a, int b) {
     return int(__vsub4(unsigned(a), unsigned(b)));
 #else
     uint32_t r = 0;
-    for (int k = 0; k < 4; ++k) r |= ((uint32_t(a) >> (8 * k)) - (uint32_t(b) >> (8 * k)) & 0xFFu) << (8 * k);
+    for (int k = 0; k < 4; ++k) r |= (((uint32_t(a) >> (8 * k)) - (uint32_t(b) >> (8 * k))) & 0xFFu) << (8 * k);
     return int(r);
 #endif
 }
@@ -378,13 +380,13 @@ REPRISE_HD float dequant_element(const DevWeight& w, int row, int c) {
 // lane, lane + 32, ... in order. The kernels then sum the 32 lanes with warp_sum.
 template <WeightType T, int NT>
 REPRISE_HD void lane_dot(const DevWeight& w, const DevQ8& x, int row, int t0, int n_tok, int lane, float (&acc)[NT]) {
-#pragma unroll
+REPRISE_UNROLL
     for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
     const int n_units = Unit<T>::count(w.cols);
     for (int u = lane; u < n_units; u += 32) {
         Unit<T> wu;
         wu.load(w, row, u);
-#pragma unroll
+REPRISE_UNROLL
         for (int t = 0; t < NT; ++t) {
             if (t >= n_tok) break;
             acc[t] = wu.dot(x, size_t(t0 + t), w.cols, u, acc[t]);
