@@ -132,7 +132,8 @@ const CLOSE = 1e-3;
 // (b): a prompt is compared only if every step of llama.cpp's greedy path has a top-2
 // gap of at least GREEDY_MARGIN, the F32 near-tie margin (~35x the largest F32 logit
 // difference measured); at most half of the prompts may be excluded (measured: 4-6 of
-// 19, 4 of them stories260K's: a small trained model has many near ties).
+// 19 before the qwen models, 5 of 23 with them; 4 of them stories260K's: a small
+// trained model has many near ties).
 const GREEDY_MARGIN = TOL.f32.margin;
 const MAX_EXCLUDED_SHARE = 0.5;
 
@@ -154,7 +155,7 @@ const VOCABS = [
 //    as in Qwen2.5-0.5B's 896-wide rows; qwen3's head size 64 (not dim / heads = 32)
 //    makes attn_output's rows 256 wide, so its Q5_K_M file holds Q5_K there.
 //  - SHAPE_K: dim 256, FFN 512, head dim 64. Every row is a multiple of 256: the K-quants
-//    themselves (the mixes: Q4_K / Q5_K, Q6_K for the tied output and, by llama.cpp's
+//    themselves (the mixes: Q4_K / Q5_K, Q6_K for the output and, by llama.cpp's
 //    use_more_bits rule, layer 2's attn_v and ffn_down).
 // types: weight type -> number of prompts (each position of a prompt costs llama.cpp a
 // pass over the vocabulary: few prompts for the 128,256- and 151,936-token ones). The
