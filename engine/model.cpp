@@ -6,6 +6,7 @@
 #include "engine/kernels/attention.hpp"
 #include "engine/kernels/matmul_f32.hpp"
 #include "engine/kernels/matmul_quant.hpp"
+#include "engine/kernels/qgemm_x16.hpp"
 #include "engine/kernels/rmsnorm.hpp"
 #include "engine/kernels/rope.hpp"
 #include "engine/kernels/swiglu.hpp"
@@ -38,6 +39,14 @@ struct MatmulInput {
 };
 
 namespace {
+
+// Tokens per thread below which the per-token steps of a layer (norms, RoPE, residual
+// adds, SwiGLU) stay on the calling thread: a hand-off costs more than a few tokens.
+constexpr int64_t kSerialGrain = 8;
+
+void add_row(float* x, const float* o, int n) {
+    for (int i = 0; i < n; ++i) x[i] += o[i];
+}
 
 struct ForwardScratch {
     std::vector<float> xb, q, k, v, att, o, g, u;
@@ -95,6 +104,21 @@ Status load_weight(const GgufTensorInfo& t, GgmlType want, Weight* w) {
     return Status();
 }
 
+// Q8_0/Q4_0 matrices for the CPU kernels: rows interleaved 16 at a time, once.
+void pack_x16(Weight& w) {
+    if (!x16_supports(w.type) || w.x16 || w.data.empty()) return;
+    std::vector<uint8_t> packed(x16_bytes(w.type, w.rows, w.cols));
+    x16_pack(w.type, w.data.data(), w.rows, w.cols, packed.data());
+    w.data = std::move(packed);
+    w.x16 = true;
+}
+
+void pack_all_x16(Weight& tok_embd, Weight& output, std::vector<Model::Layer>& layers) {
+    pack_x16(tok_embd), pack_x16(output);
+    for (auto& l : layers)
+        for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) pack_x16(*w);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& opt) {
@@ -140,11 +164,16 @@ Result<std::unique_ptr<Model>> Model::from_gguf(const GgufFile& f, const ModelOp
         m->layers_.push_back(std::move(l));
     }
     m->pool_ = std::make_unique<ThreadPool>(std::max(1, opt.n_threads));
-    if (opt.device == Device::Cpu) return m;
+    // The device backends read plain rows: repack only for a model that stays on the CPU.
+    if (opt.device == Device::Cpu) {
+        pack_all_x16(m->tok_embd_, m->output_, m->layers_);
+        return m;
+    }
     auto on_device = cuda_model_open(*m);
     if (!on_device.ok()) {
         if (opt.device == Device::Cuda) return Status::error("model: device cuda: " + on_device.error());
         m->device_note_ = on_device.error();
+        pack_all_x16(m->tok_embd_, m->output_, m->layers_);
         return m;
     }
     m->device_model_ = std::move(on_device.value());
@@ -194,6 +223,9 @@ std::unique_ptr<KvBlockPool> Model::new_kv_pool(int block_size, int n_blocks) co
 
 void Model::matmul(const Weight& w, MatmulInput& in, float* Y) const {
     const ActType at = act_type_for(w.type);
+    if (w.x16)
+        return x16_matmul(w.type, w.data.data(), w.rows, w.cols, static_cast<const BlockQ8_0*>(in.quantized(at, pool_.get())), in.n,
+                          Y, pool_.get());
     if (at == ActType::F32) return matmul_f32(reinterpret_cast<const float*>(w.data.data()), w.rows, w.cols, in.x, in.n, Y, pool_.get());
     matmul_quantized(w.type, w.data.data(), w.rows, w.cols, in.quantized(at, pool_.get()), in.n, Y, pool_.get());
 }
@@ -246,6 +278,33 @@ Status Model::forward_batch(BatchItem* items, int n_items, int layer_end) const 
     return forward_cpu(items, n_items, layer_end);
 }
 
+void Model::matmuls(std::initializer_list<std::pair<const Weight*, float*>> ws, MatmulInput& in) const {
+    const Weight& w0 = *ws.begin()->first;
+    bool together = w0.x16 && ws.size() <= 4;
+    for (const auto& [w, y] : ws) together = together && w->x16 && w->type == w0.type && w->cols == w0.cols;
+    if (!together) {
+        for (const auto& [w, y] : ws) matmul(*w, in, y);
+        return;
+    }
+    X16Product ps[4];
+    int n = 0;
+    for (const auto& [w, y] : ws) ps[n++] = X16Product{w->data.data(), w->rows, y};
+    x16_matmul_many(w0.type, ps, n, w0.cols, static_cast<const BlockQ8_0*>(in.quantized(act_type_for(w0.type), pool_.get())), in.n,
+                    pool_.get());
+}
+
+void Model::embed_row(int token, float* out) const {
+    const Weight& w = tok_embd_;
+    if (!w.x16) {
+        dequantize_row(uint32_t(w.type), w.data.data() + size_t(token) * w.row_bytes, out, w.cols);
+        return;
+    }
+    thread_local std::vector<uint8_t> row;
+    row.resize(w.row_bytes);
+    x16_unpack_row(w.type, w.data.data(), w.cols, token, row.data());
+    dequantize_row(uint32_t(w.type), row.data(), out, w.cols);
+}
+
 Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     const int E = int(hp_.n_embd), F = int(hp_.n_ff), H = int(hp_.n_head), HKV = int(hp_.n_head_kv);
     const int HD = int(hp_.head_dim()), EQ = int(hp_.n_embd_q()), EKV = int(hp_.n_embd_kv()), V = n_vocab();
@@ -268,7 +327,7 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
             toks[size_t(r)] = {it.kv, it.pos0 + t};
             float* row = &x[size_t(r) * E];
             if (it.hidden) std::memcpy(row, it.hidden + size_t(t) * E, sizeof(float) * E);
-            else dequantize_row(uint32_t(tok_embd_.type), tok_embd_.data.data() + size_t(it.tokens[t]) * tok_embd_.row_bytes, row, E);
+            else embed_row(it.tokens[t], row);
         }
         max_pos = std::max(max_pos, it.pos0 + it.n);
     }
@@ -280,6 +339,13 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
     float *xb = buf.xb.data(), *q = buf.q.data(), *k = buf.k.data(), *v = buf.v.data(), *att = buf.att.data(),
           *o = buf.o.data(), *g = buf.g.data(), *u = buf.u.data();
     MatmulInput& in = buf.in;
+    // The per-token work between the matmuls, over the pool for prefill-sized batches
+    // (each token computed alone, as at decode: batch invariant).
+    auto per_token = [&](int n_tok, auto&& fn) {
+        parallel_for(pool_.get(), n_tok, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) fn(t);
+        }, kSerialGrain);
+    };
     const float* ff = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
     const KvBlockPool& pool = *items[0].kv->pool();
     for (int l = 0, active = 0, next = 0; l < layer_end; ++l) {
@@ -288,13 +354,11 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         const int n = active;
         if (n == 0) continue;
         const Layer& Ly = layers_[size_t(l)];
-        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps);
+        per_token(n, [&](int64_t t) { rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.attn_norm.data(), E, hp_.rms_eps); });
         in.bind(xb, n, E);
-        matmul(Ly.wq, in, q);
-        matmul(Ly.wk, in, k);
-        matmul(Ly.wv, in, v);
+        matmuls({{&Ly.wq, q}, {&Ly.wk, k}, {&Ly.wv, v}}, in);
         auto rope = hp_.rope_neox ? rope_neox_f32 : rope_f32;
-        for (int t = 0; t < n; ++t) {
+        per_token(n, [&](int64_t t) {  // each token writes its own cache rows
             const Tok& tk = toks[size_t(t)];
             float *qt = &q[size_t(t) * EQ], *kt = &k[size_t(t) * EKV], *vt = &v[size_t(t) * EKV];
             // qwen2: Q/K/V biases, before RoPE.
@@ -309,12 +373,15 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
             rope(kt, HKV, HD, int(hp_.n_rot), tk.pos, hp_.rope_freq_base, hp_.rope_freq_scale, ff);
             std::memcpy(tk.kv->k_row(l, tk.pos), &k[size_t(t) * EKV], sizeof(float) * EKV);
             std::memcpy(tk.kv->v_row(l, tk.pos), &v[size_t(t) * EKV], sizeof(float) * EKV);
-        }
+        });
         // Token t attends to its own sequence's positions 0..pos (causal); tokens are
         // independent here, and every row they read was written above or before.
-        parallel_for(pool_.get(), n, [&](int64_t t0, int64_t t1) {
+        // Causal: a token's cost grows with its position, so the threads' contiguous
+        // chunks walk the tokens in the order first, last, second, second last, ...
+        parallel_for(pool_.get(), n, [&](int64_t i0, int64_t i1) {
             std::vector<float> scratch(static_cast<size_t>(max_pos));
-            for (int64_t t = t0; t < t1; ++t) {
+            for (int64_t i = i0; i < i1; ++i) {
+                const int64_t t = i % 2 == 0 ? i / 2 : n - 1 - i / 2;
                 const Tok& tk = toks[size_t(t)];
                 const KvView view{pool.data(), tk.kv->blocks().data(), pool.block_size(), pool.block_stride(),
                                   pool.k_offset(l), pool.v_offset(l), size_t(EKV)};
@@ -323,16 +390,15 @@ Status Model::forward_cpu(BatchItem* items, int n_items, int layer_end) const {
         });
         in.bind(att, n, EQ);
         matmul(Ly.wo, in, o);
-        for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
+        per_token(n, [&](int64_t t) { add_row(&x[size_t(t) * E], &o[size_t(t) * E], E); });
 
-        for (int t = 0; t < n; ++t) rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps);
+        per_token(n, [&](int64_t t) { rmsnorm_f32(&xb[size_t(t) * E], &x[size_t(t) * E], Ly.ffn_norm.data(), E, hp_.rms_eps); });
         in.bind(xb, n, E);
-        matmul(Ly.gate, in, g);
-        matmul(Ly.up, in, u);
-        swiglu_f32(g, g, u, n * F);
+        matmuls({{&Ly.gate, g}, {&Ly.up, u}}, in);
+        per_token(n, [&](int64_t t) { swiglu_f32(&g[size_t(t) * F], &g[size_t(t) * F], &u[size_t(t) * F], F); });
         in.bind(g, n, F);
         matmul(Ly.down, in, o);
-        for (size_t i = 0; i < size_t(n) * E; ++i) x[i] += o[i];
+        per_token(n, [&](int64_t t) { add_row(&x[size_t(t) * E], &o[size_t(t) * E], E); });
     }
 
     for (int i = 0; i < n_items; ++i)

@@ -16,8 +16,10 @@
 // matrices to Q8_0 or Q4_0 at load (norm vectors always stay F32).
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/device_model.hpp"
@@ -44,8 +46,10 @@ struct ModelOptions {
 struct Weight {
     GgmlType type = GgmlType::F32;
     int rows = 0, cols = 0;
-    std::vector<uint8_t> data;  // rows * row_bytes
-    size_t row_bytes = 0;
+    std::vector<uint8_t> data;  // rows * row_bytes, or x16_bytes() when x16
+    size_t row_bytes = 0;        // of one plain row
+    // Q8_0/Q4_0 on the CPU: rows repacked 16 at a time at load (kernels/qgemm_x16.hpp).
+    bool x16 = false;
 };
 
 // One sequence's share of a batched forward pass (Model::forward_batch).
@@ -124,6 +128,10 @@ private:
     std::unique_ptr<KvStorage> kv_storage(int block_size, int n_blocks, bool* ok) const;
     // Y[n][w.rows] = w * X[n][w.cols]; `in` holds X and its quantized forms (model.cpp).
     void matmul(const Weight& w, MatmulInput& in, float* Y) const;
+    // Several matrices over one input (wq/wk/wv, gate/up; at most 4): one pool hand-off
+    // when they are all x16 of one type.
+    void matmuls(std::initializer_list<std::pair<const Weight*, float*>> ws, MatmulInput& in) const;
+    void embed_row(int token, float* out) const;  // the token's embedding, dequantized
 
     LlamaHParams hp_;
     Weight tok_embd_, output_;

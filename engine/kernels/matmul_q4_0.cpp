@@ -1,7 +1,9 @@
 #include "engine/kernels/matmul_q4_0.hpp"
 
+#include <vector>
+
 #include "engine/kernels/cpu.hpp"
-#include "engine/kernels/qgemm.hpp"
+#include "engine/kernels/qgemm_x16.hpp"
 #include "engine/kernels/simd_q8.hpp"
 
 namespace reprise::engine {
@@ -20,16 +22,18 @@ float vec_dot_q4_0_q8_0_ref(int n, const BlockQ4_0* x, const BlockQ8_0* y) {
 }
 
 #if defined(__x86_64__)
+// The reference's order (float(block sum) * (d_x * d_y), added block by block), the
+// integer block sum in SIMD; this file is compiled with -ffp-contract=off.
 __attribute__((target("avx2,fma,f16c"))) static float vec_dot_q4_0_q8_0_avx2(int n, const BlockQ4_0* x, const BlockQ8_0* y) {
-    __m256 acc = _mm256_setzero_ps();
+    float sum = 0.0f;
     const __m256i off = _mm256_set1_epi8(8);
     for (int b = 0; b < n / kQK4_0; ++b) {
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[b].d) * _cvtsh_ss(y[b].d));  // F16C: exact, as fp16_to_fp32
         const __m256i qx = _mm256_sub_epi8(simd::bytes_from_nibbles_32(x[b].qs), off);
         const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
-        acc = _mm256_fmadd_ps(d, simd::mul_sum_i8_pairs_float(qx, qy), acc);
+        const int sumi = simd::hsum_i32_8(simd::mul_sum_i8_pairs(qx, qy));
+        sum += float(sumi) * (_cvtsh_ss(x[b].d) * _cvtsh_ss(y[b].d));  // F16C: exact, as fp16_to_fp32
     }
-    return simd::hsum_float_8(acc);
+    return sum;
 }
 #endif
 
@@ -41,13 +45,12 @@ float vec_dot_q4_0_q8_0(int n, const BlockQ4_0* x, const BlockQ8_0* y) {
 }
 
 void matmul_q4_0(const BlockQ4_0* W, int rows, int cols, const BlockQ8_0* Xq, int n_tok, float* Y, ThreadPool* pool) {
-    // SIMD: register-tiled (kernels/qgemm.cpp), bit-identical to vec_dot_q4_0_q8_0 per (row, token).
-    if (qgemm_q4_0(W, rows, cols, Xq, n_tok, Y, pool)) return;
-    const int nb = cols / 32;
-    parallel_for(pool, rows, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-            for (int t = 0; t < n_tok; ++t) Y[int64_t(t) * rows + r] = vec_dot_q4_0_q8_0_ref(cols, W + r * nb, Xq + int64_t(t) * nb);
-    }, 16);
+    // Plain rows are repacked here on every call; the model packs its weights once at
+    // load (Weight::x16) and calls x16_matmul directly.
+    thread_local std::vector<uint8_t> packed;
+    packed.resize(x16_bytes(GgmlType::Q4_0, rows, cols));
+    x16_pack(GgmlType::Q4_0, W, rows, cols, packed.data());
+    x16_matmul(GgmlType::Q4_0, packed.data(), rows, cols, Xq, n_tok, Y, pool);
 }
 
 }  // namespace reprise::engine

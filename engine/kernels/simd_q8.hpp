@@ -27,6 +27,21 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 mul_sum_i8_pairs_float(__
     return _mm256_cvtepi32_ps(dot32);
 }
 
+// Signed int8 x int8 dot in 8 int32 lanes (exact), as mul_sum_i8_pairs_float before the
+// conversion.
+__attribute__((target("avx2,fma,f16c"))) inline __m256i mul_sum_i8_pairs(__m256i x, __m256i y) {
+    const __m256i dot16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(dot16, _mm256_set1_epi16(1));
+}
+
+// Sum of the 8 int32 lanes.
+__attribute__((target("avx2,fma,f16c"))) inline int hsum_i32_8(__m256i x) {
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+    r = _mm_add_epi32(r, _mm_unpackhi_epi64(r, r));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 1));
+    return _mm_cvtsi128_si32(r);
+}
+
 // 16 bytes of nibbles -> 32 bytes: low nibbles in bytes 0..15, high in 16..31.
 __attribute__((target("avx2,fma,f16c"))) inline __m256i bytes_from_nibbles_32(const uint8_t* p) {
     const __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));

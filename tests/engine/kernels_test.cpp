@@ -2,8 +2,10 @@
 // tolerances, and the AVX2 paths against the scalar reference paths.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "engine/ggml_types.hpp"
@@ -12,6 +14,7 @@
 #include "engine/kernels/matmul_f32.hpp"
 #include "engine/kernels/matmul_q4_0.hpp"
 #include "engine/kernels/matmul_q8_0.hpp"
+#include "engine/kernels/qgemm_x16.hpp"
 #include "engine/kernels/rmsnorm.hpp"
 #include "engine/kernels/rope.hpp"
 #include "engine/kernels/softmax.hpp"
@@ -141,7 +144,7 @@ TEST_CASE("kernels: f32 dot/matmul - AVX2 and scalar vs double (1e-6 of sum |a*b
             CHECK(Y1[size_t(t * rows + r)] == dot_f32(&W[size_t(r * cols)], &X[size_t(t * cols)], cols));
 }
 
-TEST_CASE("kernels: q8_0 x q8_0 dot: AVX2 == scalar (1e-6 rel) - == dequantized float dot") {
+TEST_CASE("kernels: q8_0 x q8_0 dot: AVX2 == scalar bit for bit - == dequantized float dot (1e-6 rel)") {
     for (int n : {32, 64, 768, 2048}) {
         auto a = randv(size_t(n), 15, 2.0f), b = randv(size_t(n), 16, 0.5f);
         std::vector<BlockQ8_0> qa(size_t(n / 32)), qb(size_t(n / 32));
@@ -159,7 +162,7 @@ TEST_CASE("kernels: q8_0 x q8_0 dot: AVX2 == scalar (1e-6 rel) - == dequantized 
         const float v = vec_dot_q8_0_q8_0(n, qa.data(), qb.data());
         // Integer block sums are exact; only the per-block float scaling/summation rounds.
         CHECK(std::fabs(s - ref) <= 1e-6 * mag);
-        CHECK(std::fabs(v - ref) <= 1e-6 * mag);
+        CHECK(v == s);  // the reference's float order on every path
         // Quantization error vs the unquantized float dot: Q8_0 steps are max|x|/127
         // per block, so the error stays well under 2% of sum |a*b|.
         double exact = 0;
@@ -168,7 +171,7 @@ TEST_CASE("kernels: q8_0 x q8_0 dot: AVX2 == scalar (1e-6 rel) - == dequantized 
     }
 }
 
-TEST_CASE("kernels: q4_0 x q8_0 dot: AVX2 == scalar (1e-6 rel) - == dequantized float dot") {
+TEST_CASE("kernels: q4_0 x q8_0 dot: AVX2 == scalar bit for bit - == dequantized float dot (1e-6 rel)") {
     for (int n : {32, 64, 768, 2048}) {
         auto a = randv(size_t(n), 17, 2.0f), b = randv(size_t(n), 18, 0.5f);
         std::vector<BlockQ4_0> qa(size_t(n / 32));
@@ -184,7 +187,7 @@ TEST_CASE("kernels: q4_0 x q8_0 dot: AVX2 == scalar (1e-6 rel) - == dequantized 
             mag += std::fabs(double(da[size_t(i)]) * db[size_t(i)]);
         }
         CHECK(std::fabs(vec_dot_q4_0_q8_0_ref(n, qa.data(), qb.data()) - ref) <= 1e-6 * mag);
-        CHECK(std::fabs(vec_dot_q4_0_q8_0(n, qa.data(), qb.data()) - ref) <= 1e-6 * mag);
+        CHECK(vec_dot_q4_0_q8_0(n, qa.data(), qb.data()) == vec_dot_q4_0_q8_0_ref(n, qa.data(), qb.data()));
     }
 }
 
@@ -212,12 +215,12 @@ TEST_CASE("kernels: quantized matmuls split over threads give identical results"
 }
 
 TEST_CASE("kernels: tiled quantized matmuls - every ISA path, odd shapes, 1..3 threads") {
-    // The tiled SIMD kernels (kernels/qgemm.cpp) compute each (row, token) dot with the
-    // same exact integer lane sums and the same float operation order as the AVX2
-    // vec_dot, whatever the ISA (AVX2 maddubs, AVX512-VNNI vpdpbusd with an offset
-    // correction), tile shape or thread split: so SIMD results must be bit-identical to
-    // vec_dot_* and to each other. The scalar reference sums blocks in another order:
-    // tolerance 1e-6 of sum |w*x| (integer block sums are exact; only float rounds).
+    // The SIMD kernels (kernels/qgemm_x16.cpp, weights repacked 16 rows at a time)
+    // compute each (row, token) dot with exact integer block sums and the scalar
+    // reference's float operations in its order, whatever the ISA (AVX2 maddubs,
+    // AVX512-VNNI vpdpbusd with an offset correction), tile shape, row group or thread
+    // split: so every path is bit-identical to vec_dot_*_ref (and to vec_dot_*), and
+    // within 1e-6 of sum |w*x| of the double product of the dequantized values.
     std::vector<KernelIsa> isas{KernelIsa::Scalar};
     if (cpu_has_avx2()) isas.push_back(KernelIsa::Avx2);
     if (cpu_has_avx512vnni()) isas.push_back(KernelIsa::Avx512Vnni);
@@ -225,7 +228,7 @@ TEST_CASE("kernels: tiled quantized matmuls - every ISA path, odd shapes, 1..3 t
     ThreadPool pool2(2), pool3(3);
     for (int cols : {32, 96, 256}) {
         for (int rows : {1, 3, 5, 17, 46}) {
-            for (int ntok : {1, 2, 3, 4, 5, 7, 9}) {
+            for (int ntok : {1, 2, 3, 4, 5, 7, 9, 17}) {  // 8-token tiles and every remainder
                 CAPTURE(cols);
                 CAPTURE(rows);
                 CAPTURE(ntok);
@@ -243,7 +246,7 @@ TEST_CASE("kernels: tiled quantized matmuls - every ISA path, odd shapes, 1..3 t
                 dequantize_row_q8_0(w8.data(), dw8.data(), rows * cols);
                 dequantize_row_q4_0(w4.data(), dw4.data(), rows * cols);
                 dequantize_row_q8_0(x8.data(), dx.data(), ntok * cols);
-                std::vector<float> first8, first4;  // first SIMD path's results
+                std::vector<float> first8, first4;  // the first path's results
                 for (KernelIsa isa : isas) {
                     kernels_set_max_isa(isa);
                     REQUIRE(kernels_isa() == isa);
@@ -264,19 +267,15 @@ TEST_CASE("kernels: tiled quantized matmuls - every ISA path, odd shapes, 1..3 t
                                 }
                                 CHECK(std::fabs(y8[o] - r8) <= 1e-6 * m8 + 1e-30);
                                 CHECK(std::fabs(y4[o] - r4) <= 1e-6 * m4 + 1e-30);
-                                if (isa != KernelIsa::Scalar) {  // bit-identical to the one-token AVX2 dot
-                                    CHECK(y8[o] == vec_dot_q8_0_q8_0(cols, &w8[size_t(r * nb)], &x8[size_t(t * nb)]));
-                                    CHECK(y4[o] == vec_dot_q4_0_q8_0(cols, &w4[size_t(r * nb)], &x8[size_t(t * nb)]));
-                                } else {
-                                    CHECK(y8[o] == vec_dot_q8_0_q8_0_ref(cols, &w8[size_t(r * nb)], &x8[size_t(t * nb)]));
-                                    CHECK(y4[o] == vec_dot_q4_0_q8_0_ref(cols, &w4[size_t(r * nb)], &x8[size_t(t * nb)]));
-                                }
+                                CHECK(y8[o] == vec_dot_q8_0_q8_0_ref(cols, &w8[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                CHECK(y4[o] == vec_dot_q4_0_q8_0_ref(cols, &w4[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                CHECK(y8[o] == vec_dot_q8_0_q8_0(cols, &w8[size_t(r * nb)], &x8[size_t(t * nb)]));
+                                CHECK(y4[o] == vec_dot_q4_0_q8_0(cols, &w4[size_t(r * nb)], &x8[size_t(t * nb)]));
                             }
-                        if (isa == KernelIsa::Scalar) continue;
                         if (first8.empty()) {
                             first8 = y8;
                             first4 = y4;
-                        } else {  // AVX2 == AVX512-VNNI, any thread count
+                        } else {  // scalar == AVX2 == AVX512-VNNI, any thread count
                             CHECK(y8 == first8);
                             CHECK(y4 == first4);
                         }
@@ -284,6 +283,95 @@ TEST_CASE("kernels: tiled quantized matmuls - every ISA path, odd shapes, 1..3 t
                 }
                 kernels_set_max_isa(KernelIsa::Avx512Vnni);
             }
+        }
+    }
+}
+
+TEST_CASE("kernels: activation quantizer == quantize_row_q8_0_ref bit for bit - ties round away from zero") {
+    // Block 0: amax 127 makes d = 1 and x * id = x exactly, so the halves are ties
+    // (roundf: 2.5 -> 3, -2.5 -> -3, 0.5 -> 1); block 1 all zeros; the rest random at
+    // several scales.
+    const int cols = 32 * 10, ntok = 3;
+    std::vector<float> X = randv(size_t(ntok * cols), 31, 3.0f);
+    for (int j = 0; j < 32; ++j) X[size_t(j)] = j == 0 ? 127.0f : (j % 2 ? -1.0f : 1.0f) * (float(j) * 2.0f + 0.5f);
+    for (int j = 32; j < 64; ++j) X[size_t(j)] = 0.0f;
+    for (int j = 64; j < 96; ++j) X[size_t(j)] *= 1e-6f;
+    for (int j = 96; j < 128; ++j) X[size_t(j)] *= 1e5f;
+    std::vector<BlockQ8_0> want(size_t(ntok * cols / 32)), got(want.size());
+    for (int t = 0; t < ntok; ++t) quantize_row_q8_0_ref(&X[size_t(t * cols)], &want[size_t(t * cols / 32)], cols);
+    REQUIRE(want[0].qs[1] == -3);  // -2.5 -> -3
+    REQUIRE(want[0].qs[2] == 5);   // 4.5 -> 5
+    std::vector<KernelIsa> isas{KernelIsa::Scalar};
+    if (cpu_has_avx2()) isas.push_back(KernelIsa::Avx2);
+    for (KernelIsa isa : isas) {
+        kernels_set_max_isa(isa);
+        quantize_activations_q8_0(X.data(), ntok, cols, got.data());
+        for (size_t b = 0; b < want.size(); ++b) {
+            CAPTURE(b);
+            CHECK(got[b].d == want[b].d);
+            for (int j = 0; j < 32; ++j) CHECK(got[b].qs[j] == want[b].qs[j]);
+        }
+    }
+    kernels_set_max_isa(KernelIsa::Avx512Vnni);
+}
+
+TEST_CASE("kernels: x16 repacking keeps every row - unpack(pack(W)) == W, padding rows are zero") {
+    const int cols = 96, nb = cols / 32;
+    for (int rows : {1, 16, 21}) {
+        CAPTURE(rows);
+        auto W = randv(size_t(rows * cols), uint64_t(40 + rows), 2.0f);
+        std::vector<BlockQ8_0> w8(size_t(rows * nb)), r8(static_cast<size_t>(nb));
+        std::vector<BlockQ4_0> w4(size_t(rows * nb)), r4(static_cast<size_t>(nb));
+        quantize_row_q8_0_ref(W.data(), w8.data(), rows * cols);
+        quantize_row_q4_0_ref(W.data(), w4.data(), rows * cols);
+        std::vector<uint8_t> p8(x16_bytes(GgmlType::Q8_0, rows, cols)), p4(x16_bytes(GgmlType::Q4_0, rows, cols));
+        CHECK(p8.size() == size_t((rows + 15) / 16) * 16 * nb * sizeof(BlockQ8_0));  // same bytes per row
+        CHECK(p4.size() == size_t((rows + 15) / 16) * 16 * nb * sizeof(BlockQ4_0));
+        x16_pack(GgmlType::Q8_0, w8.data(), rows, cols, p8.data());
+        x16_pack(GgmlType::Q4_0, w4.data(), rows, cols, p4.data());
+        for (int r = 0; r < (rows + 15) / 16 * 16; ++r) {
+            x16_unpack_row(GgmlType::Q8_0, p8.data(), cols, r, r8.data());
+            x16_unpack_row(GgmlType::Q4_0, p4.data(), cols, r, r4.data());
+            for (int b = 0; b < nb; ++b) {
+                const BlockQ8_0 z8{};
+                const BlockQ4_0 z4{};
+                const BlockQ8_0& e8 = r < rows ? w8[size_t(r * nb + b)] : z8;
+                const BlockQ4_0& e4 = r < rows ? w4[size_t(r * nb + b)] : z4;
+                CHECK(std::memcmp(&r8[size_t(b)], &e8, sizeof(BlockQ8_0)) == 0);
+                CHECK(std::memcmp(&r4[size_t(b)], &e4, sizeof(BlockQ4_0)) == 0);
+            }
+        }
+    }
+}
+
+TEST_CASE("kernels: x16_matmul_many (one hand-off for wq/wk/wv) == one x16_matmul per matrix, any thread split") {
+    const int cols = 64, nb = cols / 32, ntok = 3;
+    const int rows[3] = {48, 21, 5};  // row groups split unevenly across the products
+    auto X = randv(size_t(ntok * cols), 77, 1.0f);
+    std::vector<BlockQ8_0> xq(size_t(ntok * nb));
+    quantize_activations_q8_0(X.data(), ntok, cols, xq.data());
+    ThreadPool pool2(2), pool3(3);
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+        std::vector<std::vector<uint8_t>> packed(3);
+        std::vector<std::vector<float>> want(3), got(3);
+        std::vector<X16Product> ps;
+        for (int i = 0; i < 3; ++i) {
+            auto W = randv(size_t(rows[i] * cols), uint64_t(60 + i), 1.5f);
+            std::vector<BlockQ8_0> w8(size_t(rows[i] * nb));
+            std::vector<BlockQ4_0> w4(size_t(rows[i] * nb));
+            quantize_row_q8_0_ref(W.data(), w8.data(), rows[i] * cols);
+            quantize_row_q4_0_ref(W.data(), w4.data(), rows[i] * cols);
+            packed[size_t(i)].resize(x16_bytes(t, rows[i], cols));
+            x16_pack(t, t == GgmlType::Q8_0 ? static_cast<const void*>(w8.data()) : w4.data(), rows[i], cols, packed[size_t(i)].data());
+            want[size_t(i)].resize(size_t(rows[i] * ntok));
+            got[size_t(i)].resize(want[size_t(i)].size());
+            x16_matmul(t, packed[size_t(i)].data(), rows[i], cols, xq.data(), ntok, want[size_t(i)].data(), nullptr);
+            ps.push_back(X16Product{packed[size_t(i)].data(), rows[i], got[size_t(i)].data()});
+        }
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+            for (auto& g : got) std::fill(g.begin(), g.end(), -1.0f);
+            x16_matmul_many(t, ps.data(), 3, cols, xq.data(), ntok, pool);
+            for (int i = 0; i < 3; ++i) CHECK(got[size_t(i)] == want[size_t(i)]);
         }
     }
 }
