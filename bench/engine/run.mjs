@@ -1,16 +1,19 @@
 // Reprise's engine vs llama.cpp (node-llama-cpp 3.22.1, its prebuilt CPU build) on the
-// CPU: prefill and decode tokens/s of the same generated ~100M-parameter GGUF file, at
-// the same thread count, in one run.
+// CPU: prefill and decode tokens/s of the same generated GGUF file, at the same thread
+// count, in one run.
 //   node bench/engine/run.mjs [--build build] [--fixtures ../shared/fixtures]
-//       [--threads 1,2] [--types q8_0,q4_0] [--rounds 5] [--prompt 128] [--decode 64]
-//       [--out bench/results/engine_vs_llamacpp.md]
-// The model: reprise-make-model random, the llama-spm vocabulary (32,000 tokens), dim 768,
-// FFN 2048, 12 layers, 12 heads over 4 KV heads, output tied to the embedding (100.2M
-// parameters, 24.6M of them the embedding). Prefill: the same PROMPT token ids as one
-// batch, logits of the last token only; decode: DECODE greedy tokens one at a time.
-// Rounds alternate between the two implementations (engine, llama.cpp, engine, ...)
-// so that load from elsewhere on the machine hits both alike; each figure is the best
-// of ROUNDS, with the range of all rounds beside it.
+//       [--threads 1,2] [--types q8_0,q4_0,q4_k_m] [--qwen-types q4_k_m] [--rounds 5]
+//       [--prompt 128] [--decode 64] [--out bench/results/engine_vs_llamacpp.md]
+// Two models (reprise-make-model random, MODELS below): a Llama of 100.1M parameters
+// (llama-spm vocabulary, dim 768, FFN 2048, 12 layers) in each of --types, and a Qwen3
+// of 109.3M (the qwen2 vocabulary's 151,936 tokens, dim 512, FFN 1536, 8 layers, head
+// size 128 != dim / heads, Q/K norms) in each of --qwen-types (none: --qwen-types "").
+// Prefill: the same PROMPT token ids as one batch, logits of the last token only;
+// decode: DECODE greedy tokens one at a time. Rounds alternate between the two
+// implementations (engine, llama.cpp, engine, ...) so that load from elsewhere on the
+// machine hits both alike; each figure is the best of ROUNDS, with the range of all
+// rounds beside it. Writes OUT (Markdown), OUT's .json (every round) and .png (the
+// chart, bench/engine/run_plot.mjs; needs gnuplot).
 import {spawnSync} from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -22,12 +25,25 @@ const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? args
 const BUILD = path.resolve(opt("--build", path.join(ROOT, "build")));
 const FIXTURES = path.resolve(opt("--fixtures", fs.existsSync(path.join(ROOT, "../shared/fixtures")) ? path.join(ROOT, "../shared/fixtures") : "/work/shared/fixtures"));
 const THREADS = opt("--threads", "1,2").split(",").map(Number);
-const TYPES = opt("--types", "q8_0,q4_0").split(",");
+const TYPES = opt("--types", "q8_0,q4_0,q4_k_m").split(",").filter(Boolean);
+const QWEN_TYPES = opt("--qwen-types", "q4_k_m").split(",").filter(Boolean);
 const ROUNDS = Number(opt("--rounds", "5"));
 const PROMPT = Number(opt("--prompt", "128"));
 const DECODE = Number(opt("--decode", "64"));
 const OUT = opt("--out", path.join(ROOT, "bench/results/engine_vs_llamacpp.md"));
-const SHAPE = ["--dim", "768", "--hidden", "2048", "--layers", "12", "--heads", "12", "--kv-heads", "4", "--ctx", "1024", "--tied", "--seed", "1"];
+// n_embd, n_ff, n_layer, n_head, n_head_kv, head size: also for the parameter count.
+const MODELS = [
+    {name: "Llama", vocab: "ggml-vocab-llama-spm.gguf", types: TYPES, dim: 768, ff: 2048, layers: 12, heads: 12, kvHeads: 4, headDim: 64,
+        args: []},
+    {name: "Qwen3", vocab: "ggml-vocab-qwen2.gguf", types: QWEN_TYPES, dim: 512, ff: 1536, layers: 8, heads: 8, kvHeads: 4, headDim: 128,
+        args: ["--arch", "qwen3", "--head-dim", "128"]},
+];
+const shapeArgs = (m) => ["--dim", String(m.dim), "--hidden", String(m.ff), "--layers", String(m.layers), "--heads", String(m.heads),
+    "--kv-heads", String(m.kvHeads), "--ctx", "1024", "--tied", "--seed", "1", ...m.args];
+// Tied output: the embedding counts once. Per layer: Q, K, V, O, the three FFN matrices
+// and the norms (qwen3's Q/K norms: head size each).
+const paramCount = (m, nVocab) => nVocab * m.dim + m.dim + m.layers * (
+    m.dim * m.headDim * (2 * m.heads + 2 * m.kvHeads) + 3 * m.dim * m.ff + 2 * m.dim + (m.args.includes("qwen3") ? 2 * m.headDim : 0));
 
 const nlcDir = path.join(ROOT, "tests/engine/llamacpp/node_modules/node-llama-cpp");
 if (!fs.existsSync(nlcDir)) {
@@ -45,14 +61,12 @@ function run(bin, argv) {
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reprise-bench-engine-"));
 process.on("exit", () => fs.rmSync(tmp, {recursive: true, force: true}));
-const vocab = path.join(FIXTURES, "vocab/ggml-vocab-llama-spm.gguf");
-
-async function llamaRound(model, threads) {
+async function llamaRound(model, threads, nVocab) {
     // llama.cpp's defaults otherwise (F16 KV cache, flash attention "auto"); the context
     // holds the prompt and the decoded tokens, the batch holds the whole prompt.
     const context = await model.createContext({contextSize: 512, batchSize: 512, threads});
     const seq = context.getSequence();
-    const prompt = Array.from({length: PROMPT}, (_, i) => (i * 7919 + 13) % 32000);  // as engine_speed's (llama-spm: 32,000)
+    const prompt = Array.from({length: PROMPT}, (_, i) => (i * 7919 + 13) % nVocab);  // as engine_speed's
     const greedy = {generateNext: {token: true}};
     // Warm-up (untimed), as engine_speed's: 16 tokens and 4 decode steps.
     let o = await seq.controlledEvaluate([...prompt.slice(0, 15), [prompt[15], greedy]]);
@@ -76,54 +90,63 @@ function engineRound(modelPath, threads) {
 }
 
 const results = [];
-for (const type of TYPES) {
-    const modelPath = path.join(tmp, `bench-${type}.gguf`);
-    run("reprise-make-model", ["random", "--vocab", vocab, "--out", modelPath, "--type", type, ...SHAPE]);
-    const model = await llama.loadModel({modelPath});
-    for (const threads of THREADS) {
-        const e = [], l = [];
-        for (let r = 0; r < ROUNDS; ++r) {
-            e.push(engineRound(modelPath, threads));
-            l.push(await llamaRound(model, threads));
-            process.stderr.write(`${type} threads=${threads} round ${r}: engine ${e[r].prefill.toFixed(1)} / ${e[r].decode.toFixed(2)}, ` +
-                `llama.cpp ${l[r].prefill.toFixed(1)} / ${l[r].decode.toFixed(2)} tok/s (prefill / decode)\n`);
+for (const m of MODELS) {
+    for (const type of m.types) {
+        const modelPath = path.join(tmp, `bench-${m.name}-${type}.gguf`);
+        run("reprise-make-model", ["random", "--vocab", path.join(FIXTURES, "vocab", m.vocab), "--out", modelPath, "--type", type, ...shapeArgs(m)]);
+        const model = await llama.loadModel({modelPath});
+        const nVocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+        m.params = paramCount(m, nVocab);
+        m.nVocab = nVocab;
+        for (const threads of THREADS) {
+            const e = [], l = [];
+            for (let r = 0; r < ROUNDS; ++r) {
+                e.push(engineRound(modelPath, threads));
+                l.push(await llamaRound(model, threads, nVocab));
+                process.stderr.write(`${m.name} ${type} threads=${threads} round ${r}: engine ${e[r].prefill.toFixed(1)} / ${e[r].decode.toFixed(2)}, ` +
+                    `llama.cpp ${l[r].prefill.toFixed(1)} / ${l[r].decode.toFixed(2)} tok/s (prefill / decode)\n`);
+            }
+            results.push({model: m.name, type, threads, e, l});
         }
-        results.push({type, threads, e, l});
+        await model.dispose();
+        fs.rmSync(modelPath);
     }
-    await model.dispose();
-    fs.rmSync(modelPath);
 }
 const systemInfo = llama.systemInfo.trim(), release = llama.llamaCppRelease.release;
 await llama.dispose();
 
 const best = (xs, k) => Math.max(...xs.map((x) => x[k]));
 const range = (xs, k) => `${Math.min(...xs.map((x) => x[k])).toFixed(1)}-${Math.max(...xs.map((x) => x[k])).toFixed(1)}`;
-const rows = results.map(({type, threads, e, l}) => {
+const rows = results.map(({model, type, threads, e, l}) => {
     const cells = [];
     for (const k of ["prefill", "decode"]) {
         const be = best(e, k), bl = best(l, k);
         cells.push(`${be.toFixed(1)} (${range(e, k)})`, `${bl.toFixed(1)} (${range(l, k)})`, `${(be / bl).toFixed(2)}`);
     }
-    return `| ${type.toUpperCase()} | ${threads} | ${cells.join(" | ")} |`;
+    return `| ${model} | ${type.toUpperCase()} | ${threads} | ${cells.join(" | ")} |`;
 });
 const cpu = os.cpus()[0]?.model ?? "unknown CPU";
 const flags = (fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1] ?? "").split(" ");
 const simd = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni"].filter((f) => flags.includes(f)).join(" ");
 const table = [
-    `| type | threads | engine prefill tok/s | llama.cpp prefill tok/s | engine / llama.cpp | engine decode tok/s | llama.cpp decode tok/s | engine / llama.cpp |`,
-    `|---|---|---|---|---|---|---|---|`,
+    `| model | type | threads | engine prefill tok/s | llama.cpp prefill tok/s | engine / llama.cpp | engine decode tok/s | llama.cpp decode tok/s | engine / llama.cpp |`,
+    `|---|---|---|---|---|---|---|---|---|`,
     ...rows,
 ].join("\n");
 const md = `# Engine vs llama.cpp on the CPU
 
 \`make bench-engine\` (bench/engine/run.mjs), ${new Date().toISOString().slice(0, 10)}.
 
-- Model: generated by \`reprise-make-model random\` (random weights, llama-spm vocabulary of
-  32,000 tokens), dim 768, FFN 2048, 12 layers, 12 heads / 4 KV heads, output tied to the
-  embedding: 100.2M parameters; the same GGUF file for both.
+- Models: generated by \`reprise-make-model random\` (random weights), output tied to the
+  embedding; the same GGUF file for both.
+${MODELS.filter((m) => m.params).map((m) => `  - ${m.name}: ${m.nVocab.toLocaleString("en-US")}-token vocabulary, dim ${m.dim}, FFN ${m.ff}, ` +
+    `${m.layers} layers, ${m.heads} heads / ${m.kvHeads} KV heads of ${m.headDim}${m.args.includes("qwen3") ? " (Q/K norms, NeoX RoPE)" : ""}: ` +
+    `${(m.params / 1e6).toFixed(1)}M parameters.`).join("\n")}
+  - Q4_K_M is llama.cpp's mix: Q4_K, and Q6_K for the output (here the tied embedding)
+    and half of the attn_v and ffn_down matrices.
 - Prefill: ${PROMPT} tokens in one batch (logits of the last one only). Decode: ${DECODE} greedy
   tokens, one at a time, after that prompt.
-- Engine: \`engine_speed\` (F32 KV cache; AVX2 kernels). llama.cpp: node-llama-cpp 3.22.1's
+- Engine: \`engine_speed\` (F32 KV cache; its kernels chosen at run time). llama.cpp: node-llama-cpp 3.22.1's
   prebuilt CPU build (llama.cpp release ${release}), its defaults otherwise (F16 KV cache, flash
   attention auto), driven from Node (one native call per decoded token); its CPU backend
   here: \`${systemInfo}\`.
@@ -132,6 +155,8 @@ const md = `# Engine vs llama.cpp on the CPU
   logical CPUs (SIMD: ${simd}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB.
 
 ${table}
+
+![prefill and decode tokens/s](${path.basename(OUT, ".md")}.png)
 `;
 console.log(table);
 // Hand-written notes below a "<!-- notes -->" line of the previous file are kept.
@@ -141,3 +166,11 @@ const notes = old.includes(MARK) ? "\n" + old.slice(old.indexOf(MARK)) : "";
 fs.mkdirSync(path.dirname(OUT), {recursive: true});
 fs.writeFileSync(OUT, md + notes);
 console.log(`written to ${path.relative(process.cwd(), OUT)}`);
+// Every round (for the chart, or another chart later), then the chart itself.
+const jsonPath = OUT.replace(/\.md$/, "") + ".json";
+fs.writeFileSync(jsonPath, JSON.stringify({
+    meta: {date: new Date().toISOString(), cpu, cpus: os.cpus().length, simd, llamacpp: release, rounds: ROUNDS, prompt: PROMPT, decode: DECODE,
+        models: MODELS.filter((m) => m.params).map(({name, nVocab, params, dim, ff, layers}) => ({name, nVocab, params, dim, ff, layers}))},
+    results}, null, 1) + "\n");
+const plot = spawnSync(process.execPath, [path.join(ROOT, "bench/engine/run_plot.mjs"), jsonPath, OUT.replace(/\.md$/, "") + ".png"], {stdio: "inherit"});
+if (plot.status !== 0) process.exit(1);

@@ -57,10 +57,12 @@ float vec_dot_q4_K_q8_K_ref(int n, const BlockQ4_K* x, const BlockQ8_K* y) {
 namespace {
 struct Q4KPolicy {
     using Block = BlockQ4_K;
+    static constexpr bool kHasMin = true;
     struct Scales {
-        float d, dmin;
+        float d;
+        __m256 u;      // dmin * the 8 mins (the min term's weight side)
+        __m256i m16;   // unused (Q6_K's offset)
         uint8_t sc[8];
-        __m256i mins16;  // 16 int16: m[g / 2], against the 16 bsums
     };
     REPRISE_KT_AVX2 static inline Scales scales(const Block& b) {
         Scales s;
@@ -68,9 +70,9 @@ struct Q4KPolicy {
         unpack_scales_mins(b.scales, sm);
         std::memcpy(s.sc, sm, 8);
         const __m128i m = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8));
-        s.mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(m, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+        s.u = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.dmin)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)));
+        s.m16 = _mm256_setzero_si256();
         s.d = _cvtsh_ss(b.d);  // F16C: exact, as fp16_to_fp32
-        s.dmin = _cvtsh_ss(b.dmin);
         return s;
     }
     // Chunk j: the low nibbles of bytes 32*(j/2).. for even j, the high ones for odd j.
@@ -79,11 +81,6 @@ struct Q4KPolicy {
         return _mm256_and_si256(j % 2 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
     }
     REPRISE_KT_AVX2 static inline __m256i scale16(const Scales& s, int j) { return _mm256_set1_epi16(s.sc[j]); }
-    REPRISE_KT_AVX2 static inline __m256 finish(__m256 acc, const Scales& s, __m256i lanes, __m256i bsums, float dy) {
-        const __m256i min_lanes = _mm256_madd_epi16(bsums, s.mins16);  // lane k: m_k * (bsums 2k + 2k+1)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(s.d * dy), _mm256_cvtepi32_ps(lanes), acc);
-        return _mm256_fnmadd_ps(_mm256_set1_ps(s.dmin * dy), _mm256_cvtepi32_ps(min_lanes), acc);
-    }
 };
 }  // namespace
 #endif

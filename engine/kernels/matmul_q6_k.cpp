@@ -37,12 +37,16 @@ float vec_dot_q6_K_q8_K_ref(int n, const BlockQ6_K* x, const BlockQ8_K* y) {
 namespace {
 struct Q6KPolicy {
     using Block = BlockQ6_K;
+    static constexpr bool kHasMin = false;  // the -32 offset: m16 = the scales, against the bsums
     struct Scales {
         float d;
-        __m128i sc8;  // the 16 int8 scales, one per 16 values
+        __m256 u;     // unused (the mins of Q4_K/Q5_K)
+        __m256i m16;  // the 16 scales as int16, one per 16 values (bsum)
+        __m128i sc8;  // the same as int8
     };
     REPRISE_KT_AVX2 static inline Scales scales(const Block& b) {
-        return {_cvtsh_ss(b.d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))};
+        const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+        return {_cvtsh_ss(b.d), _mm256_setzero_ps(), _mm256_cvtepi8_epi16(sc8), sc8};
     }
     // Values 32j..32j+31 unsigned (0..63): in each 128-half h = j/4, chunk c = j%4 takes
     // the low (c < 2) or high nibbles of ql[64h + 32(c&1)..] and bits 2c, 2c+1 of qh[32h..].
@@ -58,12 +62,6 @@ struct Q6KPolicy {
     REPRISE_KT_AVX2 static inline __m256i scale16(const Scales& s, int j) {
         const __m128i pick = _mm_set_epi64x(0x0101010101010101LL * (2 * j + 1), 0x0101010101010101LL * (2 * j));
         return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s.sc8, pick));
-    }
-    // The -32 offset: minus 32 * (scales . bsums), in the integer lanes (exact).
-    REPRISE_KT_AVX2 static inline __m256 finish(__m256 acc, const Scales& s, __m256i lanes, __m256i bsums, float dy) {
-        const __m256i off = _mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(s.sc8));
-        lanes = _mm256_sub_epi32(lanes, _mm256_slli_epi32(off, 5));
-        return _mm256_fmadd_ps(_mm256_set1_ps(s.d * dy), _mm256_cvtepi32_ps(lanes), acc);
     }
 };
 }  // namespace

@@ -8,6 +8,7 @@
 #include "engine/kernels/matmul_q5_k.hpp"
 #include "engine/kernels/matmul_q6_k.hpp"
 #include "engine/kernels/matmul_q8_0.hpp"
+#include "engine/kernels/quantize_q8_k.hpp"
 
 namespace reprise::engine {
 
@@ -56,10 +57,10 @@ void quantize_activations(ActType t, const float* X, int n_tok, int cols, void* 
         switch (t) {
             case ActType::Q8_0: quantize_activations_q8_0(x, n, cols, reinterpret_cast<BlockQ8_0*>(o)); break;
             case ActType::Q8_1:
-                for (int i = 0; i < n; ++i) quantize_row_q8_1_ref(x + size_t(i) * cols, reinterpret_cast<BlockQ8_1*>(o + size_t(i) * rb), cols);
+                for (int i = 0; i < n; ++i) quantize_row_q8_1(x + size_t(i) * cols, reinterpret_cast<BlockQ8_1*>(o + size_t(i) * rb), cols);
                 break;
             case ActType::Q8_K:
-                for (int i = 0; i < n; ++i) quantize_row_q8_K_ref(x + size_t(i) * cols, reinterpret_cast<BlockQ8_K*>(o + size_t(i) * rb), cols);
+                for (int i = 0; i < n; ++i) quantize_row_q8_K(x + size_t(i) * cols, reinterpret_cast<BlockQ8_K*>(o + size_t(i) * rb), cols);
                 break;
             default: break;
         }

@@ -14,9 +14,9 @@ namespace {
 #define REPRISE_T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define REPRISE_T_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-// The 5-bit values with AVX512BW/VL: qh is the byte mask of the elements that get 16
-// (one masked add instead of bytes_from_bits_32's shuffle, or, compare and 3 constants,
-// which cost the 4x4 tile its registers: Q5_1 prefill ran at half Q4_1's speed).
+// The 5-bit values with AVX512BW/VL: qh is the byte mask of the elements that get 16:
+// one masked add instead of bytes_from_bits_32's shuffle, or, compare and and, and two
+// constants fewer held in the 4x4 tile's registers (same bytes, so same results).
 REPRISE_T_VNNI inline __m256i q5_vnni(const uint8_t* qs, const uint8_t* qh) {
     uint32_t bits;
     std::memcpy(&bits, qh, sizeof bits);

@@ -13,6 +13,7 @@
 #include "engine/kernels/matmul_q5_k.hpp"
 #include "engine/kernels/matmul_q6_k.hpp"
 #include "engine/kernels/matmul_quant.hpp"
+#include "engine/kernels/quantize_q8_k.hpp"
 #include "engine/thread_pool.hpp"
 
 using namespace reprise::engine;
@@ -285,4 +286,29 @@ TEST_CASE("kquant: kernels_force_scalar runs ggml's generic dot") {
     const float scalar = matmul_one(GgmlType::Q6_K, q.data(), xq.data(), cols);
     kernels_force_scalar(false);
     CHECK(scalar == vec_dot_q6_K_q8_K_ref(cols, reinterpret_cast<const BlockQ6_K*>(q.data()), xq.data()));
+}
+
+TEST_CASE("kquant: the SIMD Q8_K quantizer is ggml's reference bit for bit") {
+    // Ties of opposite sign (the first decides the sign of d), an all-zero block, values
+    // that land on .5 after scaling (round half to even), tiny and huge magnitudes.
+    const int n = 256 * 6;
+    auto x = randv(size_t(n), 21, 3.0f);
+    x[5] = -3.5f, x[9] = 3.5f;                               // block 0: tie, negative first
+    x[256 + 7] = 4.0f, x[256 + 8] = -4.0f;                   // block 1: tie, positive first
+    for (int j = 0; j < 256; ++j) x[size_t(512 + j)] = 0.0f;  // block 2: zero
+    for (int j = 0; j < 256; ++j) x[size_t(768 + j)] = float(j % 255 - 127) / 127.0f * 1.5f;  // block 3: exact grid
+    for (int j = 0; j < 256; ++j) x[size_t(1024 + j)] *= 1e-30f;  // block 4: tiny
+    for (int j = 0; j < 256; ++j) x[size_t(1280 + j)] *= 1e30f;   // block 5: huge
+    std::vector<BlockQ8_K> a(6), b(6);
+    std::memset(a.data(), 0x55, a.size() * sizeof(BlockQ8_K));
+    std::memset(b.data(), 0x55, b.size() * sizeof(BlockQ8_K));
+    quantize_row_q8_K_ref(x.data(), a.data(), n);
+    for (KernelIsa isa : {KernelIsa::Avx512Vnni, KernelIsa::Avx2, KernelIsa::Scalar}) {
+        kernels_set_max_isa(isa);
+        quantize_row_q8_K(x.data(), b.data(), n);
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(BlockQ8_K)) == 0);
+    }
+    kernels_set_max_isa(KernelIsa::Avx512Vnni);
+    CHECK(a[0].d > 0);  // -127 / -3.5 < 0: d = 1/iscale > 0 for a negative extreme
+    CHECK(a[1].d < 0);
 }

@@ -1,11 +1,14 @@
 // The engine against llama.cpp (node-llama-cpp 3.22.1: llama.cpp's prebuilt CPU build,
 // an independent implementation), on generated models (reprise-make-model: random
-// weights, the real llama-spm and llama-bpe vocabularies) in F32, Q8_0 and Q4_0.
+// weights, the real llama-spm, llama-bpe and qwen2 vocabularies) of the llama, qwen2 and
+// qwen3 architectures in F32, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and the
+// Q4_K_M / Q5_K_M mixes (MODELS), and on stories260K (trained weights).
 //   node check.mjs --build BUILD_DIR --fixtures FIXTURES_DIR [--verbose]
+//       [--seed-offset N --models NAME,... --types TYPE,...]  (exploration only)
 // The ctest "engine: matches llama.cpp" (tests/engine/CMakeLists.txt). Exit status 0
 // when every check holds; each check prints what it measured.
 //
-// (a) Tokenization identical (llama-spm, llama-bpe, and gpt-2, qwen2 too: no model needed)
+// (a) Tokenization identical (llama-spm, llama-bpe, gpt-2 and qwen2)
 //     on llama.cpp's vocabulary test strings (vocab/*.gguf.inp) and a few texts with
 //     special tokens: encode with parse_special off and on (node-llama-cpp's
 //     tokenize(text, specialTokens) is llama.cpp's common_tokenize(vocab, text,
@@ -17,21 +20,25 @@
 //     counted: llama.cpp's clean_spaces pass (on for gpt-2 and llama-bpe: " ?" -> "?" and
 //     a few apostrophe rules), which the engine's decode does not have yet; any other
 //     decode difference fails.
-// (b) F32: the engine's greedy continuation (prompt as one batch, then one token at a
-//     time) of GREEDY_TOKENS tokens identical to llama.cpp's, on every prompt whose
-//     llama.cpp greedy path has no step with a top-2 logit gap below GREEDY_MARGIN. The
-//     filter reads llama.cpp's gaps only, never the engine's output; the number of
-//     prompts it excludes is printed and bounded.
-// (c) Every type: teacher forcing along llama.cpp's greedy path (the prompt as one
-//     batch, then the path token by token, on both sides), at every position: the
+// (b) Greedy text: the engine's greedy continuation (prompt as one batch, then one
+//     token at a time) identical to llama.cpp's. F32: the whole path (GREEDY_TOKENS, or
+//     the model's greedyTokens) on every prompt whose llama.cpp path has no step with a
+//     top-2 logit gap below GREEDY_MARGIN. Quantized types: every prompt's path up to
+//     llama.cpp's first step with a gap below the type's margin. The filter reads
+//     llama.cpp's gaps only, never the engine's output; what it excludes is printed (and
+//     bounded for F32).
+// (c) Every model and type: teacher forcing along llama.cpp's greedy path (the prompt
+//     as one batch, then the path token by token, on both sides), at every position: the
 //     engine's top token is llama.cpp's unless llama.cpp's top-2 gap is below the type's
 //     margin; over llama.cpp's TOP_K most likely tokens, logits and next-token
 //     probabilities within the type's tolerances; for the quantized types, at least the
 //     type's closeShare of the positions within CLOSE of llama.cpp on every one of those
-//     logits (see TOL for why). Models: random weights for both vocabularies in all three
-//     types, and stories260K (trained weights, F32) for (b) and (c).
-// Negative control: for every model, a copy with its RoPE base changed from 10000 to
-// 10500 read by the engine only (llama.cpp keeps the original) must fail (c).
+//     logits (see TOL for why).
+// Every generated file's tensor types are checked against llama.cpp's rules for its
+// type (expectedType), so each model is known to run the kernels it is meant to.
+// Negative control: for every model and type, a copy with its RoPE base 5% higher
+// (10000 -> 10500; the qwen models' 1e6 -> 1.05e6) read by the engine only (llama.cpp
+// keeps the original) must fail (c).
 import {spawnSync} from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -45,10 +52,13 @@ const VERBOSE = args.includes("--verbose");
 // Exploration only (the test runs with 0): shifts the models' seeds, to see the spread
 // of the differences over other random weights.
 const SEED_OFFSET = Number(opt("--seed-offset", "0"));
+// Exploration only: run only these models / weight types (comma-separated names).
+const ONLY_MODELS = opt("--models", null)?.split(",");
+const ONLY_TYPES = opt("--types", null)?.split(",");
 
-let getLlama;
+let getLlama, readGgufFileInfo;
 try {
-    ({getLlama} = await import("node-llama-cpp"));
+    ({getLlama, readGgufFileInfo} = await import("node-llama-cpp"));
 } catch (e) {
     console.error(`node-llama-cpp is not installed in ${path.dirname(new URL(import.meta.url).pathname)}: run \`make sdk-deps\` ` +
         "(npm ci --omit=optional --ignore-scripts there)\n" + e.message);
@@ -88,6 +98,14 @@ const TOL = {
     f32: {logit: 1e-3, prob: 1e-3, margin: 2e-3, closeShare: 0},
     q8_0: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
     q4_0: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q4_1: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_0: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_1: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q4_k: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_k: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q6_k: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q4_k_m: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
+    q5_k_m: {logit: 0.75, prob: 0.15, margin: 0.75, closeShare: 0.25},
 };
 const CLOSE = 1e-3;
 // (b): a prompt is compared only if every step of llama.cpp's greedy path has a top-2
@@ -97,31 +115,91 @@ const CLOSE = 1e-3;
 const GREEDY_MARGIN = TOL.f32.margin;
 const MAX_EXCLUDED_SHARE = 0.5;
 
-// The generated models: 3 layers, dim 128, 4 heads over 2 KV heads (GQA), head dim 32,
-// FFN 320, the default logit scale (logits ~ N(0, 8^2): top-2 gaps ~1.8 on average). The
-// bpe model ties its output to the embedding (the other output path; it also halves the
-// 128,256-row matrices).
+// The vocabularies: (a) tokenizes their test strings; the models below take their
+// prompts from them.
 const VOCABS = [
-    {name: "llama-spm", file: "ggml-vocab-llama-spm.gguf", seed: 7, extra: [], prompts: 8,
+    {name: "llama-spm", file: "ggml-vocab-llama-spm.gguf",
         special: ["<s>Hello</s> world", "<unk> <s> </s>", "a<s>b", " <s>  x</s>\n"]},
-    {name: "llama-bpe", file: "ggml-vocab-llama-bpe.gguf", seed: 11, extra: ["--tied"], prompts: 3,
+    {name: "llama-bpe", file: "ggml-vocab-llama-bpe.gguf",
         special: ["<|begin_of_text|>Hello<|eot_id|>", "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>",
             "x<|end_of_text|>y", " <|reserved_special_token_5|>  z"]},
-    {name: "gpt-2", file: "ggml-vocab-gpt-2.gguf", tokenizeOnly: true, special: ["<|endoftext|>Hi", "a <|endoftext|> b"]},
-    {name: "qwen2", file: "ggml-vocab-qwen2.gguf", tokenizeOnly: true,
-        special: ["<|im_start|>user\nHi<|im_end|>\n", "<|endoftext|>x", " <|im_end|> "]},
+    {name: "gpt-2", file: "ggml-vocab-gpt-2.gguf", special: ["<|endoftext|>Hi", "a <|endoftext|> b"]},
+    {name: "qwen2", file: "ggml-vocab-qwen2.gguf", special: ["<|im_start|>user\nHi<|im_end|>\n", "<|endoftext|>x", " <|im_end|> "]},
+];
+// The generated models: 3 layers, 4 heads over 2 KV heads (GQA), the default logit
+// scale (logits ~ N(0, 8^2): top-2 gaps ~1.8 on average), in two shapes:
+//  - SHAPE: dim 128, FFN 320, head dim 32. No row is a multiple of 256, so the K-quant
+//    mixes take llama.cpp's fallback types (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0),
+//    as in Qwen2.5-0.5B's 896-wide rows; qwen3's head size 64 (not dim / heads = 32)
+//    makes attn_output's rows 256 wide, so its Q5_K_M file holds Q5_K there.
+//  - SHAPE_K: dim 256, FFN 512, head dim 64. Every row is a multiple of 256: the K-quants
+//    themselves (the mixes: Q4_K / Q5_K, Q6_K for the tied output and, by llama.cpp's
+//    use_more_bits rule, layer 2's attn_v and ffn_down).
+// types: weight type -> number of prompts (each position of a prompt costs llama.cpp a
+// pass over the vocabulary: few prompts for the 128,256- and 151,936-token ones). The
+// tied models share the output with the embedding (the other output path; it also
+// halves the large matrices, whose generation and quantization dominate the cost of the
+// new types). qwen2 has Q/K/V biases and a RoPE base of 1e6; qwen3 has Q/K norms; both
+// NeoX RoPE. Each type runs on at least one model; the cross product would take minutes.
+const SHAPE = ["--dim", "128", "--hidden", "320", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
+const SHAPE_K = ["--dim", "256", "--hidden", "512", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
+const MODELS = [
+    {name: "llama-spm", vocab: "llama-spm", seed: 7, args: SHAPE, types: {f32: 8, q8_0: 8, q4_0: 8, q4_1: 3, q5_0: 3, q5_1: 3}},
+    {name: "llama-bpe", vocab: "llama-bpe", seed: 11, args: [...SHAPE, "--tied"], types: {f32: 3, q8_0: 3, q4_0: 3}},
+    {name: "llama-spm-256", vocab: "llama-spm", seed: 13, args: SHAPE_K,
+        types: {q4_k: 3, q5_k: 3, q6_k: 3, q4_k_m: 3, q5_k_m: 3}},
+    {name: "qwen2", vocab: "qwen2", arch: "qwen2", seed: 17, args: [...SHAPE, "--tied"], greedyTokens: 32,
+        types: {f32: 2, q4_k_m: 2}},
+    {name: "qwen3", vocab: "qwen2", arch: "qwen3", seed: 19, args: [...SHAPE, "--head-dim", "64", "--tied"], greedyTokens: 32,
+        types: {f32: 2, q5_k_m: 2}},
     // Trained weights too: stories260K (llama2.c checkpoint, converted; 512 synthetic
     // tokens, so no tokenization; F32 only, its FFN width 172 is no block multiple).
-    {name: "stories260K", llama2c: "models/stories260K.bin", types: ["f32"],
+    {name: "stories260K", llama2c: "models/stories260K.bin", types: {f32: 8},
         fixedPrompts: [[1], ...Array.from({length: 7}, (_, p) => [1, 272 + 13 * p, 307 + 7 * p])]},
 ];
-const TYPES = ["f32", "q8_0", "q4_0"];
-const SHAPE = ["--dim", "128", "--hidden", "320", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--ctx", "256"];
-// Prompts: BOS + the first (up to 15) tokens of the first `prompts` test strings of at
-// least 3 tokens, in file order (fewer for bpe: each position costs llama.cpp a sort of
-// the 128,256 logits). The negative control uses the first NC_PROMPTS of them.
+// Prompts: BOS (where the vocabulary has one) + the first (up to 15) tokens of the test
+// strings of at least 3 tokens, in file order. The negative control uses the first
+// NC_PROMPTS of them.
 const PROMPT_MAX_TOKENS = 16;
 const NC_PROMPTS = 1;
+
+// The weight types the generated file must hold, tensor by tensor: a plain type is every
+// matrix in that type; the mixes are llama.cpp's (llama-quant.cpp,
+// llama_tensor_get_type_impl for LLAMA_FTYPE_MOSTLY_Q4_K_M / Q5_K_M): Q4_K / Q5_K, Q6_K
+// for the output (the embedding when tied; Q8_0 when its rows are no multiple of 256)
+// and for attn_v and ffn_down in the layers use_more_bits picks; then, for both, the
+// fallback of a type whose block does not divide the row (tensor_type_fallback). Norms
+// and biases stay F32. So the test knows which kernels each model exercises.
+const GGML_TYPE = {f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, q4_k: 12, q5_k: 13, q6_k: 14};
+const BLOCK = {f32: 1, f16: 1, q4_0: 32, q4_1: 32, q5_0: 32, q5_1: 32, q8_0: 32, q4_k: 256, q5_k: 256, q6_k: 256};
+const FALLBACK = {q4_k: "q5_0", q5_k: "q5_1", q6_k: "q8_0"};
+const MIX_BASE = {q4_k_m: "q4_k", q5_k_m: "q5_k"};
+const useMoreBits = (i, n) => i < Math.floor(n / 8) || i >= Math.floor(7 * n / 8) || (i - Math.floor(n / 8)) % 3 === 2;
+function expectedType(type, name, dims, nLayers, tied) {
+    if (dims.length < 2 || !name.endsWith(".weight") || name.endsWith("_norm.weight")) return "f32";
+    const ncols = dims[0], layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
+    let t = MIX_BASE[type] ?? type;
+    if (MIX_BASE[type]) {
+        if (name === "output.weight" || (tied && name === "token_embd.weight")) t = ncols % 256 ? "q8_0" : "q6_k";
+        else if (/attn_v\.weight$|ffn_down\.weight$/.test(name) && useMoreBits(layer, nLayers)) t = "q6_k";
+    }
+    return ncols % BLOCK[t] ? FALLBACK[t] : t;
+}
+async function checkTensorTypes(label, type, modelPath) {
+    const info = await readGgufFileInfo(modelPath);
+    const tensors = info.fullTensorInfo;
+    const nLayers = new Set(tensors.map((t) => /^blk\.(\d+)\./.exec(t.name)?.[1]).filter(Boolean)).size;
+    const tied = !tensors.some((t) => t.name === "output.weight");
+    const count = {};
+    let wrong = 0;
+    for (const t of tensors) {
+        const want = expectedType(type, t.name, t.dimensions.map(Number), nLayers, tied);
+        const got = Object.keys(GGML_TYPE).find((k) => GGML_TYPE[k] === t.ggmlType) ?? `ggml type ${t.ggmlType}`;
+        count[got] = (count[got] ?? 0) + 1;
+        if (got !== want && wrong++ < 3) fail(`${label}: tensor ${t.name} [${t.dimensions.join(", ")}] is ${got}, expected ${want}`);
+    }
+    return Object.entries(count).map(([k, n]) => `${n} ${k}`).join(", ");
+}
 
 const failures = [];
 const fail = (msg) => { failures.push(msg); console.log(`FAIL ${msg}`); };
@@ -237,22 +315,23 @@ async function checkTokenization(v) {
     log(`(a) ${v.name}: ${texts.length} texts, parse_special off and on: encode, encode with add_special (add_bos=${addBos}, ` +
         `add_eos=${addEos}), decode: ${n} comparisons` +
         (cleaned ? `; decode differs by llama.cpp's clean_spaces only on ${cleaned} (known: the engine lacks it)` : ""));
+    const wanted = Math.max(0, ...MODELS.filter((m) => m.vocab === v.name).map((m) => Math.max(...Object.values(m.types))));
     const prompts = inputs.map((t) => Array.from(model.tokenize(t, false)).map(Number))
         .filter((ids) => ids.length >= 3)
-        .slice(0, v.prompts ?? 0)
-        .map((ids) => [bos, ...ids.slice(0, PROMPT_MAX_TOKENS - 1)]);
+        .slice(0, wanted)
+        .map((ids) => [...(bos != null ? [bos] : []), ...ids.slice(0, PROMPT_MAX_TOKENS - 1)]);
     await model.dispose();
-    if (!v.tokenizeOnly && prompts.length < v.prompts) fail(`${v.name}: only ${prompts.length} prompts`);
+    if (prompts.length < wanted) fail(`${v.name}: only ${prompts.length} prompts`);
     return prompts;
 }
 
 // ---------------------------------------------------------------- llama.cpp's side
-// llama.cpp's greedy path of GREEDY_TOKENS tokens after the prompt, and at every
+// llama.cpp's greedy path of nTokens tokens after the prompt, and at every
 // position (each prompt token, each path token but the last) its TOP_K logits and its
 // sum of exp(logit - max) over the vocabulary (so the exact probabilities of those
 // tokens): rows[i] predicts token i+1 of prompt + path. The sampler is greedy
 // (temperature 0, no penalties), so the logits are the model's raw ones.
-async function llamaPath(seq, prompt) {
+async function llamaPath(seq, prompt, nTokens) {
     await seq.clearHistory();
     const want = {generateNext: {logits: {filter: {includeTop: TOP_K}}, totalLogitWeight: true}};
     const row = (next) => ({top: [...next.logits.entries()].map(([t, l]) => [Number(t), l]), z: next.totalLogitWeight});
@@ -260,10 +339,10 @@ async function llamaPath(seq, prompt) {
     const out = await seq.controlledEvaluate(prompt.map((t) => [t, want]));
     for (let i = 0; i < prompt.length; ++i) rows.push(row(out[i].next));
     const ids = [];
-    for (let s = 0; s < GREEDY_TOKENS; ++s) {
+    for (let s = 0; s < nTokens; ++s) {
         const next = rows[rows.length - 1].top[0][0];
         ids.push(next);
-        if (s + 1 === GREEDY_TOKENS) break;
+        if (s + 1 === nTokens) break;
         rows.push(row((await seq.controlledEvaluate([[next, want]]))[0].next));
     }
     return {path: ids, rows};
@@ -327,25 +406,79 @@ function compare(label, type, refs, eng, report) {
     return st;
 }
 
-function withRopeBase(src, dst, base) {
+// A copy of the model with its RoPE base multiplied by `factor`; returns the new base.
+function withRopeBase(src, dst, arch, factor) {
     const b = fs.readFileSync(src);
-    const key = Buffer.from("llama.rope.freq_base");
+    const key = Buffer.from(`${arch}.rope.freq_base`);
     const at = b.indexOf(key);
-    if (at < 0 || b.readUInt32LE(at + key.length) !== 6) throw new Error("no FLOAT32 llama.rope.freq_base key");
+    if (at < 0 || b.readUInt32LE(at + key.length) !== 6) throw new Error(`no FLOAT32 ${key} key`);
+    const base = b.readFloatLE(at + key.length + 4) * factor;
     b.writeFloatLE(base, at + key.length + 4);
     fs.writeFileSync(dst, b);
+    return base;
 }
 
-const greedy = {prompts: 0, excluded: 0, compared: 0, minGap: Infinity};
+// (b) on one model and type: the engine's greedy continuations against llama.cpp's
+// paths. F32: the whole path, on the prompts whose path has no near tie (every step's
+// llama.cpp top-2 gap at least GREEDY_MARGIN). Quantized types: on every prompt, the path
+// up to its first step with a llama.cpp gap below the type's margin (a random model has
+// one every few steps at 0.75, so whole paths would nearly all be excluded); the number
+// of tokens compared is printed.
+const greedy = {prompts: 0, excluded: 0, compared: 0, minGap: Infinity, quantTokens: 0, quantPaths: 0};
+function checkGreedy(label, type, modelPath, prompts, refs, nTokens) {
+    const margin = type === "f32" ? GREEDY_MARGIN : TOL[type].margin;
+    const kept = [], upTo = [];
+    prompts.forEach((p, k) => {
+        const gaps = refs[k].rows.slice(p.length - 1).map((r) => r.top[0][1] - r.top[1][1]);
+        const firstTie = gaps.findIndex((g) => g < margin);
+        if (type === "f32") {
+            greedy.prompts++;
+            if (firstTie >= 0) { greedy.excluded++; return; }
+            greedy.minGap = Math.min(greedy.minGap, ...gaps);
+        }
+        kept.push(k);
+        upTo.push(firstTie < 0 ? nTokens : firstTie);
+    });
+    const ours = kept.length === 0 ? [] : lines(run("engine_logits", ["--greedy", String(nTokens), modelPath],
+        kept.map((k) => prompts[k].join(" ")).join("\n") + "\n"), kept.length).map(idsLine);
+    let tokens = 0;
+    kept.forEach((k, j) => {
+        const ref = refs[k].path.slice(0, upTo[j]), mine = ours[j].slice(0, upTo[j]);
+        tokens += ref.length;
+        if (!idsEq(mine, ref)) {
+            let s = 0;
+            while (mine[s] === ref[s]) ++s;
+            fail(`(b) ${label} prompt ${k}: greedy paths differ first at step ${s} (engine ${mine[s]}, llama.cpp ${ref[s]}), ` +
+                `before llama.cpp's first near tie (step ${upTo[j]})`);
+        }
+    });
+    if (type === "f32") {
+        greedy.compared += kept.length;
+        log(`(b) ${label}: greedy ${nTokens} tokens compared on ${kept.length} of ${prompts.length} prompts`);
+    } else {
+        greedy.quantTokens += tokens;
+        greedy.quantPaths += kept.length;
+        log(`(b) ${label}: greedy paths compared up to llama.cpp's first gap below ${margin}: ${tokens} of ` +
+            `${kept.length * nTokens} tokens (${upTo.join(", ")} per prompt)`);
+    }
+}
+
+const promptsOf = {};
 for (const v of VOCABS) {
-    const prompts = v.fixedPrompts ?? await checkTokenization(v);
+    promptsOf[v.name] = await checkTokenization(v);
     if (VERBOSE) log(`    ${elapsed()}`);
-    if (v.tokenizeOnly) continue;
-    for (const type of v.types ?? TYPES) {
-        const modelPath = path.join(tmp, `${v.name}-${type}.gguf`);
-        if (v.llama2c) run("reprise-make-model", ["llama2c", "--in", path.join(FIXTURES, v.llama2c), "--out", modelPath, "--type", type]);
-        else run("reprise-make-model", ["random", "--vocab", path.join(FIXTURES, "vocab", v.file), "--out", modelPath, "--type", type,
-            "--seed", String(v.seed + SEED_OFFSET), ...SHAPE, ...v.extra]);
+}
+for (const m of MODELS.filter((m) => !ONLY_MODELS || ONLY_MODELS.includes(m.name))) {
+    const nTokens = m.greedyTokens ?? GREEDY_TOKENS;
+    const arch = m.arch ?? "llama";
+    for (const [type, nPrompts] of Object.entries(m.types).filter(([t]) => !ONLY_TYPES || ONLY_TYPES.includes(t))) {
+        const prompts = (m.fixedPrompts ?? promptsOf[m.vocab]).slice(0, nPrompts);
+        const modelPath = path.join(tmp, `${m.name}-${type}.gguf`);
+        if (m.llama2c) run("reprise-make-model", ["llama2c", "--in", path.join(FIXTURES, m.llama2c), "--out", modelPath, "--type", type]);
+        else run("reprise-make-model", ["random", "--vocab", path.join(FIXTURES, "vocab", VOCABS.find((v) => v.name === m.vocab).file),
+            "--out", modelPath, "--type", type, "--seed", String(m.seed + SEED_OFFSET), ...(m.arch ? ["--arch", m.arch] : []), ...m.args]);
+        const label = `${m.name} ${type}`;
+        const tensorTypes = await checkTensorTypes(label, type, modelPath);
         const model = await llama.loadModel({modelPath});
         // An F32 KV cache and no flash attention, as the engine: llama.cpp's default F16
         // cache would round K and V.
@@ -355,60 +488,40 @@ for (const v of VOCABS) {
         });
         const seq = context.getSequence();
         const refs = [];
-        for (const p of prompts) refs.push(await llamaPath(seq, p));
+        for (const p of prompts) refs.push(await llamaPath(seq, p, nTokens));
         await context.dispose();
         await model.dispose();
         if (VERBOSE) log(`    ${elapsed()}: llama.cpp done`);
 
-        const label = `${v.name} ${type}`;
         const st = compare(label, type, refs, engineRows(modelPath, prompts, refs), true);
         const tol = TOL[type];
         log(`(c) ${label}: ${st.rows} positions: max |dlogit| ${st.maxLogit.toExponential(2)} (tolerance ${tol.logit}), ` +
             `max |dp| ${st.maxProb.toExponential(2)} (${tol.prob}), ${st.close} positions within ${CLOSE}; top-1 differs at ${st.flips} ` +
-            `(llama.cpp gaps ${st.flipGaps.map((g) => g.toFixed(3)).join(", ") || "-"}; margin ${tol.margin}, under which ${st.exempt} positions fall)`);
+            `(llama.cpp gaps ${st.flipGaps.map((g) => g.toFixed(3)).join(", ") || "-"}; margin ${tol.margin}, under which ${st.exempt} positions fall); ` +
+            `tensors: ${tensorTypes}`);
         if (VERBOSE) {
             const d = [...st.dls].sort((a, b) => a - b), q = (f) => d[Math.min(d.length - 1, Math.floor(f * d.length))].toExponential(1);
             log(`    |dlogit| quantiles: 50% ${q(0.5)} 90% ${q(0.9)} 99% ${q(0.99)} max ${q(1)}`);
         }
 
         // Negative control: a RoPE base 5% off in the engine's copy must be caught.
-        const wrong = path.join(tmp, "rope-10500.gguf");
-        withRopeBase(modelPath, wrong, 10500);
+        const wrong = path.join(tmp, "rope-wrong.gguf");
+        const base = withRopeBase(modelPath, wrong, arch, 1.05);
         const ncRefs = refs.slice(0, NC_PROMPTS);
         const nc = compare(label, type, ncRefs, engineRows(wrong, prompts.slice(0, NC_PROMPTS), ncRefs), false);
-        log(`    negative control (the engine reads RoPE base 10500): ${nc.bad ? "caught" : "NOT CAUGHT"}: max |dlogit| ` +
+        log(`    negative control (the engine reads RoPE base ${base}): ${nc.bad ? "caught" : "NOT CAUGHT"}: max |dlogit| ` +
             `${nc.maxLogit === Infinity ? "(a llama.cpp top token outside the engine's top 64)" : nc.maxLogit.toFixed(3)}, ${nc.close} of ${nc.rows} positions within ${CLOSE}, ${nc.flips} top-1 differences`);
         if (!nc.bad) fail(`${label}: the negative control (a wrong RoPE base) passed`);
         fs.rmSync(wrong);
 
-        if (type === "f32") {
-            const kept = [];
-            prompts.forEach((p, k) => {
-                const gaps = refs[k].rows.slice(p.length - 1).map((r) => r.top[0][1] - r.top[1][1]);
-                const minGap = Math.min(...gaps);
-                greedy.prompts++;
-                if (minGap < GREEDY_MARGIN) greedy.excluded++;
-                else { kept.push(k); greedy.minGap = Math.min(greedy.minGap, minGap); }
-            });
-            const ours = kept.length === 0 ? [] : lines(run("engine_logits", ["--greedy", String(GREEDY_TOKENS), modelPath],
-                kept.map((k) => prompts[k].join(" ")).join("\n") + "\n"), kept.length).map(idsLine);
-            log(`(b) ${label}: greedy ${GREEDY_TOKENS} tokens compared on ${kept.length} of ${prompts.length} prompts`);
-            kept.forEach((k, j) => {
-                greedy.compared++;
-                const ref = refs[k].path;
-                if (!idsEq(ours[j], ref)) {
-                    let s = 0;
-                    while (ours[j][s] === ref[s]) ++s;
-                    fail(`(b) ${label} prompt ${k}: greedy paths differ first at step ${s} (engine ${ours[j][s]}, llama.cpp ${ref[s]})`);
-                }
-            });
-        }
+        checkGreedy(label, type, modelPath, prompts, refs, nTokens);
         fs.rmSync(modelPath);
         if (VERBOSE) log(`    ${elapsed()}`);
     }
 }
-log(`(b) F32 greedy, ${GREEDY_TOKENS} tokens: ${greedy.compared} prompts compared, ${greedy.excluded} of ${greedy.prompts} excluded ` +
+log(`(b) F32 greedy: ${greedy.compared} prompts compared, ${greedy.excluded} of ${greedy.prompts} excluded ` +
     `(llama.cpp's path has a step with a top-2 gap below ${GREEDY_MARGIN}); smallest gap on the compared paths ${greedy.minGap.toFixed(4)}`);
+log(`(b) quantized greedy: ${greedy.quantTokens} tokens compared on ${greedy.quantPaths} paths`);
 if (greedy.excluded > MAX_EXCLUDED_SHARE * greedy.prompts) fail(`(b) more than half of the prompts excluded`);
 await llama.dispose();
 log(`${failures.length === 0 ? "OK" : `${failures.length} FAILURES`} in ${elapsed()}`);
