@@ -14,11 +14,13 @@
 // by token decoding (engine/model.hpp, BATCH INVARIANCE):
 //   per 256-block, 8 int32 lanes, lane k = sum over the 8 chunks j of 32 values of
 //   scale16_j(k) * (the products of bytes 4k..4k+3 of chunk j): exact integers, the
-//   same whether formed by maddubs + madd (AVX2) or maddubs + vpdpwssd (VNNI); then
+//   same whether formed by maddubs + madd (AVX2), maddubs + vpdpwssd (VNNI) or the
+//   512-bit VNNI prefill tile (two chunks per register, halves added at the end); then
 //   converted to float and fused-multiply-added into 8 float accumulators with the
 //   block's d_w * d_x, then the mins term (finish, below), summed once at the end
 //   (hsum_float_8).
-// maddubs cannot saturate: weights are at most 63 and |Q8_K| at most 127 (2*63*127).
+// maddubs cannot saturate: weights are at most 63 and |Q8_K| at most 127 (2*63*127);
+// the lanes stay below 2^31 (Q6_K: 8 chunks * 128 * 4*63*127 < 2^25).
 // The order differs from ggml's generic (scalar) dot, which sums lanes of 8 values;
 // tests compare the two within a tolerance.
 #if defined(__x86_64__)

@@ -20,9 +20,13 @@
 #include "engine/kernels/cpu.hpp"
 #include "engine/kernels/matmul_q4_0.hpp"
 #include "engine/kernels/matmul_q4_1.hpp"
+#include "engine/kernels/matmul_q4_k.hpp"
 #include "engine/kernels/matmul_q5_0.hpp"
 #include "engine/kernels/matmul_q5_1.hpp"
+#include "engine/kernels/matmul_q5_k.hpp"
+#include "engine/kernels/matmul_q6_k.hpp"
 #include "engine/kernels/matmul_q8_0.hpp"
+#include "engine/kernels/quantize_q8_k.hpp"
 
 using namespace reprise::engine;
 
@@ -49,12 +53,17 @@ const WeightType kTypes[] = {
     {"q4_1", GgmlType::Q4_1, GgmlType::Q8_1, dot_of<BlockQ4_1, BlockQ8_1, vec_dot_q4_1_q8_1_ref>},
     {"q5_0", GgmlType::Q5_0, GgmlType::Q8_0, dot_of<BlockQ5_0, BlockQ8_0, vec_dot_q5_0_q8_0_ref>},
     {"q5_1", GgmlType::Q5_1, GgmlType::Q8_1, dot_of<BlockQ5_1, BlockQ8_1, vec_dot_q5_1_q8_1_ref>},
+    {"q4_K", GgmlType::Q4_K, GgmlType::Q8_K, dot_of<BlockQ4_K, BlockQ8_K, vec_dot_q4_K_q8_K_ref>},
+    {"q5_K", GgmlType::Q5_K, GgmlType::Q8_K, dot_of<BlockQ5_K, BlockQ8_K, vec_dot_q5_K_q8_K_ref>},
+    {"q6_K", GgmlType::Q6_K, GgmlType::Q8_K, dot_of<BlockQ6_K, BlockQ8_K, vec_dot_q6_K_q8_K_ref>},
 };
 
-const char* act_name(GgmlType t) { return t == GgmlType::Q8_1 ? "q8_1" : "q8_0"; }
+const char* act_name(GgmlType t) { return t == GgmlType::Q8_1 ? "q8_1" : t == GgmlType::Q8_K ? "q8_K" : "q8_0"; }
 
 void quantize_act(GgmlType t, const float* x, void* y, int64_t k) {
-    if (t == GgmlType::Q8_1)
+    if (t == GgmlType::Q8_K)
+        quantize_row_q8_K_ref(x, static_cast<BlockQ8_K*>(y), k);
+    else if (t == GgmlType::Q8_1)
         quantize_row_q8_1_ref(x, static_cast<BlockQ8_1*>(y), k);
     else
         quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), k);
@@ -135,10 +144,18 @@ int main(int argc, char** argv) {
             quantize_act(t.act, y.data(), ours_a.data(), n);
             g_quant_act(y.data(), theirs_a.data(), n);
             report(ours_a == theirs_a, "quantize_row", act_name(t.act), it);
+            if (t.act == GgmlType::Q8_K) {  // the SIMD quantizer the engine runs (kernels/quantize_q8_k)
+                std::vector<uint8_t> simd_a(ours_a.size());
+                kernels_set_max_isa(KernelIsa::Avx512Vnni);
+                quantize_row_q8_K(y.data(), reinterpret_cast<BlockQ8_K*>(simd_a.data()), n);
+                kernels_set_max_isa(KernelIsa::Scalar);
+                report(simd_a == theirs_a, "quantize_row (SIMD)", act_name(t.act), it);
+            }
             dequantize_row(uint32_t(t.type), theirs.data(), ours_f.data(), n);
             g_dequant(theirs.data(), ggml_f.data(), n);
             report(std::memcmp(ours_f.data(), ggml_f.data(), ours_f.size() * sizeof(float)) == 0, "dequantize_row", t.name, it);
-            for (int k : {32, 96, 896, n}) {
+            const bool k_quant = ggml_type_traits(uint32_t(t.type)).block_size == 256;
+            for (int k : k_quant ? std::vector<int>{256, 768, n} : std::vector<int>{32, 96, 896, n}) {
                 float theirs_dot = 0;
                 g_dot(k, &theirs_dot, 0, theirs.data(), 0, theirs_a.data(), 0, 1);
                 const float ours_dot = t.dot(k, theirs.data(), theirs_a.data());

@@ -8,12 +8,16 @@
 #include <vector>
 
 #include "engine/ggml_types.hpp"
+#include "engine/gguf.hpp"
+#include "engine/gguf_writer.hpp"
 #include "engine/kernels/cpu.hpp"
 #include "engine/kernels/matmul_q4_k.hpp"
 #include "engine/kernels/matmul_q5_k.hpp"
 #include "engine/kernels/matmul_q6_k.hpp"
 #include "engine/kernels/matmul_quant.hpp"
 #include "engine/kernels/quantize_q8_k.hpp"
+#include "engine/model.hpp"
+#include "engine/model_maker.hpp"
 #include "engine/thread_pool.hpp"
 
 using namespace reprise::engine;
@@ -311,4 +315,62 @@ TEST_CASE("kquant: the SIMD Q8_K quantizer is ggml's reference bit for bit") {
     kernels_set_max_isa(KernelIsa::Avx512Vnni);
     CHECK(a[0].d > 0);  // -127 / -3.5 < 0: d = 1/iscale > 0 for a negative extreme
     CHECK(a[1].d < 0);
+}
+
+TEST_CASE("kquant: Q4_K_M / Q5_K_M models - batch prefill equals token by token, threads and ISA paths, bit for bit") {
+    // The mixes put Q4_K or Q5_K on most matrices and Q6_K on some (llama.cpp's rules);
+    // rows of 256 and 512 values, so every K-quant kernel path runs in the model.
+    const std::vector<uint8_t> vocab_bytes = builtin_vocab_gguf();
+    auto vocab = GgufFile::from_memory(vocab_bytes.data(), vocab_bytes.size());
+    REQUIRE(vocab.ok());
+    std::vector<KernelIsa> isas{KernelIsa::Scalar};
+    if (cpu_has_avx2()) isas.push_back(KernelIsa::Avx2);
+    if (cpu_has_avx512vnni()) isas.push_back(KernelIsa::Avx512Vnni);
+    for (QuantMix mix : {QuantMix::Q4_K_M, QuantMix::Q5_K_M}) {
+        CAPTURE(int(mix));
+        TinyLlamaShape s;
+        s.n_embd = 256, s.n_ff = 512, s.n_layer = 2, s.n_head = 4, s.n_head_kv = 2, s.n_ctx = 64;
+        s.mix = mix;
+        GgufWriter w;
+        REQUIRE(make_tiny_llama(s, **vocab, &w).ok());
+        const std::vector<uint8_t> bytes = w.to_bytes();
+        auto file = GgufFile::from_memory(bytes.data(), bytes.size());
+        REQUIRE(file.ok());
+        int n_q6 = 0;
+        for (const char* name : {"blk.0.attn_v.weight", "blk.1.attn_v.weight", "blk.0.ffn_down.weight", "blk.1.ffn_down.weight", "output.weight"})
+            n_q6 += (*file)->find_tensor(name) && GgmlType((*file)->find_tensor(name)->type) == GgmlType::Q6_K;
+        CHECK(n_q6 > 0);
+        const std::vector<int32_t> prompt = {7, 8, 9, 300, 17, 250, 400, 33, 90, 12, 500};
+        const size_t n = prompt.size();
+        std::vector<float> first;  // the first SIMD path's logits
+        for (KernelIsa isa : isas) {
+            kernels_set_max_isa(isa);
+            CAPTURE(int(isa));
+            ModelOptions o1, o3;
+            o3.n_threads = 3;
+            auto m1 = Model::from_gguf(**file, o1), m3 = Model::from_gguf(**file, o3);
+            REQUIRE(m1.ok());
+            REQUIRE(m3.ok());
+            const size_t V = size_t((*m1)->n_vocab());
+            std::vector<float> batch(n * V), seq(n * V), batch3(n * V), chunks(n * V);
+            auto kv = (*m1)->new_kv_cache(32);
+            REQUIRE((*m1)->forward(*kv, prompt.data(), int(n), 0, batch.data(), true).ok());
+            auto kv2 = (*m1)->new_kv_cache(32);
+            for (size_t t = 0; t < n; ++t) REQUIRE((*m1)->forward(*kv2, &prompt[t], 1, int(t), &seq[t * V]).ok());
+            CHECK(batch == seq);
+            auto kv3 = (*m3)->new_kv_cache(32);
+            REQUIRE((*m3)->forward(*kv3, prompt.data(), int(n), 0, batch3.data(), true).ok());
+            CHECK(batch3 == batch);
+            auto kv4 = (*m3)->new_kv_cache(32);  // 3 + 8 tokens: tails and full tiles
+            REQUIRE((*m3)->forward(*kv4, prompt.data(), 3, 0, chunks.data(), true).ok());
+            REQUIRE((*m3)->forward(*kv4, prompt.data() + 3, int(n) - 3, 3, &chunks[3 * V], true).ok());
+            CHECK(chunks == batch);
+            if (isa == KernelIsa::Scalar) continue;
+            if (first.empty())
+                first = batch;
+            else
+                CHECK(batch == first);  // AVX2 == AVX512-VNNI
+        }
+        kernels_set_max_isa(KernelIsa::Avx512Vnni);
+    }
 }
