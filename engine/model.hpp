@@ -13,7 +13,10 @@
 // Weight storage: Q8_0 and Q4_0 stay quantized and are multiplied with Q8_0-quantized
 // activations (integer dot products, as llama.cpp); F32 stays F32; F16, BF16 and Q4_K
 // are converted to F32 at load. ModelOptions::quantize can requantize the F32/F16/BF16
-// matrices to Q8_0 or Q4_0 at load (norm vectors always stay F32).
+// matrices to Q8_0 or Q4_0 at load (norm vectors always stay F32). On the CPU, Q8_0
+// and Q4_0 matrices are repacked at load, 16 rows interleaved (Weight::x16,
+// kernels/qgemm_x16.hpp: the same bytes, moved), for one kernel serving prefill and
+// decode; a model on a GPU keeps the plain rows its backend uploads.
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>

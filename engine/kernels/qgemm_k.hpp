@@ -288,7 +288,7 @@ void run_rows(const typename P::Block* W, int rows, int nb, const BlockQ8_K* X, 
     }
 }
 
-// Decode-sized batches (n_tok < RN) walk one row at a time (as qgemm.cpp: several row
+// Decode-sized batches (n_tok < RN) walk one row at a time (as the former qgemm.cpp: several row
 // streams at once were slower on the dev VM); prefill uses the RM x RN tiles.
 template <class P, bool kVnni, int RM, int RN>
 void run(const typename P::Block* W, int rows, int cols, const BlockQ8_K* X, int n_tok, float* Y, ThreadPool* pool) {

@@ -103,7 +103,7 @@ struct LanesVnni {
     }
 };
 
-constexpr int kPrefetchBytes = 2048;  // decode streams the weight rows (as qgemm.cpp)
+constexpr int kPrefetchBytes = 2048;  // decode streams the weight rows (as the former Q8_0/Q4_0 qgemm.cpp did)
 
 // RM weight rows x RN tokens (RN <= 4) over all blocks of the row. The minimum's terms
 // of row i for the RN tokens share one __m128 (lane j = token j): each lane is its own
@@ -198,7 +198,7 @@ void run_rows(const typename P::Block* W, int rows, const Act<typename P::ActBlo
 }
 
 // Decode-sized batches (n_tok < RN) are memory bound: one row stream at a time, as
-// qgemm.cpp found fastest for Q8_0 / Q4_0.
+// the former Q8_0/Q4_0 qgemm.cpp (now qgemm_x16.cpp) found fastest.
 template <class P, bool kVnni, int RM, int RN>
 void run(const typename P::Block* W, int rows, int cols, const typename P::ActBlock* Xq, int n_tok, float* Y, ThreadPool* pool) {
     thread_local ActBuffers buf;
@@ -211,7 +211,7 @@ void run(const typename P::Block* W, int rows, int cols, const typename P::ActBl
     }, 16);
 }
 
-// Tiles as qgemm.cpp's: 4x4 with 32 vector registers (VNNI), 2x4 with 16 (AVX2).
+// Tiles as the former Q8_0/Q4_0 qgemm.cpp's: 4x4 with 32 vector registers (VNNI), 2x4 with 16 (AVX2).
 template <class P>
 bool dispatch(const typename P::Block* W, int rows, int cols, const typename P::ActBlock* Xq, int n_tok, float* Y, ThreadPool* pool) {
     switch (kernels_isa()) {

@@ -376,8 +376,10 @@ TEST_CASE("kernels: x16_matmul_many (one hand-off for wq/wk/wv) == one x16_matmu
     }
 }
 
-TEST_CASE("kernels: GQA attention vs double reference (abs 1e-5)") {
-    const int n_head = 8, n_head_kv = 2, hd = 16, n_kv = 13, ekv = n_head_kv * hd;
+TEST_CASE("kernels: GQA attention vs double reference (abs 1e-5) - head_dim 64's AVX2 path == the reference's arithmetic") {
+  for (int hd : {16, 64}) {
+    CAPTURE(hd);
+    const int n_head = 8, n_head_kv = 2, n_kv = 13, ekv = n_head_kv * hd;
     auto q = randv(size_t(n_head * hd), 21, 2.0f);
     auto K = randv(size_t(n_kv * ekv), 22, 2.0f), Vv = randv(size_t(n_kv * ekv), 23);
     std::vector<float> out(size_t(n_head * hd)), scratch(static_cast<size_t>(n_kv));
@@ -424,6 +426,21 @@ TEST_CASE("kernels: GQA attention vs double reference (abs 1e-5)") {
             CHECK(std::fabs(out[size_t(h * hd + i)] - o) < 1e-5);
         }
     }
+    // Bit for bit the reference formulation (scores by dot_f32, softmax_f32, o += a * v
+    // as multiply then add), whichever path attention_f32 took for this head size.
+    for (int h = 0; h < n_head; ++h) {
+        const int kvh = h / (n_head / n_head_kv);
+        std::vector<float> sc(static_cast<size_t>(n_kv)), o(static_cast<size_t>(hd), 0.0f);
+        for (int p = 0; p < n_kv; ++p) sc[size_t(p)] = dot_f32(&q[size_t(h * hd)], &K[size_t(p * ekv + kvh * hd)], hd) * (1.0f / std::sqrt(float(hd)));
+        softmax_f32(sc.data(), n_kv);
+        for (int p = 0; p < n_kv; ++p)
+            for (int i = 0; i < hd; ++i) {
+                const float m = sc[size_t(p)] * Vv[size_t(p * ekv + kvh * hd + i)];
+                o[size_t(i)] = o[size_t(i)] + m;
+            }
+        for (int i = 0; i < hd; ++i) CHECK(out[size_t(h * hd + i)] == o[size_t(i)]);
+    }
+  }
 }
 
 TEST_CASE("thread pool: parallel_for covers 0..n exactly once - grain respected") {
