@@ -9,7 +9,8 @@
 #   make bench-peers   cache hits through Reprise vs nginx vs the Portkey gateway
 #   make bench-cluster cache hits through a Redis Cluster store vs the local one,
 #                      and 1-3 replicas sharing a cluster (bench/results/cluster.md)
-#   make bench-engine  the in-process engine vs llama.cpp on the CPU (prefill, decode)
+#   make bench-engine  the in-process engine vs llama.cpp on the CPU (prefill, decode;
+#                      BENCH_ENGINE_FLAGS="--isa avx2": both sides on AVX2 only)
 #   make bench-batching  the engine's paged KV sharing, continuous batching and
 #                      self-speculative decoding on the CPU (BATCHING_FLAGS=--quick:
 #                      under a minute)
@@ -85,10 +86,13 @@ sdk-deps: deps
 
 # The engine vs llama.cpp on the CPU: prefill and decode tokens/s of one generated
 # ~100M-parameter model (Q8_0, Q4_0) at 1 and 2 threads; writes
-# bench/results/engine_vs_llamacpp.md. Not part of make test.
+# bench/results/engine_vs_llamacpp.md. Not part of make test. BENCH_ENGINE_FLAGS="--isa
+# avx2": both capped at AVX2 (the engine's --isa, llama.cpp's haswell variant), into
+# bench/results/engine_vs_llamacpp_avx2.md.
 .PHONY: bench-engine
+BENCH_ENGINE_FLAGS ?=
 bench-engine: build sdk-deps
-	$(NODE) bench/engine/run.mjs --build $(BUILD_DIR)
+	$(NODE) bench/engine/run.mjs --build $(BUILD_DIR) $(BENCH_ENGINE_FLAGS)
 
 # The engine's scheduler on the CPU (bench/engine/batching.cpp): n samples sharing a
 # prompt's KV blocks vs n separate requests, batched decode vs batch size, LayerSkip

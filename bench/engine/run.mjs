@@ -3,7 +3,7 @@
 // count, in one run.
 //   node bench/engine/run.mjs [--build build] [--fixtures ../shared/fixtures]
 //       [--threads 1,2] [--types q8_0,q4_0,q4_k_m] [--qwen-types q4_k_m] [--rounds 5]
-//       [--prompt 128] [--decode 64] [--out bench/results/engine_vs_llamacpp.md]
+//       [--prompt 128] [--decode 64] [--isa avx2] [--out bench/results/engine_vs_llamacpp.md]
 // Two models (reprise-make-model random, MODELS below): a Llama of 100.1M parameters
 // (llama-spm vocabulary, dim 768, FFN 2048, 12 layers) in each of --types, and a Qwen3
 // of 109.3M (the qwen2 vocabulary's 151,936 tokens, dim 512, FFN 1536, 8 layers, head
@@ -14,10 +14,21 @@
 // machine hits both alike; each figure is the best of ROUNDS, with the range of all
 // rounds beside it. Writes OUT (Markdown), OUT's .json (every round) and .png (the
 // chart, bench/engine/run_plot.mjs; needs gnuplot).
+// Kernels: by default each side picks its own at run time (the engine its widest path,
+// llama.cpp the best scoring libggml-cpu-<variant>.so of its prebuilt build). --isa avx2
+// runs both on AVX2 on a wider machine too: the engine with engine_speed --isa avx2, and
+// llama.cpp from a temporary copy of the @node-llama-cpp/linux-x64 package whose only
+// CPU variant is libggml-cpu-haswell.so (AVX2, FMA, F16C, BMI2; no AVX512, no AVX-VNNI).
+// ggml loads the best scoring variant in the addon's folder, and node-llama-cpp finds that
+// folder by importing "@node-llama-cpp/linux-x64", which a module resolve hook points at
+// the copy. The ISA column names the path each side ran (engine_speed's "isa" line; the
+// variant llama.cpp mapped, from /proc/self/maps); default OUT: engine_vs_llamacpp_avx2.md.
 import {spawnSync} from "node:child_process";
 import fs from "node:fs";
+import {register} from "node:module";
 import os from "node:os";
 import path from "node:path";
+import {pathToFileURL} from "node:url";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const args = process.argv.slice(2);
@@ -30,7 +41,12 @@ const QWEN_TYPES = opt("--qwen-types", "q4_k_m").split(",").filter(Boolean);
 const ROUNDS = Number(opt("--rounds", "5"));
 const PROMPT = Number(opt("--prompt", "128"));
 const DECODE = Number(opt("--decode", "64"));
-const OUT = opt("--out", path.join(ROOT, "bench/results/engine_vs_llamacpp.md"));
+const ISA = opt("--isa", "");
+if (!["", "avx2"].includes(ISA)) {
+    console.error(`--isa ${ISA}: only avx2 (without it: each side's widest path)`);
+    process.exit(2);
+}
+const OUT = opt("--out", path.join(ROOT, `bench/results/engine_vs_llamacpp${ISA ? "_" + ISA : ""}.md`));
 // n_embd, n_ff, n_layer, n_head, n_head_kv, head size: also for the parameter count.
 const MODELS = [
     {name: "Llama", vocab: "ggml-vocab-llama-spm.gguf", types: TYPES, dim: 768, ff: 2048, layers: 12, heads: 12, kvHeads: 4, headDim: 64,
@@ -50,8 +66,29 @@ if (!fs.existsSync(nlcDir)) {
     console.error(`${nlcDir} is missing: run make sdk-deps`);
     process.exit(1);
 }
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reprise-bench-engine-"));
+process.on("exit", () => fs.rmSync(tmp, {recursive: true, force: true}));
+if (ISA === "avx2") {
+    // Before node-llama-cpp is imported: its prebuilt binaries from a copy that has no
+    // CPU variant but haswell (the rest of the package as it is).
+    const pkg = path.join(tmp, "linux-x64-haswell");
+    fs.cpSync(path.join(nlcDir, "../@node-llama-cpp/linux-x64"), pkg, {recursive: true,
+        filter: (f) => !/^libggml-cpu-.*\.so$/.test(path.basename(f)) || path.basename(f) === "libggml-cpu-haswell.so"});
+    const url = pathToFileURL(path.join(pkg, "dist/index.js")).href;
+    register("data:text/javascript," + encodeURIComponent(`export async function resolve(specifier, context, next) {
+        return specifier === "@node-llama-cpp/linux-x64" ? {url: ${JSON.stringify(url)}, shortCircuit: true} : next(specifier, context);
+    }`));
+}
 const {getLlama} = await import(path.join(nlcDir, "dist/index.js"));
 const llama = await getLlama({gpu: false, build: "never", logLevel: "error", maxThreads: 0});
+// The CPU variant ggml kept loaded (it unloads the others after scoring them).
+const llamaVariant = [...new Set(fs.readFileSync("/proc/self/maps", "utf8").match(/libggml-cpu-[\w-]+\.so/g) ?? [])]
+    .map((f) => f.slice("libggml-cpu-".length, -".so".length)).join(", ") || "unknown";
+if (ISA === "avx2" && (llamaVariant !== "haswell" || !/AVX2 = 1/.test(llama.systemInfo) || /AVX512\w* = 1|AVX_VNNI = 1/.test(llama.systemInfo))) {
+    console.error(`llama.cpp did not load its haswell CPU variant alone: ${llamaVariant}, ${llama.systemInfo}`);
+    process.exit(1);
+}
+let engineIsa = null;
 
 function run(bin, argv) {
     const r = spawnSync(path.join(BUILD, bin), argv, {encoding: "utf8"});
@@ -59,8 +96,6 @@ function run(bin, argv) {
     return r.stdout;
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reprise-bench-engine-"));
-process.on("exit", () => fs.rmSync(tmp, {recursive: true, force: true}));
 async function llamaRound(model, threads, nVocab) {
     // llama.cpp's defaults otherwise (F16 KV cache, flash attention "auto"); the context
     // holds the prompt and the decoded tokens, the batch holds the whole prompt.
@@ -84,7 +119,10 @@ async function llamaRound(model, threads, nVocab) {
 }
 
 function engineRound(modelPath, threads) {
-    const out = run("engine_speed", [modelPath, "--threads", String(threads), "--prompt", String(PROMPT), "--decode", String(DECODE)]);
+    const out = run("engine_speed", [modelPath, "--threads", String(threads), "--prompt", String(PROMPT), "--decode", String(DECODE),
+        ...(ISA ? ["--isa", ISA] : [])]);
+    engineIsa = /^isa (\S+)/m.exec(out)?.[1] ?? "unknown";
+    if (ISA && engineIsa !== ISA) throw new Error(`engine_speed --isa ${ISA} ran its ${engineIsa} path`);
     const m = /prefill_tok_s (\S+) decode_tok_s (\S+)/.exec(out);
     return {prefill: Number(m[1]), decode: Number(m[2])};
 }
@@ -106,7 +144,7 @@ for (const m of MODELS) {
                 process.stderr.write(`${m.name} ${type} threads=${threads} round ${r}: engine ${e[r].prefill.toFixed(1)} / ${e[r].decode.toFixed(2)}, ` +
                     `llama.cpp ${l[r].prefill.toFixed(1)} / ${l[r].decode.toFixed(2)} tok/s (prefill / decode)\n`);
             }
-            results.push({model: m.name, type, threads, e, l});
+            results.push({model: m.name, type, threads, isa: {engine: engineIsa, llamacpp: llamaVariant}, e, l});
         }
         await model.dispose();
         fs.rmSync(modelPath);
@@ -117,25 +155,25 @@ await llama.dispose();
 
 const best = (xs, k) => Math.max(...xs.map((x) => x[k]));
 const range = (xs, k) => `${Math.min(...xs.map((x) => x[k])).toFixed(1)}-${Math.max(...xs.map((x) => x[k])).toFixed(1)}`;
-const rows = results.map(({model, type, threads, e, l}) => {
+const rows = results.map(({model, type, threads, isa, e, l}) => {
     const cells = [];
     for (const k of ["prefill", "decode"]) {
         const be = best(e, k), bl = best(l, k);
         cells.push(`${be.toFixed(1)} (${range(e, k)})`, `${bl.toFixed(1)} (${range(l, k)})`, `${(be / bl).toFixed(2)}`);
     }
-    return `| ${model} | ${type.toUpperCase()} | ${threads} | ${cells.join(" | ")} |`;
+    return `| ${model} | ${type.toUpperCase()} | ${threads} | ${isa.engine} / ${isa.llamacpp} | ${cells.join(" | ")} |`;
 });
 const cpu = os.cpus()[0]?.model ?? "unknown CPU";
 const flags = (fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1] ?? "").split(" ");
 const simd = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni"].filter((f) => flags.includes(f)).join(" ");
 const table = [
-    `| model | type | threads | engine prefill tok/s | llama.cpp prefill tok/s | engine / llama.cpp | engine decode tok/s | llama.cpp decode tok/s | engine / llama.cpp |`,
-    `|---|---|---|---|---|---|---|---|---|`,
+    `| model | type | threads | ISA (engine / llama.cpp) | engine prefill tok/s | llama.cpp prefill tok/s | engine / llama.cpp | engine decode tok/s | llama.cpp decode tok/s | engine / llama.cpp |`,
+    `|---|---|---|---|---|---|---|---|---|---|`,
     ...rows,
 ].join("\n");
-const md = `# Engine vs llama.cpp on the CPU
+const md = `# Engine vs llama.cpp on the CPU${ISA === "avx2" ? ", AVX2 only" : ""}
 
-\`make bench-engine\` (bench/engine/run.mjs), ${new Date().toISOString().slice(0, 10)}.
+\`make bench-engine\` (bench/engine/run.mjs${ISA ? " --isa " + ISA : ""}), ${new Date().toISOString().slice(0, 10)}.
 
 - Models: generated by \`reprise-make-model random\` (random weights), output tied to the
   embedding; the same GGUF file for both.
@@ -146,10 +184,10 @@ ${MODELS.filter((m) => m.params).map((m) => `  - ${m.name}: ${m.nVocab.toLocaleS
     and half of the attn_v and ffn_down matrices.
 - Prefill: ${PROMPT} tokens in one batch (logits of the last one only). Decode: ${DECODE} greedy
   tokens, one at a time, after that prompt.
-- Engine: \`engine_speed\` (F32 KV cache; its kernels chosen at run time). llama.cpp: node-llama-cpp 3.22.1's
+- Engine: \`engine_speed\` (F32 KV cache; ${ISA === "avx2" ? "its kernels capped at AVX2, `--isa avx2`" : "its kernels chosen at run time"}: the ${engineIsa} path). llama.cpp: node-llama-cpp 3.22.1's
   prebuilt CPU build (llama.cpp release ${release}), its defaults otherwise (F16 KV cache, flash
   attention auto), driven from Node (one native call per decoded token); its CPU backend
-  here: \`${systemInfo}\`.
+  here: libggml-cpu-${llamaVariant}.so${ISA === "avx2" ? " (a copy of the package without the wider variants)" : " (the best scoring variant)"}, \`${systemInfo}\`.
 - Best of ${ROUNDS} rounds per figure (the range of all rounds in parentheses); rounds alternate
   between the two, so other load on the machine hits both. Machine: ${cpu}, ${os.cpus().length}
   logical CPUs (SIMD: ${simd}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB.
@@ -170,6 +208,7 @@ console.log(`written to ${path.relative(process.cwd(), OUT)}`);
 const jsonPath = OUT.replace(/\.md$/, "") + ".json";
 fs.writeFileSync(jsonPath, JSON.stringify({
     meta: {date: new Date().toISOString(), cpu, cpus: os.cpus().length, simd, llamacpp: release, rounds: ROUNDS, prompt: PROMPT, decode: DECODE,
+        isa: {option: ISA || "native", engine: engineIsa, llamacpp: llamaVariant},
         models: MODELS.filter((m) => m.params).map(({name, nVocab, params, dim, ff, layers}) => ({name, nVocab, params, dim, ff, layers}))},
     results}, null, 1) + "\n");
 const plot = spawnSync(process.execPath, [path.join(ROOT, "bench/engine/run_plot.mjs"), jsonPath, OUT.replace(/\.md$/, "") + ".png"], {stdio: "inherit"});
