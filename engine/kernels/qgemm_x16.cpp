@@ -99,6 +99,13 @@ REPRISE_X16_VNNI void tile_vnni(const uint8_t* G, size_t gbb, const Act& A, int 
     _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(Y + int64_t(t0 + j) * ldy, m, acc[j]);
 }
 
+// Keeps v in a register at this point: stops GCC from re-associating the integer sums
+// of a tile into trees whose partial products spill out of the 16 ymm registers.
+template <class V>
+inline void pin(V& v) {
+    __asm__("" : "+x"(v));
+}
+
 // 8 rows (half h of the group) x NT tokens with maddubs. Q8_0: |w| times y * sign(w)
 // (pairs at most 2 * 127 * 127, no saturation). Q4_0: nibbles times y, the 16-bit pair
 // sums of a whole block added before widening: at most 8 * 2 * 15 * 127 = 30480.
@@ -122,6 +129,7 @@ REPRISE_X16_AVX2 void tile_avx2(const uint8_t* G, size_t gbb, const Act& A, int 
                     const __m256i a = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(int(load_u32(y[j] + 4 * k))));
                     const __m256i c = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(int(load_u32(y[j] + 16 + 4 * k))));
                     s[j] = _mm256_add_epi16(s[j], _mm256_add_epi16(a, c));
+                    pin(s[j]);
                 }
             }
             _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
@@ -136,6 +144,7 @@ REPRISE_X16_AVX2 void tile_avx2(const uint8_t* G, size_t gbb, const Act& A, int 
                 _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
                     const __m256i sy = _mm256_sign_epi8(_mm256_set1_epi32(int(load_u32(y[j] + 4 * k))), w);
                     s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), ones));
+                    pin(s[j]);
                 }
             }
         }
