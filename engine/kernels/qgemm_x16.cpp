@@ -22,6 +22,7 @@ namespace {
 
 constexpr int kQ8Chunks = 8, kQ4Chunks = 4;  // 64-byte chunks per group block
 constexpr size_t kScaleBytes = 2 * kX16Rows;
+constexpr int kAvx2Wide = 3;  // AVX2 Q4_0: 16-row tiles of this many tokens from this many on
 
 size_t chunk_count(GgmlType t) { return t == GgmlType::Q8_0 ? kQ8Chunks : kQ4Chunks; }
 int groups_of(int rows) { return (rows + kX16Rows - 1) / kX16Rows; }
@@ -99,6 +100,13 @@ REPRISE_X16_VNNI void tile_vnni(const uint8_t* G, size_t gbb, const Act& A, int 
     _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) _mm512_mask_storeu_ps(Y + int64_t(t0 + j) * ldy, m, acc[j]);
 }
 
+// Keeps v in a register at this point: stops GCC from re-associating the integer sums
+// of a tile into trees whose partial products spill out of the 16 ymm registers.
+template <class V>
+inline void pin(V& v) {
+    __asm__("" : "+x"(v));
+}
+
 // 8 rows (half h of the group) x NT tokens with maddubs. Q8_0: |w| times y * sign(w)
 // (pairs at most 2 * 127 * 127, no saturation). Q4_0: nibbles times y, the 16-bit pair
 // sums of a whole block added before widening: at most 8 * 2 * 15 * 127 = 30480.
@@ -122,6 +130,7 @@ REPRISE_X16_AVX2 void tile_avx2(const uint8_t* G, size_t gbb, const Act& A, int 
                     const __m256i a = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(int(load_u32(y[j] + 4 * k))));
                     const __m256i c = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(int(load_u32(y[j] + 16 + 4 * k))));
                     s[j] = _mm256_add_epi16(s[j], _mm256_add_epi16(a, c));
+                    pin(s[j]);
                 }
             }
             _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
@@ -136,6 +145,7 @@ REPRISE_X16_AVX2 void tile_avx2(const uint8_t* G, size_t gbb, const Act& A, int 
                 _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
                     const __m256i sy = _mm256_sign_epi8(_mm256_set1_epi32(int(load_u32(y[j] + 4 * k))), w);
                     s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), ones));
+                    pin(s[j]);
                 }
             }
         }
@@ -152,6 +162,66 @@ REPRISE_X16_AVX2 void tile_avx2(const uint8_t* G, size_t gbb, const Act& A, int 
         } else {
             alignas(32) float tmp[8];
             _mm256_store_ps(tmp, acc[j]);
+            std::memcpy(out, tmp, sizeof(float) * size_t(nrows));
+        }
+    }
+}
+
+// Q4_0, all 16 rows of the group x NT tokens: tile_avx2's work for both halves at once,
+// so each activation broadcast serves 16 rows (10 instead of 12 vector operations per
+// chunk and token). Prefill, 2048 x 768 x 128, 1 thread: 126 GMAC/s against 120 for two
+// 8-row tiles of 4 tokens (the same for Q8_0's sign trick, so Q8_0 keeps tile_avx2).
+template <int NT>
+REPRISE_X16_AVX2 void tile_q4_avx2_16(const uint8_t* G, size_t gbb, const Act& A, int t0, float* Y, int64_t ldy, int nrows) {
+    __m256 acc[2][NT];
+    _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) acc[0][j] = _mm256_setzero_ps(), acc[1][j] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
+    for (int b = 0; b < A.nb; ++b) {
+        const uint8_t* g = G + size_t(b) * gbb;
+        const int8_t* y[NT];
+        _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) y[j] = A.q[size_t(t0 + j) * size_t(A.nb) + size_t(b)].qs;
+        __m256i s[2][NT];
+        _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) s[0][j] = _mm256_setzero_si256(), s[1][j] = _mm256_setzero_si256();
+        {
+            _Pragma("GCC unroll 8") for (int k = 0; k < 4; ++k) {
+                const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kScaleBytes + 64 * k));
+                const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kScaleBytes + 64 * k + 32));
+                const __m256i lo0 = _mm256_and_si256(v0, low), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), low);
+                const __m256i lo1 = _mm256_and_si256(v1, low), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), low);
+                _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
+                    const __m256i ya = _mm256_set1_epi32(int(load_u32(y[j] + 4 * k)));
+                    const __m256i yc = _mm256_set1_epi32(int(load_u32(y[j] + 16 + 4 * k)));
+                    s[0][j] = _mm256_add_epi16(s[0][j], _mm256_add_epi16(_mm256_maddubs_epi16(lo0, ya), _mm256_maddubs_epi16(hi0, yc)));
+                    pin(s[0][j]);
+                    s[1][j] = _mm256_add_epi16(s[1][j], _mm256_add_epi16(_mm256_maddubs_epi16(lo1, ya), _mm256_maddubs_epi16(hi1, yc)));
+                    pin(s[1][j]);
+                }
+            }
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
+                const size_t kk = size_t(t0 + j) * size_t(A.nb) + size_t(b);
+                const __m256i c = _mm256_set1_epi32(A.corr[kk]);
+                s[0][j] = _mm256_add_epi32(_mm256_madd_epi16(s[0][j], ones), c);
+                s[1][j] = _mm256_add_epi32(_mm256_madd_epi16(s[1][j], ones), c);
+            }
+        }
+        const __m256 dw0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        const __m256 dw1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+        _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
+            const size_t kk = size_t(t0 + j) * size_t(A.nb) + size_t(b);
+            const __m256 dx = _mm256_set1_ps(A.d[kk]);
+            acc[0][j] = _mm256_add_ps(acc[0][j], _mm256_mul_ps(_mm256_cvtepi32_ps(s[0][j]), _mm256_mul_ps(dw0, dx)));
+            acc[1][j] = _mm256_add_ps(acc[1][j], _mm256_mul_ps(_mm256_cvtepi32_ps(s[1][j]), _mm256_mul_ps(dw1, dx)));
+        }
+    }
+    _Pragma("GCC unroll 8") for (int j = 0; j < NT; ++j) {
+        float* out = Y + int64_t(t0 + j) * ldy;
+        if (nrows >= 16) {
+            _mm256_storeu_ps(out, acc[0][j]);
+            _mm256_storeu_ps(out + 8, acc[1][j]);
+        } else {
+            alignas(32) float tmp[16];
+            _mm256_store_ps(tmp, acc[0][j]);
+            _mm256_store_ps(tmp + 8, acc[1][j]);
             std::memcpy(out, tmp, sizeof(float) * size_t(nrows));
         }
     }
@@ -185,6 +255,10 @@ void run_avx2(const uint8_t* P, size_t gbb, int rows, const Act& A, int n_tok, f
         const uint8_t* G = P + size_t(g) * size_t(A.nb) * gbb;
         const int nrows = std::min<int>(kX16Rows, rows - int(g) * kX16Rows);
         float* Yg = Y + g * kX16Rows;
+        if (kQ4 && n_tok >= kAvx2Wide) {
+            group_tokens<kAvx2Wide>(n_tok, [&](auto nt, int t) { tile_q4_avx2_16<decltype(nt)::value>(G, gbb, A, t, Yg, rows, nrows); });
+            continue;
+        }
         for (int h = 0; h < 2 && 8 * h < nrows; ++h)
             group_tokens<4>(n_tok, [&](auto nt, int t) {
                 tile_avx2<kQ4, decltype(nt)::value>(G, gbb, A, t, Yg, rows, h, std::min(8, nrows - 8 * h));
