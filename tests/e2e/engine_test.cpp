@@ -509,6 +509,45 @@ TEST_CASE("engine: a pipelined request is not a disconnect - both are answered")
   CHECK(stats["samples_generated"] == 17);
 }
 
+TEST_CASE("engine: pipelined answers that reach the client together are both read, in order") {
+  // The timing the test above leaves to chance, made certain: the client reads nothing
+  // until both jobs have ended, so both answers wait in its socket and one recv() can
+  // take the first and the start of the second. Before, the test client dropped what
+  // followed the first answer, and the second read timed out with nothing.
+  EngineStack s("", 1024);
+  Conn conn(s.proxy.port());
+  SUBCASE("the second request follows once the first job has started") {
+    REQUIRE(conn.send(post_request(chat("Wait for me", 4, 40), "A")));
+    wait_for_engine(s, [](const json& e) { return e["running_jobs"] == 1 || e["jobs"] == 1; });
+    REQUIRE(conn.send(post_request(chat("And me", 1, 5), "A")));
+  }
+  SUBCASE("both requests arrive in one write, before either job starts") {
+    REQUIRE(conn.send(post_request(chat("Wait for me", 4, 40), "A") + post_request(chat("And me", 1, 5), "A")));
+  }
+  // The access log's line for a request comes after its answer's last write.
+  auto answered = [&s] {
+    const std::string log = s.proxy.log();
+    size_t count = 0;
+    for (size_t at = log.find("proxy POST /v1/chat/completions 200"); at != std::string::npos;
+         at = log.find("proxy POST /v1/chat/completions 200", at + 1))
+      ++count;
+    return count;
+  };
+  for (auto deadline = Clock::now() + std::chrono::seconds(20); answered() < 2 && Clock::now() < deadline;)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(answered() == 2);
+  Response one = read_response(conn, std::chrono::seconds(20));
+  CHECK(one.status == 200);
+  CHECK(one.json()["choices"].size() == 4);
+  Response two = read_response(conn, std::chrono::seconds(20));
+  CHECK(two.status == 200);
+  CHECK(two.json()["choices"].size() == 1);
+  CHECK_FALSE(conn.recv_some(std::chrono::milliseconds(0)).has_value());  // nothing more
+  json stats = s.stats();
+  CHECK(stats["engine"]["jobs_cancelled"] == 0);
+  CHECK(stats["samples_generated"] == 5);
+}
+
 TEST_CASE("engine: [engine] device - auto says where it runs and why, cuda without a GPU stops the start, gpu is refused") {
   EngineStack s;  // device = "auto", the default
   auto r = post(s, "/v1/chat/completions", chat("Where do you run", 2, 8), "A");

@@ -16,6 +16,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace reprise::test {
@@ -55,7 +56,9 @@ class Conn {
   }
 
   // Bytes that arrive within `timeout`: nullopt on timeout, "" on EOF or reset.
+  // Bytes handed back by unread() come first.
   std::optional<std::string> recv_some(std::chrono::milliseconds timeout) {
+    if (!unread_.empty()) return std::exchange(unread_, std::string());
     pollfd p{fd_, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
     if (r == 0) return std::nullopt;
@@ -80,8 +83,13 @@ class Conn {
   }
   int fd() const { return fd_; }
 
+  // Puts back bytes received but not used: one recv() can take a response and the
+  // start of the next (pipelined answers), which belong to the next read.
+  void unread(std::string bytes) { unread_ = std::move(bytes) + unread_; }
+
  private:
   int fd_ = -1;
+  std::string unread_;
 };
 
 struct Response {
@@ -130,6 +138,8 @@ inline Response read_response(Conn& conn, std::chrono::milliseconds timeout,
     }
     if (on_body && parser.is_header_done()) on_body(parser.get().body());
   }
+  // What followed this response in the last recv() is the next response's.
+  if (parser.is_done() && !pending.empty()) conn.unread(std::move(pending));
   out.complete = parser.is_done();
   out.status = parser.get().result_int();
   for (auto& f : parser.get()) out.headers.insert(f.name_string(), f.value());
