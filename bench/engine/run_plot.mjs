@@ -54,10 +54,10 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
-set offsets 0, 0, graph 0.12, 0
+set offsets 0, 0, graph 0.22, 0
 set xrange [-0.6:${r.results.length - 0.4}]
 set bmargin ${r.results.some((x) => x.isa) ? 5 : 4}
-set key top right
+set key top left
 ${panel("prefill (one batch)", 2)}
 ${panel("decode (one token at a time)", 4)}
 unset multiplot
