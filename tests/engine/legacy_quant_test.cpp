@@ -25,23 +25,13 @@
 #include "engine/thread_pool.hpp"
 #include "fixtures.hpp"
 #include "llama_ref.hpp"
+#include "random_vectors.hpp"
 
 using namespace reprise::engine;
 
 namespace {
-struct Lcg {
-    uint64_t s;
-    float next() {  // uniform [-1, 1)
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        return float(int64_t(s >> 40) - (1 << 23)) / float(1 << 23);
-    }
-};
-std::vector<float> randv(size_t n, uint64_t seed, float scale = 1.0f) {
-    Lcg r{seed};
-    std::vector<float> v(n);
-    for (auto& x : v) x = scale * r.next();
-    return v;
-}
+using test::Lcg;
+using test::randv;
 
 // The fixed vectors: two blocks of weights (mixed signs with ties; positive with an
 // outlier) and two of activations. The expected bytes and dot products below were
